@@ -1,0 +1,345 @@
+"""The actor runtime: bounded mailboxes, references, request/reply, and the actor loop.
+
+Theory of operation
+-------------------
+An actor is an object that owns its state and is reached only through its `Mailbox`.
+The mailbox outlives any one incarnation of the actor: when a supervisor restarts a
+crashed actor it builds a fresh instance from the child spec's factory and hands it the
+same mailbox, so every `ActorRef` held elsewhere stays valid and the messages still
+queued are not lost. Only the message being handled when the actor crashed is consumed;
+if that message was an `ask`, its caller is answered with `ActorCrashed` at once instead
+of waiting for its deadline.
+
+Overflow policy (the same for every mailbox): a mailbox holds at most `capacity`
+messages. `tell` waits for room (back-pressure on the sender); `tell_nowait` refuses
+with `MailboxFull` (a `trio.WouldBlock`) and the sender decides, e.g. the edge answers
+"busy, retry". Nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import trio
+
+M = TypeVar("M")
+T = TypeVar("T")
+
+DEFAULT_MAILBOX_CAPACITY = 1024
+"""Messages a mailbox holds before `tell` waits and `tell_nowait` refuses."""
+
+
+class MailboxFull(trio.WouldBlock):
+    """`tell_nowait` found the mailbox at its capacity; nothing was enqueued."""
+
+
+class AskTimeout(TimeoutError):
+    """An `ask` got no reply before its deadline."""
+
+
+class ActorCrashed(RuntimeError):
+    """The actor raised while handling an `ask`; the request had no effect it vouches for."""
+
+
+class ActorStopped(RuntimeError):
+    """The actor's mailbox is closed: it was stopped for good."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActorStatistics:
+    """A snapshot of one actor's mailbox and work, as returned by `statistics()`."""
+
+    name: str
+    """The actor's registered name."""
+    mailbox_size: int
+    """Messages waiting in the mailbox now."""
+    mailbox_capacity: int
+    """The mailbox bound."""
+    mailbox_peak: int
+    """The largest `mailbox_size` seen since the mailbox was made."""
+    messages_handled: int
+    """Messages taken out of the mailbox and handled (successfully or not)."""
+    messages_refused: int
+    """`tell_nowait` calls refused because the mailbox was full."""
+    crashes: int
+    """Times an incarnation of the actor ended with an exception."""
+    restarts: int
+    """Times the actor was started again after its first start."""
+
+
+class Reply(Generic[T]):
+    """A one-shot answer slot for `ask`. The handler calls `set` or `fail` once."""
+
+    __slots__ = ("_event", "_value", "_error")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._value: T | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._event.is_set()
+
+    def set(self, value: T) -> None:
+        if self._event.is_set():
+            return
+        self._value = value
+        self._event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if self._event.is_set():
+            return
+        self._error = error
+        self._event.set()
+
+    async def wait(self) -> T:
+        await self._event.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class Mailbox(Generic[M]):
+    """A bounded queue of messages for one actor, stable across its restarts."""
+
+    def __init__(self, name: str, capacity: int = DEFAULT_MAILBOX_CAPACITY) -> None:
+        if capacity < 1 or capacity == math.inf:
+            raise ValueError("a mailbox must be bounded and hold at least one message")
+        self.name = name
+        self.capacity = capacity
+        self._send, self._receive = trio.open_memory_channel[M](capacity)
+        self._size = 0
+        self._peak = 0
+        self._handled = 0
+        self._refused = 0
+        self.crashes = 0
+        self.starts = 0
+        self.ref: ActorRef[M] = ActorRef(self)
+
+    # -- sending side (used through ActorRef) ------------------------------------------
+
+    def _put_nowait(self, message: M) -> None:
+        try:
+            self._send.send_nowait(message)
+        except trio.WouldBlock:
+            self._refused += 1
+            raise MailboxFull(self.name) from None
+        except trio.ClosedResourceError:
+            raise ActorStopped(self.name) from None
+        self._count_in()
+
+    async def _put(self, message: M) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._send.send_nowait(message)
+        except trio.WouldBlock:
+            # Count first: the actor may take the message before this task runs again.
+            self._count_in()
+            try:
+                await self._send.send(message)
+            except trio.ClosedResourceError:
+                self._size -= 1
+                raise ActorStopped(self.name) from None
+            except BaseException:
+                self._size -= 1
+                raise
+            return
+        except trio.ClosedResourceError:
+            raise ActorStopped(self.name) from None
+        self._count_in()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def _count_in(self) -> None:
+        self._size += 1
+        if self._size > self._peak:
+            self._peak = self._size
+
+    # -- receiving side (used by the actor loop) ---------------------------------------
+
+    def receive_nowait(self) -> M:
+        message = self._receive.receive_nowait()
+        self._size -= 1
+        return message
+
+    async def receive(self) -> M:
+        message = await self._receive.receive()
+        self._size -= 1
+        return message
+
+    def mark_handled(self) -> None:
+        self._handled += 1
+
+    def close(self) -> None:
+        """Refuse further messages for good (the actor will not run again)."""
+        self._send.close()
+
+    def statistics(self) -> ActorStatistics:
+        return ActorStatistics(
+            name=self.name,
+            mailbox_size=self._size,
+            mailbox_capacity=self.capacity,
+            mailbox_peak=self._peak,
+            messages_handled=self._handled,
+            messages_refused=self._refused,
+            crashes=self.crashes,
+            restarts=max(0, self.starts - 1),
+        )
+
+
+class ActorRef(Generic[M]):
+    """The only way to reach an actor: `tell` (one-way) and `ask` (request/reply)."""
+
+    __slots__ = ("_mailbox",)
+
+    def __init__(self, mailbox: Mailbox[M]) -> None:
+        self._mailbox = mailbox
+
+    @property
+    def name(self) -> str:
+        return self._mailbox.name
+
+    async def tell(self, message: M) -> None:
+        """Enqueue `message`, waiting while the mailbox is full."""
+        await self._mailbox._put(message)
+
+    def tell_nowait(self, message: M) -> None:
+        """Enqueue `message` or raise `MailboxFull` at once."""
+        self._mailbox._put_nowait(message)
+
+    async def ask(self, make: Callable[[Reply[T]], M], *, timeout: float) -> T:
+        """Send `make(reply)` and wait for the actor to answer through `reply`.
+
+        Raises `AskTimeout` when no answer came within `timeout` seconds (time spent
+        waiting for mailbox room counts), `ActorCrashed` when the handler raised.
+        """
+        reply: Reply[T] = Reply()
+        with trio.move_on_after(timeout):
+            await self._mailbox._put(make(reply))
+            return await reply.wait()
+        raise AskTimeout(f"{self.name} did not answer within {timeout} s")
+
+    def statistics(self) -> ActorStatistics:
+        return self._mailbox.statistics()
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.name}>"
+
+
+class Actor(Generic[M]):
+    """Base class: override `handle`; optionally `started` and `stopping`.
+
+    `run` is the incarnation's whole life: `started`, then messages one at a time until
+    the supervisor asks for a graceful stop, then `stopping`. An actor that needs tasks of
+    its own overrides `run` and keeps them in a nursery inside it.
+    """
+
+    def __init__(self, mailbox: Mailbox[M]) -> None:
+        self.mailbox = mailbox
+
+    @property
+    def ref(self) -> ActorRef[M]:
+        return self.mailbox.ref
+
+    async def started(self) -> None:
+        """Called once before the first message of this incarnation."""
+
+    async def handle(self, message: M) -> None:
+        raise NotImplementedError
+
+    async def stopping(self) -> None:
+        """Called on a graceful stop, after the last message this incarnation handles."""
+
+    def statistics(self) -> ActorStatistics:
+        return self.mailbox.statistics()
+
+    async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.started()
+        task_status.started(self.ref)
+        await self.message_loop(stop_requested)
+        await self.stopping()
+
+    async def message_loop(self, stop_requested: trio.Event) -> None:
+        """Handle messages until `stop_requested` is set; a message being handled finishes."""
+        mailbox = self.mailbox
+        crash: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            receive_scope: list[trio.CancelScope] = []
+
+            async def cancel_receive_on_stop() -> None:
+                await stop_requested.wait()
+                for scope in receive_scope:
+                    scope.cancel()
+
+            nursery.start_soon(cancel_receive_on_stop)
+            while not stop_requested.is_set():
+                try:
+                    message = mailbox.receive_nowait()
+                except trio.WouldBlock:
+                    with trio.CancelScope() as scope:
+                        receive_scope.append(scope)
+                        try:
+                            message = await mailbox.receive()
+                        finally:
+                            receive_scope.clear()
+                    if scope.cancelled_caught:
+                        break
+                else:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                try:
+                    await self.deliver(message)
+                except Exception as error:
+                    crash = error
+                    break
+            nursery.cancel_scope.cancel()
+        if crash is not None:
+            # raised outside the nursery so the supervisor sees the error itself
+            raise crash
+
+    async def deliver(self, message: M) -> None:
+        """Handle one message; a crash answers a pending `ask` before propagating."""
+        try:
+            await self.handle(message)
+        except BaseException as error:
+            reply = getattr(message, "reply", None)
+            if isinstance(reply, Reply):
+                if isinstance(error, Exception):
+                    reply.fail(ActorCrashed(f"{self.mailbox.name} crashed: {error!r}"))
+                else:
+                    reply.fail(ActorStopped(self.mailbox.name))
+            raise
+        finally:
+            self.mailbox.mark_handled()
+
+
+class Registry:
+    """Actors by name, for one application. Names are unique while registered."""
+
+    def __init__(self) -> None:
+        self._refs: dict[str, ActorRef[Any]] = {}
+
+    def register(self, ref: ActorRef[Any]) -> None:
+        if ref.name in self._refs and self._refs[ref.name] is not ref:
+            raise KeyError(f"an actor named {ref.name!r} is already registered")
+        self._refs[ref.name] = ref
+
+    def unregister(self, name: str) -> None:
+        self._refs.pop(name, None)
+
+    def whereis(self, name: str) -> ActorRef[Any] | None:
+        return self._refs.get(name)
+
+    def lookup(self, name: str) -> ActorRef[Any]:
+        try:
+            return self._refs[name]
+        except KeyError:
+            raise KeyError(f"no actor named {name!r}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._refs)
+
+    def statistics(self) -> list[ActorStatistics]:
+        return [self._refs[name].statistics() for name in sorted(self._refs)]

@@ -1,0 +1,86 @@
+"""Accounts (tenants) and their users: creation and password hashing (argon2id)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from kefu.server.database import Database
+
+ROLES = ("admin", "supervisor", "agent")
+MIN_PASSWORD_LENGTH = 10
+
+_hasher = PasswordHasher()
+
+
+class AccountError(ValueError):
+    """The account or user cannot be created as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedAccount:
+    account_id: UUID
+    slug: str
+    admin_user_id: UUID
+    admin_email: str
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def slug_for(name: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63]
+    return slug or "account"
+
+
+async def create_account(
+    database: Database, *, name: str, admin_email: str, admin_password: str, admin_name: str | None = None,
+    slug: str | None = None,
+) -> CreatedAccount:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise AccountError("the account name must have 1 to 200 characters")
+    email = admin_email.strip()
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
+        raise AccountError(f"{email!r} is not an e-mail address")
+    if len(admin_password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    slug = slug or slug_for(name)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", slug):
+        raise AccountError(f"{slug!r} is not a valid account slug (lowercase letters, digits, dashes)")
+    password_hash = hash_password(admin_password)
+
+    async def work(conn: asyncpg.Connection) -> CreatedAccount:
+        async with conn.transaction():
+            try:
+                account_id = await conn.fetchval(
+                    "INSERT INTO accounts (slug, name) VALUES ($1, $2) RETURNING id", slug, name
+                )
+            except asyncpg.UniqueViolationError:
+                raise AccountError(f"an account with the slug {slug!r} already exists") from None
+            user_id = await conn.fetchval(
+                """INSERT INTO users (account_id, email, display_name, role, password_hash)
+                   VALUES ($1, $2, $3, 'admin', $4) RETURNING id""",
+                account_id, email, admin_name or email.split("@")[0], password_hash,
+            )
+        return CreatedAccount(account_id, slug, user_id, email)
+
+    return await database.run(work)

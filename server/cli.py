@@ -1,0 +1,140 @@
+"""The `kefu` command: serve, migrate, account create."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+import trio
+import trio_asyncio
+
+from kefu.server.accounts import AccountError, create_account, generate_password
+from kefu.server.config import Config, ConfigError, load_config
+from kefu.server.database import Database, DurabilityOff, resolve_dsn
+from kefu.server.logs import configure_logging
+
+log = logging.getLogger("kefu.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kefu", description="kefu contact-center messaging server")
+    parser.add_argument("--config", type=Path, help="TOML configuration file (default: $KEFU_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start everything (embedded PostgreSQL unless a database URL is set)")
+    serve.add_argument("--host", help="listen address (KEFU_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (KEFU_PORT)")
+    serve.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+
+    migrate = commands.add_parser("migrate", help="apply schema migrations and exit")
+    migrate.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+
+    account = commands.add_parser("account", help="manage accounts (tenants)")
+    account_commands = account.add_subparsers(dest="account_command", required=True)
+    create = account_commands.add_parser("create", help="create an account with its first admin user")
+    create.add_argument("--name", required=True, help="the account's display name, e.g. 'Acme Support'")
+    create.add_argument("--slug", help="short unique id used at sign-in (default: from the name)")
+    create.add_argument("--admin-email", required=True, help="e-mail of the first admin (their sign-in name)")
+    create.add_argument("--admin-name", help="display name of the first admin")
+    create.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the admin password from standard input (otherwise asked, or generated when there is no terminal)",
+    )
+    create.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(
+            args.config,
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+            data_dir=getattr(args, "data_dir", None),
+        )
+    except ConfigError as error:
+        print(f"kefu: {error}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.log_format)
+    try:
+        if args.command == "serve":
+            return _serve(config)
+        if args.command == "migrate":
+            return trio.run(_migrate, config)
+        if args.command == "account" and args.account_command == "create":
+            return _account_create(config, args)
+    except DurabilityOff as error:
+        print(f"kefu: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+def _serve(config: Config) -> int:
+    from kefu.server.node import serve
+
+    trio.run(serve, config)
+    return 0
+
+
+async def _with_database(config: Config) -> Database:
+    dsn = await trio.to_thread.run_sync(resolve_dsn, config)
+    return await Database.open(dsn, pool_size=2)
+
+
+async def _migrate(config: Config) -> int:
+    async with trio_asyncio.open_loop():
+        database = await _with_database(config)
+        try:
+            await database.check_durability()
+            applied = await database.migrate()
+        finally:
+            await database.close()
+    if applied:
+        print("applied: " + ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    else:
+        print("schema is up to date")
+    return 0
+
+
+def _account_create(config: Config, args: argparse.Namespace) -> int:
+    generated = False
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password for the admin: ")
+    else:
+        password, generated = generate_password(), True
+
+    async def run() -> int:
+        async with trio_asyncio.open_loop():
+            database = await _with_database(config)
+            try:
+                await database.migrate()
+                created = await create_account(
+                    database, name=args.name, slug=args.slug, admin_email=args.admin_email,
+                    admin_password=password, admin_name=args.admin_name,
+                )
+            except AccountError as error:
+                print(f"kefu: {error}", file=sys.stderr)
+                return 1
+            finally:
+                await database.close()
+        host = "localhost" if config.host in ("127.0.0.1", "::1", "0.0.0.0", "::") else config.host
+        print(f"Created account {created.slug!r} ({created.account_id}).")
+        print(f"Sign in at http://{host}:{config.port}/ as {created.admin_email}")
+        print(f"  account: {created.slug}")
+        if generated:
+            print(f"  password: {password}   (generated; shown only now)")
+        return 0
+
+    return trio.run(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Configuration: defaults, then an optional TOML file, then `KEFU_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value kefu cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    data_dir: Path = Path("kefu-data")
+    """Folder for the embedded PostgreSQL cluster, attachments and backups."""
+    database_url: str = ""
+    """PostgreSQL DSN. Empty: start the embedded server in `data_dir/postgres`."""
+    host: str = "127.0.0.1"
+    """Address the HTTP/websocket server listens on."""
+    port: int = 8080
+    """Port the HTTP/websocket server listens on (0 picks a free one)."""
+    log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR."""
+    log_format: str = "json"
+    """json (one object a line) or text."""
+    database_pool_size: int = 10
+    """Connections in the asyncpg pool (the store's writer takes one while it commits)."""
+    store_batch_max: int = 2000
+    """Most appends the store commits in one transaction (group commit)."""
+    store_append_timeout: float = 10.0
+    """Seconds a caller waits for its append to be committed before it gets a retryable error."""
+    shutdown_grace: float = 10.0
+    """Seconds open connections get to finish on SIGINT/SIGTERM before they are closed."""
+    max_frame_bytes: int = 65536
+    """Largest websocket message accepted; attachments go over HTTP."""
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
+
+
+ENV_PREFIX = "KEFU_"
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    try:
+        if kind in (int, "int"):
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (Path, "Path"):
+            return Path(str(raw)).expanduser()
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: cannot use {raw!r} as {getattr(kind, '__name__', kind)}") from None
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
+    """Build the configuration. `path` (or KEFU_CONFIG) names an optional TOML file."""
+    env = dict(os.environ if environ is None else environ)
+    config = Config()
+    known = {f.name: f.type for f in fields(Config)}
+    values: dict[str, Any] = {}
+    file_path = path or (Path(env["KEFU_CONFIG"]) if env.get("KEFU_CONFIG") else None)
+    if file_path is not None:
+        try:
+            data = tomllib.loads(Path(file_path).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise ConfigError(f"cannot read configuration file {file_path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"configuration file {file_path} is not valid TOML: {error}") from None
+        section = data.get("kefu", data)
+        for key, raw in section.items():
+            if key not in known:
+                raise ConfigError(f"unknown setting {key!r} in {file_path}")
+            values[key] = _coerce(key, raw, known[key])
+    for key, kind in known.items():
+        raw_env = env.get(ENV_PREFIX + key.upper())
+        if raw_env is not None and raw_env != "":
+            values[key] = _coerce(key, raw_env, kind)
+    for key, raw in overrides.items():
+        if raw is not None:
+            values[key] = _coerce(key, raw, known[key])
+    config = replace(config, **values)
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"setting 'log_level': {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
+    if config.log_format not in ("json", "text"):
+        raise ConfigError(f"setting 'log_format': {config.log_format!r} is not json or text")
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"setting 'port': {config.port} is out of range")
+    for name in ("database_pool_size", "store_batch_max", "max_frame_bytes"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"setting {name!r} must be at least 1")
+    if config.database_pool_size < 2:
+        raise ConfigError("setting 'database_pool_size' must be at least 2 (one writer, one reader)")

@@ -1,0 +1,159 @@
+"""One kefu process: the supervisor tree of ARCHITECTURE.md inside one trio run.
+
+```
+root                 one_for_one
+├── store            the group-commit writer of the event log
+├── core             rest_for_one (dispatcher, aggregator)
+├── agents           dynamic: one Agent actor per signed-in agent
+├── sessions         dynamic: one CustomerSession actor per open conversation
+├── gateways         one_for_one, one actor per channel
+└── http             hypercorn serving the quart-trio app
+```
+
+Children start top to bottom and stop bottom to top: on SIGINT/SIGTERM the HTTP server
+stops accepting and drains first, and the store commits what it holds last.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import trio
+import trio_asyncio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from kefu.actors.runtime import Mailbox, Registry
+from kefu.actors.store import STORE_MAILBOX_CAPACITY, Store, StoreMessage, StoreStatistics
+from kefu.actors.supervisor import (
+    ChildSpec,
+    DynamicSupervisor,
+    Restart,
+    Strategy,
+    Supervisor,
+    SupervisorStatistics,
+    actor_child,
+)
+from kefu.server.app import create_app
+from kefu.server.config import Config
+from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
+from kefu.server.event_log import PostgresEventLog
+
+log = logging.getLogger("kefu.node")
+
+ROOT_INTENSITY = (5, 30.0)
+"""More than 5 restarts of the root's children within 30 s stop the process (exit 1)."""
+
+
+def bind_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Node:
+    def __init__(self, config: Config, database: Database) -> None:
+        self.config = config
+        self.database = database
+        self.registry = Registry()
+        self.urls: list[str] = []
+        self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
+        self.store: Store | None = None
+        self.core = Supervisor("core", [], strategy=Strategy.REST_FOR_ONE)
+        self.agents: DynamicSupervisor[Any] = DynamicSupervisor("agents")
+        self.sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions")
+        self.gateways = Supervisor("gateways", [], strategy=Strategy.ONE_FOR_ONE)
+        self.app = create_app(self)
+        intensity, period = ROOT_INTENSITY
+        self.root = Supervisor(
+            "root",
+            [
+                actor_child(self._new_store, self.store_mailbox, registry=self.registry, shutdown=config.shutdown_grace),
+                self.core.spec(),
+                self.agents.spec(),
+                self.sessions.spec(),
+                self.gateways.spec(),
+                ChildSpec("http", self._serve_http, Restart.PERMANENT, shutdown=config.shutdown_grace + 5),
+            ],
+            strategy=Strategy.ONE_FOR_ONE,
+            intensity=intensity,
+            period=period,
+        )
+
+    def _new_store(self, mailbox: Mailbox[StoreMessage]) -> Store:
+        self.store = Store(mailbox, PostgresEventLog(self.database), batch_max=self.config.store_batch_max)
+        return self.store
+
+    async def _serve_http(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        hc = HypercornConfig()
+        hc.bind = [bind_address(self.config.host, self.config.port)]
+        hc.graceful_timeout = self.config.shutdown_grace
+        hc.websocket_max_message_size = self.config.max_frame_bytes
+        hc.accesslog = None
+        hc.errorlog = logging.getLogger("hypercorn.error")
+
+        class _Started:
+            def started(inner, urls: list[str]) -> None:  # noqa: N805
+                self.urls = list(urls)
+                task_status.started(urls)
+
+        await hypercorn_serve(self.app, hc, shutdown_trigger=stop_requested.wait, task_status=_Started())
+
+    # -- what the edge asks -------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, bool]:
+        database = await self.database.ping()
+        migrations = False
+        if database:
+            try:
+                migrations = not await self.database.pending_migrations()
+            except DatabaseUnavailable:
+                migrations = False
+        store = self.store is not None and "store" in self.registry.names()
+        return {"database": database, "migrations": migrations, "store": store}
+
+    def supervisor_statistics(self) -> list[SupervisorStatistics]:
+        return [s.statistics() for s in (self.root, self.core, self.agents, self.sessions, self.gateways)]
+
+    def store_statistics(self) -> StoreStatistics | None:
+        return self.store.store_statistics() if self.store is not None else None
+
+
+async def _stop_on_signals(stop: trio.Event, cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if not stop.is_set():
+                log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+                stop.set()
+            else:
+                log.warning("second signal: stopping now", extra={"signal": signal.Signals(signum).name})
+                cancel_scope.cancel()
+
+
+async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run kefu until SIGINT/SIGTERM (or cancellation); returns after a graceful stop."""
+    dsn = await trio.to_thread.run_sync(resolve_dsn, config)
+    async with trio_asyncio.open_loop():
+        database = await Database.open(dsn, pool_size=config.database_pool_size)
+        try:
+            await database.check_durability()
+            await database.migrate()
+            node = Node(config, database)
+            stop = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
+                await nursery.start(_run_tree, node, stop, nursery.cancel_scope)
+                log.info("kefu is serving", extra={"urls": node.urls, "embedded_database": config.embedded_database})
+                task_status.started(node)
+        finally:
+            with trio.CancelScope(shield=True):
+                await database.close()
+    log.info("kefu stopped")
+
+
+async def _run_tree(node: Node, stop: trio.Event, done: trio.CancelScope, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    try:
+        await node.root.run(stop, task_status=task_status)
+    finally:
+        done.cancel()
+
