@@ -1,0 +1,124 @@
+"""Shared fixtures: one embedded PostgreSQL for the whole run, a fresh database per module.
+
+Tests talk to a real PostgreSQL (pgserver's), never a mock. Each test module gets its own
+database (created from a migrated template), so modules cannot see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import pytest
+import trio
+import trio_asyncio
+
+from kefu.server.database import Database
+
+TEMPLATE = "kefu_template"
+
+
+def _admin_dsn(dsn: str, database: str) -> str:
+    # pgserver's DSNs look like postgresql://postgres:@/postgres?host=/path
+    head, _, query = dsn.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{database}?{query}" if query else f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DSN of the `postgres` database of a server for this run (KEFU_TEST_DATABASE_URL or embedded)."""
+    configured = os.environ.get("KEFU_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield str(server.get_uri())
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_database(postgres_dsn: str) -> str:
+    """A migrated database that per-module databases are copied from."""
+
+    async def prepare() -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await conn.close()
+
+    async def migrate() -> None:
+        async with open_database(_admin_dsn(postgres_dsn, TEMPLATE)) as database:
+            await database.migrate()
+
+    import asyncio
+
+    asyncio.run(prepare())
+    trio.run(migrate)
+    return TEMPLATE
+
+
+@pytest.fixture(scope="module")
+def database_dsn(postgres_dsn: str, template_database: str) -> Iterator[str]:
+    """DSN of a freshly migrated database owned by one test module."""
+    import asyncio
+
+    name = f"kefu_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_database}")
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield _admin_dsn(postgres_dsn, name)
+    asyncio.run(drop())
+
+
+@asynccontextmanager
+async def open_database(dsn: str, pool_size: int = 4) -> AsyncIterator[Database]:
+    """A trio-asyncio loop and a `Database` on `dsn`, for the body of one trio test."""
+    async with trio_asyncio.open_loop():
+        database = await Database.open(dsn, pool_size=pool_size)
+        try:
+            yield database
+        finally:
+            await database.close()
+
+
+async def new_account(database: Database) -> uuid.UUID:
+    slug = f"t-{uuid.uuid4().hex[:10]}"
+    account_id: uuid.UUID = await database.fetchval(
+        "INSERT INTO accounts (slug, name) VALUES ($1, $2) RETURNING id", slug, slug
+    )
+    return account_id
+
+
+async def new_conversation(database: Database, account_id: uuid.UUID, channel: str = "webchat") -> uuid.UUID:
+    conversation_id: uuid.UUID = await database.fetchval(
+        "INSERT INTO conversations (account_id, channel) VALUES ($1, $2) RETURNING id", account_id, channel
+    )
+    return conversation_id
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
