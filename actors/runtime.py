@@ -55,7 +55,8 @@ class ActorStatistics:
     name: str
     """The actor's registered name."""
     mailbox_size: int
-    """Messages waiting in the mailbox now."""
+    """Messages waiting in the mailbox now, at most `mailbox_capacity`; a sender waiting
+    for room is not counted, nor a message handed straight to an idle actor."""
     mailbox_capacity: int
     """The mailbox bound."""
     mailbox_peak: int
@@ -112,7 +113,6 @@ class Mailbox(Generic[M]):
         self.name = name
         self.capacity = capacity
         self._send, self._receive = trio.open_memory_channel[M](capacity)
-        self._size = 0
         self._peak = 0
         self._handled = 0
         self._refused = 0
@@ -130,45 +130,45 @@ class Mailbox(Generic[M]):
             raise MailboxFull(self.name) from None
         except trio.ClosedResourceError:
             raise ActorStopped(self.name) from None
-        self._count_in()
+        self._note_peak()
 
     async def _put(self, message: M) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             self._send.send_nowait(message)
         except trio.WouldBlock:
-            # Count first: the actor may take the message before this task runs again.
-            self._count_in()
+            # A waiting sender's message is not in the mailbox yet: it is not counted
+            # until the channel takes it, so the size never exceeds the capacity.
             try:
                 await self._send.send(message)
             except trio.ClosedResourceError:
-                self._size -= 1
                 raise ActorStopped(self.name) from None
-            except BaseException:
-                self._size -= 1
-                raise
+            self._note_peak()
             return
         except trio.ClosedResourceError:
             raise ActorStopped(self.name) from None
-        self._count_in()
+        self._note_peak()
         await trio.lowlevel.cancel_shielded_checkpoint()
 
-    def _count_in(self) -> None:
-        self._size += 1
-        if self._size > self._peak:
-            self._peak = self._size
+    @property
+    def size(self) -> int:
+        """Messages waiting in the mailbox now (taken by the channel, not yet by the actor)."""
+        return self._receive.statistics().current_buffer_used
+
+    def _note_peak(self) -> None:
+        # The buffer only grows when a send succeeds (a waiting sender's message moves
+        # in as another is taken out), so checking after each send sees every maximum.
+        size = self.size
+        if size > self._peak:
+            self._peak = size
 
     # -- receiving side (used by the actor loop) ---------------------------------------
 
     def receive_nowait(self) -> M:
-        message = self._receive.receive_nowait()
-        self._size -= 1
-        return message
+        return self._receive.receive_nowait()
 
     async def receive(self) -> M:
-        message = await self._receive.receive()
-        self._size -= 1
-        return message
+        return await self._receive.receive()
 
     def mark_handled(self) -> None:
         self._handled += 1
@@ -180,7 +180,7 @@ class Mailbox(Generic[M]):
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(
             name=self.name,
-            mailbox_size=self._size,
+            mailbox_size=self.size,
             mailbox_capacity=self.capacity,
             mailbox_peak=self._peak,
             messages_handled=self._handled,
@@ -275,7 +275,12 @@ class Actor(Generic[M]):
                     scope.cancel()
 
             nursery.start_soon(cancel_receive_on_stop)
-            while not stop_requested.is_set():
+            while True:
+                # The checkpoint comes before a message is taken, never between taking
+                # and handling it: a cancel here leaves every queued message queued.
+                await trio.lowlevel.checkpoint()
+                if stop_requested.is_set():
+                    break
                 try:
                     message = mailbox.receive_nowait()
                 except trio.WouldBlock:
@@ -287,8 +292,6 @@ class Actor(Generic[M]):
                             receive_scope.clear()
                     if scope.cancelled_caught:
                         break
-                else:
-                    await trio.lowlevel.checkpoint_if_cancelled()
                 try:
                     await self.deliver(message)
                 except Exception as error:

@@ -29,6 +29,7 @@ The event log's SQL lives in `kefu.server.event_log`; this module knows only the
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -124,40 +125,96 @@ class StoreStatistics:
     """How long the latest transaction took, from its first statement to COMMIT returning."""
 
 
+DEFAULT_WRITERS = 2
+"""Transactions in flight at once. Each conversation always goes to the same writer, so
+its appends commit in the order they were sent; two writers let one batch form (and its
+rows be encoded) while the other's COMMIT waits for the disk."""
+
+
 class Store(Actor[StoreMessage]):
-    def __init__(self, mailbox: Mailbox[StoreMessage], event_log: EventLog, *, batch_max: int = DEFAULT_BATCH_MAX) -> None:
+    def __init__(
+        self,
+        mailbox: Mailbox[StoreMessage],
+        event_log: EventLog,
+        *,
+        batch_max: int = DEFAULT_BATCH_MAX,
+        writers: int = DEFAULT_WRITERS,
+    ) -> None:
         super().__init__(mailbox)
+        if writers < 1 or batch_max < 1:
+            raise ValueError("a store needs at least one writer and batches of at least one append")
         self.event_log = event_log
         self.batch_max = batch_max
+        self.writers = writers
+        # Appends taken from the mailbox, waiting for their writer. Bounded: when a
+        # writer's queue holds `2 * batch_max`, `handle` waits, so the mailbox fills and
+        # back-pressure reaches the senders.
+        self._queued: list[deque[Append]] = [deque() for _ in range(writers)]
+        self._work: list[trio.Event] = [trio.Event() for _ in range(writers)]
+        self._room = trio.Event()
+        self._closing = False
         self.transactions = 0
         self.appends_committed = 0
         self.appends_failed = 0
         self.largest_batch = 0
         self.last_commit_seconds = 0.0
 
-    async def handle(self, message: StoreMessage) -> None:
-        batch = [message]
-        receive_nowait = self.mailbox.receive_nowait
+    async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         try:
-            while len(batch) < self.batch_max:
-                batch.append(receive_nowait())
-                self.mailbox.mark_handled()
-        except trio.WouldBlock:
-            pass
-        await self.commit(batch)
+            async with trio.open_nursery() as nursery:
+                for writer in range(self.writers):
+                    nursery.start_soon(self._write, writer)
+                task_status.started(self.ref)
+                await self.message_loop(stop_requested)
+                # graceful stop: what is already in the mailbox is committed too
+                await self._take_waiting()
+                self._closing = True
+                for work in self._work:
+                    work.set()
+        except BaseException:
+            self._fail_queued(StoreUnavailable("the store stopped before committing this append; retry"))
+            raise
 
-    async def stopping(self) -> None:
+    async def handle(self, message: StoreMessage) -> None:
+        self._enqueue(message)
+        await self._take_waiting()
+
+    async def _take_waiting(self) -> None:
+        """Move everything waiting in the mailbox to the writers' queues."""
+        receive_nowait = self.mailbox.receive_nowait
         while True:
-            batch: list[StoreMessage] = []
             try:
-                while len(batch) < self.batch_max:
-                    batch.append(self.mailbox.receive_nowait())
-                    self.mailbox.mark_handled()
+                message = receive_nowait()
             except trio.WouldBlock:
-                pass
-            if not batch:
                 return
+            self.mailbox.mark_handled()
+            self._enqueue(message)
+            while any(len(queue) >= 2 * self.batch_max for queue in self._queued):
+                self._room = trio.Event()
+                await self._room.wait()
+
+    def _enqueue(self, message: Append) -> None:
+        writer = hash(message.record.conversation_id) % self.writers if self.writers > 1 else 0
+        self._queued[writer].append(message)
+        self._work[writer].set()
+
+    async def _write(self, writer: int) -> None:
+        queue = self._queued[writer]
+        while True:
+            while not queue:
+                if self._closing:
+                    return
+                self._work[writer] = trio.Event()
+                await self._work[writer].wait()
+            batch = [queue.popleft() for _ in range(min(len(queue), self.batch_max))]
+            self._room.set()
             await self.commit(batch)
+
+    def _fail_queued(self, error: Exception) -> None:
+        for queue in self._queued:
+            if queue:
+                self._fail_all(list(queue), error)
+                queue.clear()
 
     async def commit(self, batch: list[Append]) -> None:
         records = [append.record for append in batch]

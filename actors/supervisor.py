@@ -267,6 +267,10 @@ class Supervisor(_SupervisorBase):
 
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         failure: SupervisorEscalation | ChildStartError | None = None
+        # Each run is a fresh incarnation (a parent restarts us by calling run again):
+        # all children start anew and the restart history starts empty, as in OTP.
+        self._running = [None] * len(self.specs)
+        self._restart_times.clear()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             try:
@@ -386,6 +390,7 @@ class DynamicSupervisor(_SupervisorBase, Generic[M]):
 
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         failure: SupervisorEscalation | None = None
+        self._restart_times.clear()  # a fresh incarnation, as in `Supervisor.run`
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._ready.set()
