@@ -31,8 +31,6 @@ class Config:
     """Connections in the asyncpg pool (the store's writer takes one while it commits)."""
     store_batch_max: int = 2000
     """Most appends the store commits in one transaction (group commit)."""
-    store_append_timeout: float = 10.0
-    """Seconds a caller waits for its append to be committed before it gets a retryable error."""
     shutdown_grace: float = 10.0
     """Seconds open connections get to finish on SIGINT/SIGTERM before they are closed."""
     max_frame_bytes: int = 65536
