@@ -1,0 +1,117 @@
+"""Frames an agent (from the workbench) sends to the server on ``/ws/agent``.
+
+``message.send``, ``typing``, ``read``, ``resume``, ``ping`` and ``conversation.close``
+are shared with the customer protocol (see ``common`` and ``customer``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Final, Literal
+
+from .common import MarkRead, Ping, Resume, SendMessage, SetTyping
+from .customer import CloseConversation
+
+__all__ = [
+    "AGENT_FRAME_TYPES",
+    "AGENT_STATUSES",
+    "AcceptOffer",
+    "AddNote",
+    "AgentFrame",
+    "AgentStatusName",
+    "DeclineOffer",
+    "SetStatus",
+    "Transfer",
+]
+
+AgentStatusName = Literal["online", "break", "offline"]
+AGENT_STATUSES: Final[frozenset[str]] = frozenset({"online", "break", "offline"})
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    """Change the agent's availability; echoed by a ``status`` frame.
+
+    Only ``online`` agents receive offers. ``reason`` explains a break (``"lunch"``).
+    """
+
+    TYPE: ClassVar[str] = "status.set"
+
+    status: AgentStatusName
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptOffer:
+    """Take the offered conversation; the server answers with an ``assigned`` event."""
+
+    TYPE: ClassVar[str] = "offer.accept"
+
+    offer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeclineOffer:
+    """Refuse the offer; the conversation goes back to its queue (or its agent)."""
+
+    TYPE: ClassVar[str] = "offer.decline"
+
+    offer_id: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddNote:
+    """An internal note on a conversation: seen by agents and supervisors, never customers."""
+
+    TYPE: ClassVar[str] = "note.add"
+
+    client_id: str
+    conversation_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Hand the conversation to another agent or to another department's queue.
+
+    Exactly one of ``to_agent_id`` and ``to_department_id`` is set. ``note`` is shown to
+    the receiving agent.
+    """
+
+    TYPE: ClassVar[str] = "transfer"
+
+    client_id: str
+    conversation_id: str
+    to_agent_id: str | None = None
+    to_department_id: str | None = None
+    note: str | None = None
+
+
+AgentFrame = (
+    SetStatus
+    | AcceptOffer
+    | DeclineOffer
+    | SendMessage
+    | AddNote
+    | Transfer
+    | CloseConversation
+    | SetTyping
+    | MarkRead
+    | Resume
+    | Ping
+)
+
+AGENT_FRAME_TYPES: tuple[type[AgentFrame], ...] = (
+    SetStatus,
+    AcceptOffer,
+    DeclineOffer,
+    SendMessage,
+    AddNote,
+    Transfer,
+    CloseConversation,
+    SetTyping,
+    MarkRead,
+    Resume,
+    Ping,
+)

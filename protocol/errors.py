@@ -1,0 +1,130 @@
+"""The two kinds of protocol error, in the manner of h11.
+
+``LocalProtocolError`` means *we* misused the protocol: we tried to encode something that
+is not a frame, or to drive a conversation through a transition it does not have. It is a
+bug in kefu and may crash the actor that made it.
+
+``RemoteProtocolError`` means the *peer* misbehaved: it sent bytes that are not a valid
+frame. It carries everything the edge needs to answer: a stable machine ``code``, a
+human-readable ``message``, a websocket ``close_code`` when the connection must close (or
+``None`` when an ``error`` frame suffices), and ``ref``, the ``client_id`` of the offending
+frame when it could be read. ``error_frame`` turns it into the server ``error`` frame.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .server import ServerError
+
+__all__ = [
+    "CLOSE_GOING_AWAY",
+    "CLOSE_IDLE_TIMEOUT",
+    "CLOSE_INVALID_PAYLOAD",
+    "CLOSE_MESSAGE_TOO_BIG",
+    "CLOSE_NORMAL",
+    "CLOSE_POLICY_VIOLATION",
+    "CLOSE_PROTOCOL_ERROR",
+    "CLOSE_SERVER_ERROR",
+    "CLOSE_SESSION_REPLACED",
+    "CLOSE_SLOW_CONSUMER",
+    "CLOSE_TOO_MANY_ERRORS",
+    "CLOSE_UNSUPPORTED_DATA",
+    "INVALID_ENVELOPE",
+    "INVALID_FIELD",
+    "MALFORMED_JSON",
+    "MISSING_FIELD",
+    "OVERSIZED",
+    "PROTOCOL_ERROR_CODES",
+    "UNKNOWN_TYPE",
+    "UNSUPPORTED_VERSION",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "error_frame",
+]
+
+# Websocket close codes (RFC 6455 section 7.4.1) that kefu uses.
+CLOSE_NORMAL: Final = 1000
+CLOSE_GOING_AWAY: Final = 1001  # server shutting down; reconnect and resume
+CLOSE_PROTOCOL_ERROR: Final = 1002  # e.g. an unsupported protocol version
+CLOSE_UNSUPPORTED_DATA: Final = 1003  # a binary frame where text was expected
+CLOSE_INVALID_PAYLOAD: Final = 1007  # not UTF-8, not JSON, not a JSON object
+CLOSE_POLICY_VIOLATION: Final = 1008  # authentication failed or was revoked
+CLOSE_MESSAGE_TOO_BIG: Final = 1009
+CLOSE_SERVER_ERROR: Final = 1011
+
+# Application close codes (4000-4999 are reserved for applications).
+CLOSE_SESSION_REPLACED: Final = 4000  # the same user signed in on another connection
+CLOSE_SLOW_CONSUMER: Final = 4001  # send buffer full; reconnect and resume
+CLOSE_IDLE_TIMEOUT: Final = 4002  # no frame (not even ping) within the heartbeat window
+CLOSE_TOO_MANY_ERRORS: Final = 4003  # the peer kept sending invalid frames
+
+# Stable machine codes of RemoteProtocolError.
+MALFORMED_JSON: Final = "malformed_json"
+INVALID_ENVELOPE: Final = "invalid_envelope"
+UNSUPPORTED_VERSION: Final = "unsupported_version"
+UNKNOWN_TYPE: Final = "unknown_type"
+MISSING_FIELD: Final = "missing_field"
+INVALID_FIELD: Final = "invalid_field"
+OVERSIZED: Final = "oversized"
+
+PROTOCOL_ERROR_CODES: Final = frozenset(
+    {
+        MALFORMED_JSON,
+        INVALID_ENVELOPE,
+        UNSUPPORTED_VERSION,
+        UNKNOWN_TYPE,
+        MISSING_FIELD,
+        INVALID_FIELD,
+        OVERSIZED,
+    }
+)
+
+
+class LocalProtocolError(Exception):
+    """We broke the protocol: a bug in kefu, never the peer's fault."""
+
+
+class RemoteProtocolError(Exception):
+    """The peer broke the protocol; answer with an error frame or a close."""
+
+    code: str
+    message: str
+    close_code: int | None
+    ref: str | None
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        close_code: int | None = None,
+        ref: str | None = None,
+    ) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.close_code = close_code
+        self.ref = ref
+
+    @property
+    def must_close(self) -> bool:
+        """True when the connection must be closed with ``close_code``."""
+        return self.close_code is not None
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+    def __repr__(self) -> str:
+        return (
+            f"RemoteProtocolError(code={self.code!r}, message={self.message!r}, "
+            f"close_code={self.close_code!r}, ref={self.ref!r})"
+        )
+
+
+def error_frame(error: RemoteProtocolError) -> ServerError:
+    """The ``error`` frame that answers ``error``.
+
+    A protocol error is never retryable: the same frame would fail the same way.
+    """
+    return ServerError(code=error.code, message=error.message, ref=error.ref, retryable=False)
