@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import trio
-
 from kefu.actors.deadlines import ask_deadlines
 
 M = TypeVar("M")
@@ -78,7 +77,7 @@ class Reply(Generic[T]):
 
     # Built on trio's low-level parking (one waiter, no ParkingLot): an `ask` is on the
     # hot path of every message, and this is measurably cheaper than a trio.Event.
-    __slots__ = ("_done", "_value", "_error", "_waiter")
+    __slots__ = ("_done", "_error", "_value", "_waiter")
 
     def __init__(self) -> None:
         self._done = False

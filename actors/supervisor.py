@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
-
 from kefu.actors.runtime import Actor, ActorRef, Mailbox, Registry
 
 log = logging.getLogger("kefu.supervisor")
@@ -203,7 +202,9 @@ class _SupervisorBase:
         with trio.move_on_after(child.spec.shutdown):
             await child.done.wait()
         if not child.done.is_set():
-            log.warning("child did not stop in time; cancelling", extra={"supervisor": self.name, "child": child.spec.id})
+            log.warning(
+                "child did not stop in time; cancelling", extra={"supervisor": self.name, "child": child.spec.id}
+            )
             child.scope.cancel()
             await child.done.wait()
 
@@ -311,7 +312,10 @@ class Supervisor(_SupervisorBase):
                 continue
             while True:
                 self._note_restart(exit)
-                log.info("restarting", extra={"supervisor": self.name, "child": exit.child.spec.id, "strategy": self.strategy.value})
+                log.info(
+                    "restarting",
+                    extra={"supervisor": self.name, "child": exit.child.spec.id, "strategy": self.strategy.value},
+                )
                 try:
                     if self.strategy is Strategy.ONE_FOR_ONE:
                         await self._restart_one(index)
@@ -411,7 +415,9 @@ class DynamicSupervisor(_SupervisorBase, Generic[M]):
                         await self._start_child(replacement)
                     except ChildStartError as error:
                         self._children.pop(child_id, None)
-                        log.warning("restart failed", extra={"supervisor": self.name, "child": child_id, "error": repr(error)})
+                        log.warning(
+                            "restart failed", extra={"supervisor": self.name, "child": child_id, "error": repr(error)}
+                        )
             except SupervisorEscalation as error:
                 failure = error
             finally:

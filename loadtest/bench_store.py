@@ -35,7 +35,6 @@ from typing import Any
 import asyncpg
 import trio
 import trio_asyncio
-
 from kefu.actors.runtime import Mailbox
 from kefu.actors.store import EventRecord, Store, StoreMessage, append
 from kefu.actors.supervisor import Supervisor, actor_child
@@ -130,8 +129,12 @@ async def bench_raw_copy(dsn: str, appends: int, batch: int = 1000) -> dict[str,
         elapsed = time.perf_counter() - started
     finally:
         await conn.close()
-    return {"name": f"raw asyncpg COPY, batches of {batch}", "appends": appends, "seconds": elapsed,
-            "appends_per_second": appends / elapsed}
+    return {
+        "name": f"raw asyncpg COPY, batches of {batch}",
+        "appends": appends,
+        "seconds": elapsed,
+        "appends_per_second": appends / elapsed,
+    }
 
 
 async def bench_single_insert(dsn: str, appends: int) -> dict[str, Any]:
@@ -145,8 +148,12 @@ async def bench_single_insert(dsn: str, appends: int) -> dict[str, Any]:
         elapsed = time.perf_counter() - started
     finally:
         await conn.close()
-    return {"name": "raw asyncpg single-row INSERT", "appends": appends, "seconds": elapsed,
-            "appends_per_second": appends / elapsed}
+    return {
+        "name": "raw asyncpg single-row INSERT",
+        "appends": appends,
+        "seconds": elapsed,
+        "appends_per_second": appends / elapsed,
+    }
 
 
 def _start_database(data_dir: Path) -> tuple[str, Any]:
@@ -215,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'run':<40} {'appends':>9} {'seconds':>8} {'appends/s':>11}")
     for run in results["runs"]:
         print(f"{run['name']:<40} {run['appends']:>9} {run['seconds']:>8.2f} {run['appends_per_second']:>11,.0f}")
-    print(f"store: {store['transactions']} transactions, mean batch {store['mean_batch']:.1f}, largest {store['largest_batch']}")
+    print(
+        f"store: {store['transactions']} transactions, mean batch {store['mean_batch']:.1f},"
+        f" largest {store['largest_batch']}"
+    )
     for key, value in results["ratios"].items():
         target = results["targets"][key]
         print(f"{key}: {value:.2f}x (target >= {target}x) {'ok' if value >= target else 'BELOW TARGET'}")

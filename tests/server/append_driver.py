@@ -11,11 +11,11 @@ import sys
 import uuid
 
 import trio
-
 from kefu.actors.runtime import Mailbox
 from kefu.actors.store import EventRecord, Store, StoreMessage, StoreUnavailable, append
 from kefu.actors.supervisor import Supervisor, actor_child
 from kefu.server.event_log import PostgresEventLog
+
 from tests.conftest import open_database
 
 
@@ -29,7 +29,9 @@ async def main(dsn: str, account_id: uuid.UUID, conversations: list[uuid.UUID]) 
             async def conversation(conversation_id: uuid.UUID) -> None:
                 seq = 0
                 while True:
-                    rec = EventRecord(account_id, conversation_id, seq, f"m{seq}", "message", "customer", "v", {"text": "x"})
+                    rec = EventRecord(
+                        account_id, conversation_id, seq, f"m{seq}", "message", "customer", "v", {"text": "x"}
+                    )
                     try:
                         ack = await append(mailbox.ref, rec)
                     except StoreUnavailable:

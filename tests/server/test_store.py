@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
-
 from kefu.actors.runtime import Mailbox
 from kefu.actors.store import (
     Append,
@@ -23,6 +22,7 @@ from kefu.actors.store import (
 from kefu.actors.supervisor import Supervisor, actor_child
 from kefu.server.database import Database
 from kefu.server.event_log import PostgresEventLog
+
 from tests.conftest import new_account, new_conversation, open_database
 
 
@@ -40,7 +40,9 @@ def record(account_id: uuid.UUID, conversation_id: uuid.UUID, seq: int, client_i
 
 
 @asynccontextmanager
-async def running_store(database: Database, *, batch_max: int = 2000) -> AsyncIterator[tuple[Store, Mailbox[StoreMessage]]]:
+async def running_store(
+    database: Database, *, batch_max: int = 2000
+) -> AsyncIterator[tuple[Store, Mailbox[StoreMessage]]]:
     mailbox: Mailbox[StoreMessage] = Mailbox("store", 20_000)
     stores: list[Store] = []
 
