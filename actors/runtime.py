@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import trio
+
 from kefu.actors.deadlines import ask_deadlines
 
 M = TypeVar("M")

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import trio
+
 from kefu.actors.runtime import Actor, ActorRef, ActorStatistics, Mailbox, Reply
 
 log = logging.getLogger("kefu.store")

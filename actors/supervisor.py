@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 import trio
+
 from kefu.actors.runtime import Actor, ActorRef, Mailbox, Registry
 
 log = logging.getLogger("kefu.supervisor")

@@ -35,6 +35,7 @@ from typing import Any
 import asyncpg
 import trio
 import trio_asyncio
+
 from kefu.actors.runtime import Mailbox
 from kefu.actors.store import EventRecord, Store, StoreMessage, append
 from kefu.actors.supervisor import Supervisor, actor_child

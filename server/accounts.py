@@ -52,7 +52,12 @@ def slug_for(name: str) -> str:
 
 
 async def create_account(
-    database: Database, *, name: str, admin_email: str, admin_password: str, admin_name: str | None = None,
+    database: Database,
+    *,
+    name: str,
+    admin_email: str,
+    admin_password: str,
+    admin_name: str | None = None,
     slug: str | None = None,
 ) -> CreatedAccount:
     name = name.strip()
@@ -79,7 +84,10 @@ async def create_account(
             user_id = await conn.fetchval(
                 """INSERT INTO users (account_id, email, display_name, role, password_hash)
                    VALUES ($1, $2, $3, 'admin', $4) RETURNING id""",
-                account_id, email, admin_name or email.split("@")[0], password_hash,
+                account_id,
+                email,
+                admin_name or email.split("@")[0],
+                password_hash,
             )
         return CreatedAccount(account_id, slug, user_id, email)
 

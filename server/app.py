@@ -46,11 +46,20 @@ def create_app(node: Node) -> QuartTrio:
         return jsonify({"error": {"code": "not_found", "message": "no such resource"}}), 404
 
     @app.errorhandler(405)
-    async def method_not_allowed(_error: Exception) -> tuple[Response, int]:
-        return jsonify({"error": {"code": "method_not_allowed", "message": "method not allowed here"}}), 405
+    async def method_not_allowed(error: Exception) -> tuple[Response, int]:
+        response = jsonify({"error": {"code": "method_not_allowed", "message": "method not allowed here"}})
+        allowed = getattr(error, "valid_methods", None)
+        if allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response, 405
 
     @app.errorhandler(413)
     async def too_large(_error: Exception) -> tuple[Response, int]:
         return jsonify({"error": {"code": "payload_too_large", "message": "request body too large"}}), 413
+
+    @app.errorhandler(500)
+    async def internal_error(_error: Exception) -> tuple[Response, int]:
+        # Quart has already logged the exception; the client gets JSON like every other error.
+        return jsonify({"error": {"code": "internal_error", "message": "internal server error"}}), 500
 
     return app

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import trio
 import trio_asyncio
 
+from kefu.actors.supervisor import ChildStartError
 from kefu.server.accounts import AccountError, create_account, generate_password
 from kefu.server.config import Config, ConfigError, load_config
-from kefu.server.database import Database, DurabilityOff, resolve_dsn
+from kefu.server.database import Database, DatabaseUnavailable, DurabilityOff, MigrationError, resolve_dsn
 from kefu.server.logs import configure_logging
 
 log = logging.getLogger("kefu.cli")
@@ -40,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--admin-email", required=True, help="e-mail of the first admin (their sign-in name)")
     create.add_argument("--admin-name", help="display name of the first admin")
     create.add_argument(
-        "--password-stdin", action="store_true",
+        "--password-stdin",
+        action="store_true",
         help="read the admin password from standard input (otherwise asked, or generated when there is no terminal)",
     )
     create.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
@@ -67,12 +72,46 @@ def main(argv: list[str] | None = None) -> int:
             return trio.run(_migrate, config)
         if args.command == "account" and args.account_command == "create":
             return _account_create(config, args)
-    except DurabilityOff as error:
-        print(f"kefu: {error}", file=sys.stderr)
+    except BaseException as error:
+        # Errors raised inside trio nurseries (trio-asyncio's loop among them) arrive wrapped
+        # in exception groups; a user should see one line saying what is wrong, not a traceback.
+        leaves = list(_leaves(error))
+        if leaves and all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            return 130
+        messages = [_explain(leaf, config) for leaf in leaves]
+        if not messages or None in messages:
+            raise
+        for message in dict.fromkeys(messages):
+            print(f"kefu: {message}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     return 2
+
+
+_LISTEN_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
+
+
+def _leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside groups, and the causes of children that failed to start."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    elif isinstance(error, ChildStartError) and error.__cause__ is not None:
+        yield from _leaves(error.__cause__)
+    else:
+        yield error
+
+
+def _explain(error: BaseException, config: Config) -> str | None:
+    """A one-line explanation of an expected failure, or None for a bug (shown with its traceback)."""
+    if isinstance(error, DurabilityOff | MigrationError):
+        return str(error)
+    if isinstance(error, OSError) and error.errno in _LISTEN_ERRNOS:
+        return f"cannot listen on {config.host}:{config.port}: {error.strerror or error}"
+    if isinstance(error, DatabaseUnavailable | OSError | asyncpg.InterfaceError):
+        return f"cannot reach the database: {str(error) or type(error).__name__}"
+    if isinstance(error, asyncpg.PostgresError):
+        return f"the database refused: {error}"
+    return None
 
 
 def _serve(config: Config) -> int:
@@ -105,7 +144,7 @@ async def _migrate(config: Config) -> int:
 def _account_create(config: Config, args: argparse.Namespace) -> int:
     generated = False
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
+        password = sys.stdin.readline().rstrip("\r\n")
     elif sys.stdin.isatty():
         password = getpass.getpass("Password for the admin: ")
     else:
@@ -117,8 +156,12 @@ def _account_create(config: Config, args: argparse.Namespace) -> int:
             try:
                 await database.migrate()
                 created = await create_account(
-                    database, name=args.name, slug=args.slug, admin_email=args.admin_email,
-                    admin_password=password, admin_name=args.admin_name,
+                    database,
+                    name=args.name,
+                    slug=args.slug,
+                    admin_email=args.admin_email,
+                    admin_password=password,
+                    admin_name=args.admin_name,
                 )
             except AccountError as error:
                 print(f"kefu: {error}", file=sys.stderr)

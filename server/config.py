@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -49,18 +50,38 @@ ENV_PREFIX = "KEFU_"
 
 
 def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    """Turn `raw` (a string from the environment, or a TOML/CLI value) into the setting's type.
+
+    Strings are parsed; other values must already have the right type: a TOML `port = 1.5`
+    or `log_level = 5` is an error, never silently truncated or stringified.
+    """
+    kind_name = getattr(kind, "__name__", kind)
     try:
+        if isinstance(raw, bool):
+            raise TypeError
         if kind in (int, "int"):
-            if isinstance(raw, bool):
-                raise ValueError
-            return int(raw)
+            if isinstance(raw, str):
+                return int(raw.strip())
+            if not isinstance(raw, int):
+                raise TypeError
+            return raw
         if kind in (float, "float"):
-            return float(raw)
+            if isinstance(raw, str):
+                value = float(raw.strip())
+            elif isinstance(raw, int | float):
+                value = float(raw)
+            else:
+                raise TypeError
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if not isinstance(raw, str | Path):
+            raise TypeError
         if kind in (Path, "Path"):
-            return Path(str(raw)).expanduser()
+            return Path(raw).expanduser()
         return str(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {name!r}: cannot use {raw!r} as {getattr(kind, '__name__', kind)}") from None
+        raise ConfigError(f"setting {name!r}: cannot use {raw!r} as {kind_name}") from None
 
 
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -78,6 +99,8 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None,
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"configuration file {file_path} is not valid TOML: {error}") from None
         section = data.get("kefu", data)
+        if not isinstance(section, dict):
+            raise ConfigError(f"configuration file {file_path}: 'kefu' must be a table of settings")
         for key, raw in section.items():
             if key not in known:
                 raise ConfigError(f"unknown setting {key!r} in {file_path}")
@@ -87,6 +110,8 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None,
         if raw_env is not None and raw_env != "":
             values[key] = _coerce(key, raw_env, kind)
     for key, raw in overrides.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}")
         if raw is not None:
             values[key] = _coerce(key, raw, known[key])
     config = replace(config, **values)
@@ -104,5 +129,9 @@ def _validate(config: Config) -> None:
     for name in ("database_pool_size", "store_batch_max", "max_frame_bytes"):
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+    if config.shutdown_grace < 0:
+        raise ConfigError("setting 'shutdown_grace' must not be negative")
+    if not config.host:
+        raise ConfigError("setting 'host' must not be empty")
     if config.database_pool_size < 2:
         raise ConfigError("setting 'database_pool_size' must be at least 2 (one writer, one reader)")

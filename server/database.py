@@ -40,6 +40,10 @@ class DurabilityOff(RuntimeError):
     """The server would acknowledge commits that are not yet durable."""
 
 
+class MigrationError(RuntimeError):
+    """The database's schema history does not match the bundled migrations."""
+
+
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL in `data_dir` and return its DSN.
 
@@ -113,7 +117,7 @@ async def _migrate_aio(conn: asyncpg.Connection, migrations: list[Migration]) ->
         for migration in migrations:
             if migration.version in done:
                 if done[migration.version] != migration.checksum:
-                    raise RuntimeError(
+                    raise MigrationError(
                         f"migration {migration.version:04d}_{migration.name} was changed after it was applied"
                     )
                 continue
@@ -166,8 +170,12 @@ class Database:
 
         try:
             return await trio_asyncio.aio_as_trio(on_connection)()
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InterfaceError) as error:
+        except (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.CannotConnectNowError,
+            asyncpg.exceptions.InterfaceError,
+        ) as error:
             raise DatabaseUnavailable(str(error) or type(error).__name__) from error
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:

@@ -16,7 +16,17 @@ import asyncpg
 from kefu.actors.store import Appended, AppendRejected, EventRecord, StoreUnavailable
 from kefu.server.database import Database, DatabaseUnavailable
 
-COLUMNS = ("account_id", "conversation_id", "seq", "client_id", "kind", "sender_role", "sender_id", "body", "created_at")
+COLUMNS = (
+    "account_id",
+    "conversation_id",
+    "seq",
+    "client_id",
+    "kind",
+    "sender_role",
+    "sender_id",
+    "body",
+    "created_at",
+)
 
 INSERT_ONE = f"INSERT INTO conversation_events ({', '.join(COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
@@ -60,10 +70,14 @@ async def _insert_one_by_one(
                 outcomes.append(await _explain_unique_violation(conn, record, error))
             except asyncpg.ForeignKeyViolationError:
                 outcomes.append(
-                    AppendRejected("unknown_conversation", f"conversation {record.conversation_id} does not exist in this account")
+                    AppendRejected(
+                        "unknown_conversation", f"conversation {record.conversation_id} does not exist in this account"
+                    )
                 )
             except RECORD_ERRORS as error:
-                outcomes.append(AppendRejected("invalid_event", f"event rejected by the database: {error.__class__.__name__}"))
+                outcomes.append(
+                    AppendRejected("invalid_event", f"event rejected by the database: {error.__class__.__name__}")
+                )
     return outcomes
 
 

@@ -22,12 +22,20 @@ class NodeCollector(Collector):
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
-        size = GaugeMetricFamily("kefu_actor_mailbox_messages", "Messages waiting in the actor's mailbox.", labels=["actor"])
-        peak = GaugeMetricFamily("kefu_actor_mailbox_peak_messages", "Most messages ever waiting in the mailbox.", labels=["actor"])
+        size = GaugeMetricFamily(
+            "kefu_actor_mailbox_messages", "Messages waiting in the actor's mailbox.", labels=["actor"]
+        )
+        peak = GaugeMetricFamily(
+            "kefu_actor_mailbox_peak_messages", "Most messages ever waiting in the mailbox.", labels=["actor"]
+        )
         capacity = GaugeMetricFamily("kefu_actor_mailbox_capacity_messages", "The mailbox bound.", labels=["actor"])
         handled = CounterMetricFamily("kefu_actor_messages_handled", "Messages the actor handled.", labels=["actor"])
-        refused = CounterMetricFamily("kefu_actor_messages_refused", "Messages refused because the mailbox was full.", labels=["actor"])
-        crashes = CounterMetricFamily("kefu_actor_crashes", "Actor incarnations that ended with an exception.", labels=["actor"])
+        refused = CounterMetricFamily(
+            "kefu_actor_messages_refused", "Messages refused because the mailbox was full.", labels=["actor"]
+        )
+        crashes = CounterMetricFamily(
+            "kefu_actor_crashes", "Actor incarnations that ended with an exception.", labels=["actor"]
+        )
         restarts = CounterMetricFamily("kefu_actor_restarts", "Times the actor was restarted.", labels=["actor"])
         for stats in self.node.registry.statistics():
             size.add_metric([stats.name], stats.mailbox_size)
@@ -39,8 +47,12 @@ class NodeCollector(Collector):
             restarts.add_metric([stats.name], stats.restarts)
         yield from (size, peak, capacity, handled, refused, crashes, restarts)
 
-        children = GaugeMetricFamily("kefu_supervisor_children", "Children running under the supervisor.", labels=["supervisor"])
-        child_restarts = CounterMetricFamily("kefu_supervisor_restarts", "Child restarts made by the supervisor.", labels=["supervisor"])
+        children = GaugeMetricFamily(
+            "kefu_supervisor_children", "Children running under the supervisor.", labels=["supervisor"]
+        )
+        child_restarts = CounterMetricFamily(
+            "kefu_supervisor_restarts", "Child restarts made by the supervisor.", labels=["supervisor"]
+        )
         for sup in self.node.supervisor_statistics():
             children.add_metric([sup.name], sup.children)
             child_restarts.add_metric([sup.name], sup.restarts)
@@ -48,11 +60,23 @@ class NodeCollector(Collector):
 
         store = self.node.store_statistics()
         if store is not None:
-            yield CounterMetricFamily("kefu_store_transactions", "Transactions the store committed for appends.", value=store.transactions)
-            yield CounterMetricFamily("kefu_store_appends_committed", "Appends acknowledged as durable.", value=store.appends_committed)
-            yield CounterMetricFamily("kefu_store_appends_failed", "Appends answered with an error.", value=store.appends_failed)
-            yield GaugeMetricFamily("kefu_store_largest_batch_appends", "Most appends in one transaction.", value=store.largest_batch)
-            yield GaugeMetricFamily("kefu_store_last_commit_seconds", "Duration of the latest append transaction.", value=store.last_commit_seconds)
+            yield CounterMetricFamily(
+                "kefu_store_transactions", "Transactions the store committed for appends.", value=store.transactions
+            )
+            yield CounterMetricFamily(
+                "kefu_store_appends_committed", "Appends acknowledged as durable.", value=store.appends_committed
+            )
+            yield CounterMetricFamily(
+                "kefu_store_appends_failed", "Appends answered with an error.", value=store.appends_failed
+            )
+            yield GaugeMetricFamily(
+                "kefu_store_largest_batch_appends", "Most appends in one transaction.", value=store.largest_batch
+            )
+            yield GaugeMetricFamily(
+                "kefu_store_last_commit_seconds",
+                "Duration of the latest append transaction.",
+                value=store.last_commit_seconds,
+            )
 
 
 def metrics_registry(node: Node) -> CollectorRegistry:

@@ -68,7 +68,9 @@ class Node:
         self.root = Supervisor(
             "root",
             [
-                actor_child(self._new_store, self.store_mailbox, registry=self.registry, shutdown=config.shutdown_grace),
+                actor_child(
+                    self._new_store, self.store_mailbox, registry=self.registry, shutdown=config.shutdown_grace
+                ),
                 self.core.spec(),
                 self.agents.spec(),
                 self.sessions.spec(),
@@ -93,7 +95,7 @@ class Node:
         hc.errorlog = logging.getLogger("hypercorn.error")
 
         class _Started:
-            def started(inner, urls: list[str]) -> None:  # noqa: N805
+            def started(inner, urls: list[str]) -> None:
                 self.urls = list(urls)
                 task_status.started(urls)
 
@@ -151,9 +153,10 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
     log.info("kefu stopped")
 
 
-async def _run_tree(node: Node, stop: trio.Event, done: trio.CancelScope, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def _run_tree(
+    node: Node, stop: trio.Event, done: trio.CancelScope, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
     try:
         await node.root.run(stop, task_status=task_status)
     finally:
         done.cancel()
-

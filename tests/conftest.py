@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 import trio
 import trio_asyncio
+
 from kefu.server.database import Database
 
 TEMPLATE = "kefu_template"

@@ -13,6 +13,7 @@ from typing import Any
 
 import trio
 import trio.testing
+
 from kefu.actors.supervisor import ChildSpec, Restart
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+
 from kefu.actors.deadlines import COMPACT_AT, ask_deadlines
 from kefu.actors.runtime import AskTimeout, Reply
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+
 from kefu.actors.runtime import (
     Actor,
     ActorCrashed,

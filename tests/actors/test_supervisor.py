@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+
 from kefu.actors.runtime import Actor, Mailbox, Registry, Reply
 from kefu.actors.supervisor import (
     ChildSpec,

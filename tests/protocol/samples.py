@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from hypothesis import strategies as st
+
 from kefu.protocol.frames import (
     AGENT_STATUSES,
     MAX_CLIENT_ID_CHARS,

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 import pytest
+
 from kefu.protocol.codec import (
     AGENT_DECODERS,
     CUSTOMER_DECODERS,

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from kefu.protocol.codec import AGENT_DECODERS, CUSTOMER_DECODERS
 from kefu.protocol.conversation import (
     AGENT_FRAMES,

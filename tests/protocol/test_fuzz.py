@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from kefu.protocol.codec import (
     decode_agent_frame,
     decode_customer_frame,

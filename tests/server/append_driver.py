@@ -11,11 +11,11 @@ import sys
 import uuid
 
 import trio
+
 from kefu.actors.runtime import Mailbox
 from kefu.actors.store import EventRecord, Store, StoreMessage, StoreUnavailable, append
 from kefu.actors.supervisor import Supervisor, actor_child
 from kefu.server.event_log import PostgresEventLog
-
 from tests.conftest import open_database
 
 

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+
 from kefu.actors.runtime import Mailbox
 from kefu.actors.store import (
     Append,
@@ -22,7 +23,6 @@ from kefu.actors.store import (
 from kefu.actors.supervisor import Supervisor, actor_child
 from kefu.server.database import Database
 from kefu.server.event_log import PostgresEventLog
-
 from tests.conftest import new_account, new_conversation, open_database
 
 
