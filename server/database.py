@@ -47,15 +47,16 @@ class MigrationError(RuntimeError):
 def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or join) the embedded PostgreSQL in `data_dir` and return its DSN.
 
-    The server keeps running after kefu exits so a restart is instant and nothing is
-    lost; `kefu serve` joins the running one. Its files live in `data_dir`.
+    Several kefu processes may share it (`kefu serve` and a `kefu account create` beside
+    it): the last one to exit normally stops it. After a hard kill it keeps running and
+    the next start joins it. Its files live in `data_dir`.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
         import pgserver
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(data_dir, cleanup_mode=None)
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
         return str(server.get_uri())
 
 
