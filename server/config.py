@@ -36,6 +36,8 @@ class Config:
     """Seconds open connections get to finish on SIGINT/SIGTERM before they are closed."""
     max_frame_bytes: int = 65536
     """Largest websocket message accepted; attachments go over HTTP."""
+    session_ttl_hours: float = 12
+    """Hours a sign-in session token stays valid."""
 
     @property
     def embedded_database(self) -> bool:
@@ -129,6 +131,8 @@ def _validate(config: Config) -> None:
     for name in ("database_pool_size", "store_batch_max", "max_frame_bytes"):
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+    if config.session_ttl_hours <= 0:
+        raise ConfigError("setting 'session_ttl_hours' must be positive")
     if config.shutdown_grace < 0:
         raise ConfigError("setting 'shutdown_grace' must not be negative")
     if not config.host:
