@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import auth, metrics
+from kefu.server import auth, directory, metrics
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -110,6 +110,108 @@ def create_app(node: Node) -> QuartTrio:
         if user is None:
             return _unauthenticated()
         return jsonify(user_json(user)), 200
+
+    async def staff(*, write: bool) -> auth.SignedInUser | tuple[Response, int]:
+        """The signed-in caller when their role may do this; otherwise the error to answer with.
+
+        Admins may read and change the directory, supervisors may only read it, agents neither.
+        """
+        token = bearer_token()
+        user = await auth.authenticate(node.database, token) if token is not None else None
+        if user is None:
+            return _unauthenticated()
+        if user.role != "admin" and (write or user.role != "supervisor"):
+            return error_response("forbidden", "your role may not do this", 403)
+        return user
+
+    async def json_body() -> Any:
+        return await request.get_json(force=True, silent=True)
+
+    def group_routes(kind: str, plural: str) -> None:
+        @app.get(f"/api/v1/{plural}", endpoint=f"list_{plural}")
+        async def list_groups() -> tuple[Response, int]:
+            user = await staff(write=False)
+            if not isinstance(user, auth.SignedInUser):
+                return user
+            groups = await directory.list_groups(node.database, kind, user.account_id)
+            return jsonify({plural: [g.json() for g in groups]}), 200
+
+        @app.post(f"/api/v1/{plural}", endpoint=f"create_{kind}")
+        async def create_group() -> tuple[Response, int]:
+            user = await staff(write=True)
+            if not isinstance(user, auth.SignedInUser):
+                return user
+            group = await directory.create_group(node.database, kind, user.account_id, await json_body())
+            return jsonify(group.json()), 201
+
+        @app.patch(f"/api/v1/{plural}/<group_id>", endpoint=f"rename_{kind}")
+        async def rename_group(group_id: str) -> tuple[Response, int]:
+            user = await staff(write=True)
+            if not isinstance(user, auth.SignedInUser):
+                return user
+            group = await directory.rename_group(
+                node.database, kind, user.account_id, directory.parse_id(group_id, kind), await json_body()
+            )
+            return jsonify(group.json()), 200
+
+        @app.delete(f"/api/v1/{plural}/<group_id>", endpoint=f"delete_{kind}")
+        async def delete_group(group_id: str) -> tuple[Response | str, int]:
+            user = await staff(write=True)
+            if not isinstance(user, auth.SignedInUser):
+                return user
+            await directory.delete_group(node.database, kind, user.account_id, directory.parse_id(group_id, kind))
+            return "", 204
+
+    group_routes("department", "departments")
+    group_routes("skill", "skills")
+
+    @app.get("/api/v1/agents")
+    async def list_agents() -> tuple[Response, int]:
+        user = await staff(write=False)
+        if not isinstance(user, auth.SignedInUser):
+            return user
+        return jsonify({"agents": await directory.list_agents(node.database, user.account_id)}), 200
+
+    @app.post("/api/v1/agents")
+    async def create_agent() -> tuple[Response, int]:
+        user = await staff(write=True)
+        if not isinstance(user, auth.SignedInUser):
+            return user
+        return jsonify(await directory.create_agent(node.database, user.account_id, await json_body())), 201
+
+    @app.get("/api/v1/agents/<agent_id>")
+    async def get_agent(agent_id: str) -> tuple[Response, int]:
+        user = await staff(write=False)
+        if not isinstance(user, auth.SignedInUser):
+            return user
+        agent = await directory.get_agent(node.database, user.account_id, directory.parse_id(agent_id, "agent"))
+        return jsonify(agent), 200
+
+    @app.patch("/api/v1/agents/<agent_id>")
+    async def update_agent(agent_id: str) -> tuple[Response, int]:
+        user = await staff(write=True)
+        if not isinstance(user, auth.SignedInUser):
+            return user
+        agent = await directory.update_agent(
+            node.database,
+            user.account_id,
+            directory.parse_id(agent_id, "agent"),
+            await json_body(),
+            acting_user_id=user.user_id,
+        )
+        return jsonify(agent), 200
+
+    @app.errorhandler(directory.InvalidInput)
+    async def invalid_input(error: Exception) -> tuple[Response, int]:
+        return error_response("invalid_request", str(error), 400)
+
+    @app.errorhandler(directory.NotFound)
+    async def directory_not_found(error: Exception) -> tuple[Response, int]:
+        return error_response("not_found", str(error), 404)
+
+    @app.errorhandler(directory.Conflict)
+    async def conflict(error: Exception) -> tuple[Response, int]:
+        return error_response("conflict", str(error), 409)
 
     @app.get("/")
     async def index() -> Response:
