@@ -95,18 +95,21 @@ def create_app(node: Node) -> QuartTrio:
             return error_response("invalid_credentials", "invalid account, e-mail or password", 401)
         return jsonify({"token": token, "expires_at": user.expires_at.isoformat(), "user": user_json(user)}), 200
 
+    async def current_user() -> auth.SignedInUser | None:
+        """Who the request's bearer token signs in, if anyone."""
+        token = bearer_token()
+        return await auth.authenticate(node.database, token) if token is not None else None
+
     @app.post("/api/v1/auth/sign-out")
     async def sign_out() -> tuple[Response | str, int]:
         token = bearer_token()
-        if token is None or await auth.authenticate(node.database, token) is None:
+        if token is None or not await auth.sign_out(node.database, token):
             return _unauthenticated()
-        await auth.sign_out(node.database, token)
         return "", 204
 
     @app.get("/api/v1/me")
     async def me() -> tuple[Response, int]:
-        token = bearer_token()
-        user = await auth.authenticate(node.database, token) if token is not None else None
+        user = await current_user()
         if user is None:
             return _unauthenticated()
         return jsonify(user_json(user)), 200
@@ -116,8 +119,7 @@ def create_app(node: Node) -> QuartTrio:
 
         Admins may read and change the directory, supervisors may only read it, agents neither.
         """
-        token = bearer_token()
-        user = await auth.authenticate(node.database, token) if token is not None else None
+        user = await current_user()
         if user is None:
             return _unauthenticated()
         if user.role != "admin" and (write or user.role != "supervisor"):

@@ -121,7 +121,8 @@ async def sign_out(database: Database, token: str) -> bool:
     if not token or len(token) > MAX_TOKEN_CHARS:
         return False
     status = await database.execute(
-        "UPDATE user_sessions SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+        "UPDATE user_sessions SET revoked_at = now()"
+        " WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > now()",
         token_hash(token),
     )
     return status == "UPDATE 1"

@@ -135,6 +135,7 @@ async def test_an_expired_session_is_unauthenticated(database_dsn: str, tmp_path
         response = await client.get("/api/v1/me", headers=bearer(token))
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthenticated"
+        assert (await client.post("/api/v1/auth/sign-out", headers=bearer(token))).status_code == 401
 
 
 async def test_the_token_is_stored_only_as_its_sha256(database_dsn: str, tmp_path: Path) -> None:
