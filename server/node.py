@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 from typing import Any
+from uuid import UUID
 
 import trio
 import trio_asyncio
@@ -57,6 +58,7 @@ class Node:
         self.database = database
         self.registry = Registry()
         self.urls: list[str] = []
+        self.pending_queue_reloads: set[UUID] = set()
         self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
         self.store: Store | None = None
         self.core = Supervisor("core", [], strategy=Strategy.REST_FOR_ONE)
@@ -113,6 +115,10 @@ class Node:
                 migrations = False
         store = self.store is not None and "store" in self.registry.names()
         return {"database": database, "migrations": migrations, "store": store}
+
+    def queues_changed(self, account_id: UUID) -> None:
+        """An account's queues were created, changed or deleted: the dispatcher reloads them."""
+        self.pending_queue_reloads.add(account_id)
 
     def supervisor_statistics(self) -> list[SupervisorStatistics]:
         return [s.statistics() for s in (self.root, self.core, self.agents, self.sessions, self.gateways)]
