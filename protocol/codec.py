@@ -41,7 +41,7 @@ from .frames import (
     Frame,
     ServerFrame,
 )
-from .server import CustomerSummary, Limits, Sender
+from .server import AgentLoad, ConversationSummary, CustomerSummary, Limits, QueueStats, Sender
 from .server_decoders import SERVER_DECODERS
 
 __all__ = [
@@ -142,7 +142,9 @@ def decode_server_frame(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_FRAME
 # --- encoding ------------------------------------------------------------------------------
 
 # The nested records that travel inside frames.
-_NESTED: Final[frozenset[type]] = frozenset({Sender, Limits, CustomerSummary})
+_NESTED: Final[frozenset[type]] = frozenset(
+    {Sender, Limits, CustomerSummary, ConversationSummary, QueueStats, AgentLoad}
+)
 
 
 @cache
@@ -158,6 +160,8 @@ def _fields_to_wire(record: Any, out: dict[str, Any]) -> dict[str, Any]:
             continue
         if type(value) in _NESTED:
             value = _fields_to_wire(value, {})
+        elif type(value) is tuple:
+            value = [_fields_to_wire(item, {}) if type(item) in _NESTED else item for item in value]
         out[name] = value
     return out
 

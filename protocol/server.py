@@ -9,22 +9,30 @@ from typing import ClassVar, Final, Literal
 from .common import MessageKind
 
 __all__ = [
+    "AGENT_PRESENCES",
+    "CONVERSATION_STATES",
     "EVENT_KINDS",
     "OFFER_REVOKED_REASONS",
     "SENDER_ROLES",
     "SERVER_FRAME_TYPES",
     "Ack",
+    "AgentLoad",
+    "AgentPresence",
     "AgentStatus",
     "ConversationEvent",
+    "ConversationList",
+    "ConversationSummary",
     "CustomerSummary",
     "EventKind",
     "Limits",
+    "LiveStats",
     "Offer",
     "OfferRevoked",
     "PeerRead",
     "PeerTyping",
     "Pong",
     "QueuePosition",
+    "QueueStats",
     "Resumed",
     "Sender",
     "SenderRole",
@@ -40,6 +48,15 @@ SENDER_ROLES: Final[frozenset[str]] = frozenset({"customer", "agent", "system"})
 EventKind = Literal["message", "note", "queued", "assigned", "transferred", "closed", "wrapped_up", "system"]
 EVENT_KINDS: Final[frozenset[str]] = frozenset(
     {"message", "note", "queued", "assigned", "transferred", "closed", "wrapped_up", "system"}
+)
+
+AgentPresence = Literal["online", "break", "offline", "wrap_up"]
+AGENT_PRESENCES: Final[frozenset[str]] = frozenset({"online", "break", "offline", "wrap_up"})
+"""What the server reports of an agent: the status it chose, or ``wrap_up`` while it does
+after-contact work (online agents only; no offers meanwhile)."""
+
+CONVERSATION_STATES: Final[frozenset[str]] = frozenset(
+    {"queued", "offered", "assigned", "transferring", "wrap_up", "closed"}
 )
 
 OFFER_REVOKED_REASONS: Final[frozenset[str]] = frozenset({"expired", "taken", "customer_left", "cancelled"})
@@ -208,14 +225,82 @@ class OfferRevoked:
 
 @dataclass(frozen=True, slots=True)
 class AgentStatus:
-    """The agent's status, sent after ``status.set`` and whenever it changes."""
+    """The agent's status, sent after ``status.set`` and whenever it changes.
+
+    ``wrap_up_seconds`` is the after-contact time left while ``status`` is ``wrap_up``.
+    """
 
     TYPE: ClassVar[str] = "status"
 
-    status: Literal["online", "break", "offline"]
+    status: AgentPresence
     active_conversations: int
     capacity: int
     reason: str | None = None
+    wrap_up_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One open conversation of the receiver, as listed after ``welcome``."""
+
+    conversation_id: str
+    state: str
+    last_seq: int
+    customer_id: str
+    channel: str
+    queue_id: str | None = None
+    agent_id: str | None = None
+    topic: str | None = None
+    display_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationList:
+    """The receiver's open conversations (sent after ``welcome``): resume each of them."""
+
+    TYPE: ClassVar[str] = "conversations"
+
+    conversations: tuple[ConversationSummary, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Live figures of one queue, counted since midnight UTC (``waiting`` and
+    ``longest_wait_seconds`` are right now)."""
+
+    queue_id: str
+    name: str
+    waiting: int
+    longest_wait_seconds: int
+    offered: int
+    answered: int
+    abandoned: int
+    agents_available: int
+    service_level: float | None = None
+    average_speed_of_answer_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLoad:
+    """One signed-in agent as supervisors see it."""
+
+    agent_id: str
+    display_name: str
+    status: AgentPresence
+    load: int
+    capacity: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStats:
+    """A snapshot of the account's contact center, streamed to supervisors every second."""
+
+    TYPE: ClassVar[str] = "stats"
+
+    at: str
+    queues: tuple[QueueStats, ...]
+    agents: tuple[AgentLoad, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +354,8 @@ ServerFrame = (
     | Resumed
     | ServerError
     | Pong
+    | ConversationList
+    | LiveStats
 )
 
 SERVER_FRAME_TYPES: tuple[type[ServerFrame], ...] = (
@@ -284,4 +371,6 @@ SERVER_FRAME_TYPES: tuple[type[ServerFrame], ...] = (
     Resumed,
     ServerError,
     Pong,
+    ConversationList,
+    LiveStats,
 )

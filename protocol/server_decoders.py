@@ -17,7 +17,6 @@ from ._fields import (
     require_str,
     require_timestamp,
 )
-from .agent import AGENT_STATUSES
 from .client_decoders import message_body, transfer_target
 from .common import (
     MAX_CLIENT_ID_CHARS,
@@ -30,20 +29,29 @@ from .common import (
     MESSAGE_KINDS,
     MessageKind,
 )
+from .errors import INVALID_FIELD, MISSING_FIELD, RemoteProtocolError
 from .server import (
+    AGENT_PRESENCES,
+    CONVERSATION_STATES,
     OFFER_REVOKED_REASONS,
     SENDER_ROLES,
     Ack,
+    AgentLoad,
+    AgentPresence,
     AgentStatus,
     ConversationEvent,
+    ConversationList,
+    ConversationSummary,
     CustomerSummary,
     Limits,
+    LiveStats,
     Offer,
     OfferRevoked,
     PeerRead,
     PeerTyping,
     Pong,
     QueuePosition,
+    QueueStats,
     Resumed,
     Sender,
     ServerError,
@@ -181,12 +189,83 @@ def _offer_revoked(obj: JsonObject) -> OfferRevoked:
 
 
 def _agent_status(obj: JsonObject) -> AgentStatus:
-    status = require_choice(obj, "status", AGENT_STATUSES)
+    status = require_choice(obj, "status", AGENT_PRESENCES)
     return AgentStatus(
-        status=cast(Literal["online", "break", "offline"], status),
+        status=cast(AgentPresence, status),
         active_conversations=require_int(obj, "active_conversations", 0, _MAX_COUNT),
         capacity=require_int(obj, "capacity", 0, _MAX_COUNT),
         reason=optional_str(obj, "reason", MAX_LABEL_CHARS),
+        wrap_up_seconds=optional_int(obj, "wrap_up_seconds", 0, _MAX_COUNT),
+    )
+
+
+def _objects(obj: JsonObject, name: str, max_items: int = 100_000) -> list[JsonObject]:
+    """The required list ``name`` whose items are all objects."""
+    value = obj.get(name)
+    if value is None:
+        raise RemoteProtocolError(MISSING_FIELD, f"field {name!r} is required")
+    if type(value) is not list or len(value) > max_items or any(type(item) is not dict for item in value):
+        raise RemoteProtocolError(INVALID_FIELD, f"field {name!r} must be a list of objects")
+    return value
+
+
+def _optional_number(obj: JsonObject, name: str) -> float | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if type(value) not in (int, float) or value < 0:
+        raise RemoteProtocolError(INVALID_FIELD, f"field {name!r} must be a number >= 0")
+    return float(value)
+
+
+def _conversation_list(obj: JsonObject) -> ConversationList:
+    return ConversationList(
+        conversations=tuple(
+            ConversationSummary(
+                conversation_id=require_str(item, "conversation_id", MAX_ID_CHARS),
+                state=require_choice(item, "state", CONVERSATION_STATES),
+                last_seq=require_int(item, "last_seq", 0, MAX_SEQ),
+                customer_id=require_str(item, "customer_id", MAX_ID_CHARS),
+                channel=require_str(item, "channel", MAX_CODE_CHARS),
+                queue_id=optional_str(item, "queue_id", MAX_ID_CHARS),
+                agent_id=optional_str(item, "agent_id", MAX_ID_CHARS),
+                topic=optional_str(item, "topic", MAX_LABEL_CHARS),
+                display_name=optional_str(item, "display_name", MAX_LABEL_CHARS),
+            )
+            for item in _objects(obj, "conversations")
+        )
+    )
+
+
+def _live_stats(obj: JsonObject) -> LiveStats:
+    return LiveStats(
+        at=require_timestamp(obj, "at"),
+        queues=tuple(
+            QueueStats(
+                queue_id=require_str(item, "queue_id", MAX_ID_CHARS),
+                name=require_str(item, "name", MAX_LABEL_CHARS),
+                waiting=require_int(item, "waiting", 0, _MAX_COUNT),
+                longest_wait_seconds=require_int(item, "longest_wait_seconds", 0, _MAX_COUNT),
+                offered=require_int(item, "offered", 0, _MAX_COUNT),
+                answered=require_int(item, "answered", 0, _MAX_COUNT),
+                abandoned=require_int(item, "abandoned", 0, _MAX_COUNT),
+                agents_available=require_int(item, "agents_available", 0, _MAX_COUNT),
+                service_level=_optional_number(item, "service_level"),
+                average_speed_of_answer_seconds=_optional_number(item, "average_speed_of_answer_seconds"),
+            )
+            for item in _objects(obj, "queues")
+        ),
+        agents=tuple(
+            AgentLoad(
+                agent_id=require_str(item, "agent_id", MAX_ID_CHARS),
+                display_name=require_str(item, "display_name", MAX_LABEL_CHARS),
+                status=cast(AgentPresence, require_choice(item, "status", AGENT_PRESENCES)),
+                load=require_int(item, "load", 0, _MAX_COUNT),
+                capacity=require_int(item, "capacity", 0, _MAX_COUNT),
+                reason=optional_str(item, "reason", MAX_LABEL_CHARS),
+            )
+            for item in _objects(obj, "agents")
+        ),
     )
 
 
@@ -224,4 +303,6 @@ SERVER_DECODERS: Final[dict[str, Decoder[ServerFrame]]] = {
     "resumed": _resumed,
     "error": _server_error,
     "pong": _pong,
+    "conversations": _conversation_list,
+    "stats": _live_stats,
 }
