@@ -1,0 +1,642 @@
+"""The aggregator actor: routing events folded into live statistics, streamed to supervisors.
+
+Theory of operation
+-------------------
+The dispatcher, the agents and the sessions tell the aggregator what happens (a queue is
+described, a conversation is queued, moved, offered, answered or abandoned, an agent
+changes status or load). The aggregator folds each event into per-account state: its
+queues (a waiting line and the day's counters each), its agents (what supervisors see of
+each) and which queue each waiting conversation is in. Every `interval` seconds it builds
+one `LiveStats` frame per account that has a queue or an agent and that `wants` says is
+watched (a supervisor is connected), and hands it to `publish`. A `Snapshot` ask answers
+the same frame on demand (the REST endpoint).
+
+Figures per queue, counted since midnight UTC (the `wall_clock` date) unless "now":
+
+- ``waiting`` (now): conversations queued and neither answered, abandoned nor moved away.
+- ``longest_wait_seconds`` (now): the oldest waiting conversation's wait, whole seconds,
+  from when it first entered a queue (a move keeps its start).
+- ``offered``, ``answered``, ``abandoned``: offers made (a re-offer counts again),
+  answers, customers who left while waiting.
+- ``service_level``, a fraction from 0 to 1, the standard formula that leaves out
+  customers who hung up before the threshold T (`service_level_seconds`, default 20)::
+
+      answered with waited <= T / (answered + abandoned with waited > T)
+
+  None while the denominator is 0.
+- ``average_speed_of_answer_seconds``: the mean ``waited_seconds`` of the answers, None
+  before the first.
+- ``agents_available``: the latest `QueueAvailability` for the queue (0 before one).
+
+Agents are listed sorted by display name, queues by name (case-insensitively, ties by id).
+
+Rules
+-----
+1. Folding an event is O(1): dictionary updates and, for a conversation that joins a
+   queue out of wait-start order (a move), one heap push. Nothing scans per event.
+   Building a snapshot is O(queues + agents) of its account (plus sorting them).
+2. Accounts are separate: every event names its account, and a snapshot is built from
+   that account's state alone.
+3. Counters reset when the UTC date changes (checked at every event and every tick);
+   waiting conversations, agents and availability do not.
+4. Events the aggregator cannot place do not crash it: an unknown queue is created with
+   its id as its name until `QueueDescribed` names it; an answer or abandon of a
+   conversation it did not see waiting still counts; an agent status outside
+   `AGENT_PRESENCES` or a negative load is logged and ignored.
+5. `publish` is called synchronously and must not block (it puts bytes into bounded
+   buffers). An exception from `publish` or `wants` is logged and counted; the aggregator
+   goes on, and other accounts still get their snapshot.
+6. Senders should `tell_nowait`: routing never waits for statistics. An event refused by
+   a full mailbox is lost (counted in the mailbox's ``messages_refused``).
+7. State lives in the incarnation: after a crash the restarted aggregator starts from
+   nothing (the day's counters and waiting lines rebuild as events arrive).
+
+Times: ``at`` of every event is a `time.monotonic()`-style reading supplied by the
+sender, in the same clock as the `clock` argument; the frame's ``at`` is the wall clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from uuid import UUID
+
+import trio
+
+from kefu.actors.runtime import Actor, ActorStatistics, Mailbox, Reply
+from kefu.protocol.common import MAX_LABEL_CHARS
+from kefu.protocol.server import AGENT_PRESENCES, AgentLoad, AgentPresence, LiveStats, QueueStats, utc_timestamp
+
+log = logging.getLogger("kefu.aggregator")
+
+AGGREGATOR_MAILBOX_CAPACITY = 10_000
+"""Events waiting for the aggregator. Full: `tell_nowait` refuses (see rule 6)."""
+
+DEFAULT_INTERVAL = 1.0
+"""Seconds between two snapshots of an account."""
+
+DEFAULT_SERVICE_LEVEL_SECONDS = 20.0
+"""The service-level threshold: an answer within this many seconds of waiting is in time."""
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDescribed:
+    """A queue exists or was renamed."""
+
+    account_id: UUID
+    queue_id: UUID
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRemoved:
+    """A queue is gone; the conversations still waiting in it are forgotten."""
+
+    account_id: UUID
+    queue_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationQueued:
+    """A conversation entered a queue and starts waiting (sent once per conversation)."""
+
+    account_id: UUID
+    conversation_id: UUID
+    queue_id: UUID
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationMoved:
+    """Overflow or transfer: a waiting conversation leaves one queue for another and keeps
+    its original wait start."""
+
+    account_id: UUID
+    conversation_id: UUID
+    from_queue_id: UUID
+    to_queue_id: UUID
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationOffered:
+    """An offer was made to an agent (the conversation keeps waiting)."""
+
+    account_id: UUID
+    conversation_id: UUID
+    queue_id: UUID
+    agent_id: UUID
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationAnswered:
+    """Accepted (or auto-accepted) after `waited_seconds`: the conversation stops waiting."""
+
+    account_id: UUID
+    conversation_id: UUID
+    queue_id: UUID
+    agent_id: UUID
+    waited_seconds: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationAbandoned:
+    """The customer left after waiting `waited_seconds`."""
+
+    account_id: UUID
+    conversation_id: UUID
+    queue_id: UUID
+    waited_seconds: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEnded:
+    """A handled conversation finished (counted per agent for the day)."""
+
+    account_id: UUID
+    conversation_id: UUID
+    agent_id: UUID
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentChanged:
+    """An agent's status or load changed; `status` is one of `AGENT_PRESENCES`."""
+
+    account_id: UUID
+    agent_id: UUID
+    display_name: str
+    status: str
+    reason: str | None
+    load: int
+    capacity: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentGone:
+    """The agent signed out or its actor stopped: it leaves the snapshot."""
+
+    account_id: UUID
+    agent_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAvailability:
+    """How many eligible agents could take the queue's next conversation now."""
+
+    account_id: UUID
+    queue_id: UUID
+    agents_available: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Ask for the account's current `LiveStats` (empty for an account never seen)."""
+
+    account_id: UUID
+    reply: Reply[LiveStats]
+
+
+AggregatorMessage = (
+    QueueDescribed
+    | QueueRemoved
+    | ConversationQueued
+    | ConversationMoved
+    | ConversationOffered
+    | ConversationAnswered
+    | ConversationAbandoned
+    | ConversationEnded
+    | AgentChanged
+    | AgentGone
+    | QueueAvailability
+    | Snapshot
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorStatistics:
+    actor: ActorStatistics
+    """The aggregator's mailbox and restarts."""
+    accounts: int
+    """Accounts with any state (queues, agents or handled counts)."""
+    queues: int
+    agents: int
+    waiting: int
+    """Conversations waiting, all accounts together."""
+    events_folded: int
+    """Events taken into the statistics by this incarnation."""
+    events_ignored: int
+    """Events refused as malformed (rule 4)."""
+    snapshots_published: int
+    """`publish` calls that returned."""
+    publish_failures: int
+    """Snapshots not delivered because `publish`, `wants` or building them raised."""
+
+
+# -- state -----------------------------------------------------------------------------------
+
+
+class _WaitingLine:
+    """The conversations waiting in one queue with their wait starts; the oldest in O(1).
+
+    Most conversations join in start order (they were just queued): they go to an
+    OrderedDict, whose first entry is the oldest of them. One that joins with an earlier
+    start than the last (a move keeps its start) goes to a heap instead; removing it only
+    forgets it, and its heap entry is dropped when it reaches the top or at a compaction.
+    """
+
+    __slots__ = ("_in_order", "_late", "_starts", "_tail")
+
+    def __init__(self) -> None:
+        self._starts: dict[UUID, float] = {}
+        self._in_order: OrderedDict[UUID, float] = OrderedDict()
+        self._late: list[tuple[float, UUID]] = []
+        self._tail = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def ids(self) -> list[UUID]:
+        return list(self._starts)
+
+    def add(self, conversation_id: UUID, start: float) -> None:
+        self.remove(conversation_id)
+        self._starts[conversation_id] = start
+        if start >= self._tail:
+            self._in_order[conversation_id] = start
+            self._tail = start
+        else:
+            heapq.heappush(self._late, (start, conversation_id))
+
+    def remove(self, conversation_id: UUID) -> float | None:
+        """Forget the conversation; returns its wait start, None when it was not here."""
+        start = self._starts.pop(conversation_id, None)
+        if start is None:
+            return None
+        if conversation_id in self._in_order:
+            del self._in_order[conversation_id]
+        elif len(self._late) > 2 * len(self._starts) + 16:
+            self._compact()
+        return start
+
+    def _live(self, entry: tuple[float, UUID]) -> bool:
+        start, conversation_id = entry
+        return self._starts.get(conversation_id) == start and conversation_id not in self._in_order
+
+    def _compact(self) -> None:
+        live = {entry for entry in self._late if self._live(entry)}
+        self._late = list(live)
+        heapq.heapify(self._late)
+
+    def oldest(self) -> float | None:
+        """The earliest wait start of the conversations waiting here."""
+        late = self._late
+        while late and not self._live(late[0]):
+            heapq.heappop(late)
+        first = next(iter(self._in_order.values()), None)
+        if not late:
+            return first
+        if first is None:
+            return late[0][0]
+        return min(first, late[0][0])
+
+
+class _Queue:
+    __slots__ = (
+        "abandoned",
+        "abandoned_late",
+        "agents_available",
+        "answer_wait_total",
+        "answered",
+        "answered_in_time",
+        "line",
+        "name",
+        "offered",
+        "queue_id",
+    )
+
+    def __init__(self, queue_id: UUID) -> None:
+        self.queue_id = queue_id
+        self.name = str(queue_id)
+        self.line = _WaitingLine()
+        self.agents_available = 0
+        self.reset_counters()
+
+    def reset_counters(self) -> None:
+        self.offered = 0
+        self.answered = 0
+        self.abandoned = 0
+        self.answered_in_time = 0
+        self.abandoned_late = 0
+        self.answer_wait_total = 0.0
+
+    def stats(self, now: float) -> QueueStats:
+        oldest = self.line.oldest()
+        denominator = self.answered + self.abandoned_late
+        return QueueStats(
+            queue_id=str(self.queue_id),
+            name=self.name,
+            waiting=len(self.line),
+            longest_wait_seconds=0 if oldest is None else max(0, int(now - oldest)),
+            offered=self.offered,
+            answered=self.answered,
+            abandoned=self.abandoned,
+            agents_available=self.agents_available,
+            service_level=self.answered_in_time / denominator if denominator else None,
+            average_speed_of_answer_seconds=self.answer_wait_total / self.answered if self.answered else None,
+        )
+
+
+class _Account:
+    __slots__ = ("agents", "handled", "queues", "waiting_in")
+
+    def __init__(self) -> None:
+        self.queues: dict[UUID, _Queue] = {}
+        self.agents: dict[UUID, AgentLoad] = {}
+        self.waiting_in: dict[UUID, UUID] = {}
+        """conversation id -> the queue it waits in."""
+        self.handled: dict[UUID, int] = {}
+        """agent id -> conversations that agent finished today."""
+
+    def queue(self, queue_id: UUID) -> _Queue:
+        queue = self.queues.get(queue_id)
+        if queue is None:
+            queue = self.queues[queue_id] = _Queue(queue_id)
+        return queue
+
+    def stop_waiting(self, conversation_id: UUID) -> float | None:
+        """Take the conversation off its waiting line; returns its wait start if it had one."""
+        queue_id = self.waiting_in.pop(conversation_id, None)
+        if queue_id is None:
+            return None
+        return self.queues[queue_id].line.remove(conversation_id)
+
+    def join(self, conversation_id: UUID, queue_id: UUID, start: float) -> None:
+        self.queue(queue_id).line.add(conversation_id, start)
+        self.waiting_in[conversation_id] = queue_id
+
+    @property
+    def empty(self) -> bool:
+        return not self.queues and not self.agents and not self.handled
+
+
+def _label(text: str, fallback: UUID) -> str:
+    """A name the wire accepts: not empty, at most `MAX_LABEL_CHARS`."""
+    return text[:MAX_LABEL_CHARS] if text else str(fallback)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- the actor -------------------------------------------------------------------------------
+
+
+class Aggregator(Actor[AggregatorMessage]):
+    def __init__(
+        self,
+        mailbox: Mailbox[AggregatorMessage],
+        *,
+        publish: Callable[[UUID, LiveStats], None],
+        wants: Callable[[UUID], bool],
+        interval: float = DEFAULT_INTERVAL,
+        service_level_seconds: float = DEFAULT_SERVICE_LEVEL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        super().__init__(mailbox)
+        if interval <= 0 or service_level_seconds < 0:
+            raise ValueError("the interval must be positive and the service-level threshold not negative")
+        self.publish = publish
+        self.wants = wants
+        self.interval = interval
+        self.service_level_seconds = service_level_seconds
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._accounts: dict[UUID, _Account] = {}
+        self._day: date = wall_clock().astimezone(UTC).date()
+        self.events_folded = 0
+        self.events_ignored = 0
+        self.snapshots_published = 0
+        self.publish_failures = 0
+        self._fold: dict[type[Any], Callable[[Any], None]] = {
+            QueueDescribed: self._queue_described,
+            QueueRemoved: self._queue_removed,
+            ConversationQueued: self._queued,
+            ConversationMoved: self._moved,
+            ConversationOffered: self._offered,
+            ConversationAnswered: self._answered,
+            ConversationAbandoned: self._abandoned,
+            ConversationEnded: self._ended,
+            AgentChanged: self._agent_changed,
+            AgentGone: self._agent_gone,
+            QueueAvailability: self._availability,
+        }
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.started()
+        crash: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._publish_every_interval)
+            task_status.started(self.ref)
+            try:
+                await self.message_loop(stop_requested)
+            except Exception as error:
+                crash = error
+            nursery.cancel_scope.cancel()
+        if crash is not None:
+            # raised outside the nursery so the supervisor sees it bare, not in an ExceptionGroup
+            raise crash
+        await self.stopping()
+
+    async def _publish_every_interval(self) -> None:
+        # Runs between messages (the message loop checkpoints before each), so it always
+        # sees state with every event either wholly folded or not at all.
+        deadline = trio.current_time()
+        while True:
+            deadline += self.interval
+            await trio.sleep_until(deadline)
+            self.publish_snapshots()
+            now = trio.current_time()
+            if now >= deadline + self.interval:
+                deadline = now  # fell behind: skip the ticks that are already late
+
+    def publish_snapshots(self) -> None:
+        """Hand one snapshot to `publish` for each watched account with a queue or an agent."""
+        self._roll_over()
+        at = utc_timestamp(self.wall_clock())
+        now = self.clock()
+        for account_id, account in list(self._accounts.items()):
+            if not account.queues and not account.agents:
+                continue
+            try:
+                if not self.wants(account_id):
+                    continue
+                frame = self._snapshot(account, at, now)
+                self.publish(account_id, frame)
+            except Exception:
+                self.publish_failures += 1
+                log.exception("publishing live statistics failed", extra={"account_id": str(account_id)})
+            else:
+                self.snapshots_published += 1
+
+    async def handle(self, message: AggregatorMessage) -> None:
+        self._roll_over()
+        if isinstance(message, Snapshot):
+            account = self._accounts.get(message.account_id)
+            at = utc_timestamp(self.wall_clock())
+            message.reply.set(LiveStats(at, (), ()) if account is None else self._snapshot(account, at, self.clock()))
+            return
+        fold = self._fold.get(type(message))
+        if fold is None:
+            self.events_ignored += 1
+            log.warning("aggregator ignored an unknown message", extra={"message_type": type(message).__name__})
+            return
+        fold(message)
+        self.events_folded += 1
+
+    # -- folding ------------------------------------------------------------------------------
+
+    def _roll_over(self) -> None:
+        today = self.wall_clock().astimezone(UTC).date()
+        if today == self._day:
+            return
+        self._day = today
+        for account_id, account in list(self._accounts.items()):
+            for queue in account.queues.values():
+                queue.reset_counters()
+            account.handled.clear()
+            if account.empty:
+                del self._accounts[account_id]
+
+    def _account(self, account_id: UUID) -> _Account:
+        account = self._accounts.get(account_id)
+        if account is None:
+            account = self._accounts[account_id] = _Account()
+        return account
+
+    def _forget_if_empty(self, account_id: UUID) -> None:
+        account = self._accounts.get(account_id)
+        if account is not None and account.empty:
+            del self._accounts[account_id]
+
+    def _queue_described(self, message: QueueDescribed) -> None:
+        self._account(message.account_id).queue(message.queue_id).name = _label(message.name, message.queue_id)
+
+    def _queue_removed(self, message: QueueRemoved) -> None:
+        account = self._accounts.get(message.account_id)
+        if account is None:
+            return
+        queue = account.queues.pop(message.queue_id, None)
+        if queue is not None:
+            for conversation_id in queue.line.ids():  # a rare administrative event
+                account.waiting_in.pop(conversation_id, None)
+        self._forget_if_empty(message.account_id)
+
+    def _queued(self, message: ConversationQueued) -> None:
+        account = self._account(message.account_id)
+        # not sent twice by rule; if it is, the conversation keeps its first start
+        start = account.stop_waiting(message.conversation_id)
+        account.join(message.conversation_id, message.queue_id, message.at if start is None else start)
+
+    def _moved(self, message: ConversationMoved) -> None:
+        account = self._account(message.account_id)
+        start = account.stop_waiting(message.conversation_id)
+        account.join(message.conversation_id, message.to_queue_id, message.at if start is None else start)
+
+    def _offered(self, message: ConversationOffered) -> None:
+        self._account(message.account_id).queue(message.queue_id).offered += 1
+
+    def _answered(self, message: ConversationAnswered) -> None:
+        account = self._account(message.account_id)
+        account.stop_waiting(message.conversation_id)
+        queue = account.queue(message.queue_id)
+        waited = max(0.0, float(message.waited_seconds))
+        queue.answered += 1
+        queue.answer_wait_total += waited
+        if waited <= self.service_level_seconds:
+            queue.answered_in_time += 1
+
+    def _abandoned(self, message: ConversationAbandoned) -> None:
+        account = self._account(message.account_id)
+        account.stop_waiting(message.conversation_id)
+        queue = account.queue(message.queue_id)
+        queue.abandoned += 1
+        if message.waited_seconds > self.service_level_seconds:
+            queue.abandoned_late += 1
+
+    def _ended(self, message: ConversationEnded) -> None:
+        account = self._account(message.account_id)
+        account.stop_waiting(message.conversation_id)  # it cannot be waiting any more
+        account.handled[message.agent_id] = account.handled.get(message.agent_id, 0) + 1
+
+    def _agent_changed(self, message: AgentChanged) -> None:
+        if message.status not in AGENT_PRESENCES or message.load < 0 or message.capacity < 0:
+            self.events_ignored += 1
+            log.warning(
+                "aggregator ignored a malformed agent change",
+                extra={"agent_id": str(message.agent_id), "status": message.status},
+            )
+            return
+        status: AgentPresence = message.status  # type: ignore[assignment]
+        self._account(message.account_id).agents[message.agent_id] = AgentLoad(
+            agent_id=str(message.agent_id),
+            display_name=_label(message.display_name, message.agent_id),
+            status=status,
+            load=message.load,
+            capacity=message.capacity,
+            reason=message.reason[:MAX_LABEL_CHARS] if message.reason else None,
+        )
+
+    def _agent_gone(self, message: AgentGone) -> None:
+        account = self._accounts.get(message.account_id)
+        if account is not None:
+            account.agents.pop(message.agent_id, None)
+            self._forget_if_empty(message.account_id)
+
+    def _availability(self, message: QueueAvailability) -> None:
+        queue = self._account(message.account_id).queue(message.queue_id)
+        queue.agents_available = max(0, message.agents_available)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot(account: _Account, at: str, now: float) -> LiveStats:
+        queues = sorted(account.queues.values(), key=lambda q: (q.name.casefold(), q.name, str(q.queue_id)))
+        agents = sorted(account.agents.values(), key=lambda a: (a.display_name.casefold(), a.display_name, a.agent_id))
+        return LiveStats(at=at, queues=tuple(queue.stats(now) for queue in queues), agents=tuple(agents))
+
+    def handled_today(self, account_id: UUID) -> dict[UUID, int]:
+        """Conversations each agent of the account finished since midnight UTC (not in the
+        `LiveStats` frame, which has no field for it yet)."""
+        account = self._accounts.get(account_id)
+        return dict(account.handled) if account is not None else {}
+
+    def aggregator_statistics(self) -> AggregatorStatistics:
+        accounts = self._accounts.values()
+        return AggregatorStatistics(
+            actor=self.statistics(),
+            accounts=len(self._accounts),
+            queues=sum(len(account.queues) for account in accounts),
+            agents=sum(len(account.agents) for account in accounts),
+            waiting=sum(len(account.waiting_in) for account in accounts),
+            events_folded=self.events_folded,
+            events_ignored=self.events_ignored,
+            snapshots_published=self.snapshots_published,
+            publish_failures=self.publish_failures,
+        )
