@@ -42,7 +42,9 @@ Rules
 4. Events the aggregator cannot place do not crash it: an unknown queue is created with
    its id as its name until `QueueDescribed` names it; an answer or abandon of a
    conversation it did not see waiting still counts; an agent status outside
-   `AGENT_PRESENCES` or a negative load is logged and ignored.
+   `AGENT_PRESENCES` or a negative load is logged and ignored, and so is an event whose
+   folding raised (a sender's bug): a crash would restart the aggregator empty (rule 7)
+   and cost every account the day's figures.
 5. `publish` is called synchronously and must not block (it puts bytes into bounded
    buffers). An exception from `publish` or `wants` is logged and counted; the aggregator
    goes on, and other accounts still get their snapshot.
@@ -507,7 +509,13 @@ class Aggregator(Actor[AggregatorMessage]):
             self.events_ignored += 1
             log.warning("aggregator ignored an unknown message", extra={"message_type": type(message).__name__})
             return
-        fold(message)
+        try:
+            fold(message)
+        except Exception:
+            # a malformed event (a sender's bug) must not cost the day's figures by a restart
+            self.events_ignored += 1
+            log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(message)})
+            return
         self.events_folded += 1
 
     # -- folding ------------------------------------------------------------------------------

@@ -306,6 +306,39 @@ async def test_queues_appear_on_first_mention_and_removal_forgets_their_waiting(
         assert (queue.name, queue.waiting, queue.abandoned) == (str(BILLING), 0, 1)
 
 
+async def test_an_event_that_cannot_be_folded_is_ignored_and_the_figures_stay(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    aggregator = make_aggregator(Clocks())
+    agent = uuid4()
+    caplog.set_level(logging.ERROR, logger="kefu.aggregator")
+    async with running(aggregator) as ref:
+        await ref.tell(ConversationAnswered(ACME, uuid4(), SALES, agent, 4, 0.0))
+        await ref.tell(ConversationAnswered(ACME, uuid4(), SALES, agent, "soon", 0.0))  # type: ignore[arg-type]
+        await ref.tell("not an event")  # type: ignore[arg-type]
+        (queue,) = (await snapshot(ref)).queues
+    assert (queue.answered, queue.average_speed_of_answer_seconds) == (1, 4.0)
+    stats = aggregator.aggregator_statistics()
+    assert (stats.events_folded, stats.events_ignored, stats.actor.crashes) == (1, 2, 0)
+    assert any("could not fold" in record.message for record in caplog.records)
+
+
+class Broken(Aggregator):
+    async def handle(self, message: AggregatorMessage) -> None:
+        raise ValueError("a bug")
+
+
+async def test_a_crash_reaches_the_supervisor_bare_and_stops_the_publisher(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", capacity=10)
+    aggregator = Broken(mailbox, publish=lambda _account, _frame: None, wants=lambda _account: True)
+    mailbox.ref.tell_nowait(QueueDescribed(ACME, SALES, "Sales"))
+    with pytest.raises(ValueError, match="a bug"):  # not wrapped in an ExceptionGroup
+        await aggregator.run(trio.Event())
+    # returning at all proves the publisher task was cancelled with the message loop
+
+
 # -- publishing ------------------------------------------------------------------------------
 
 
