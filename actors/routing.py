@@ -173,45 +173,53 @@ class _Agent:
 
 
 class _LoadIndex:
-    """Free agents by load, then idle time: one insertion-ordered bucket per load."""
+    """Free agents by load, then idle time: one insertion-ordered bucket per load.
 
-    __slots__ = ("buckets", "low", "where")
+    Agents are keyed by their `_Agent` object (hashed by identity in C), not by UUID, whose
+    `__hash__` is Python code: on this hot path that alone was a fifth of the time.
+    """
+
+    __slots__ = ("buckets", "latest", "low", "where")
 
     def __init__(self) -> None:
-        self.buckets: list[OrderedDict[UUID, float]] = []  # load -> {agent: idle_since}, oldest first
-        self.where: dict[UUID, int] = {}  # agent -> its bucket
+        self.buckets: list[OrderedDict[_Agent, float]] = []  # load -> {agent: idle_since}, oldest first
+        self.where: dict[_Agent, int] = {}  # agent -> its bucket
         self.low = 0  # no agent in a bucket below this
+        self.latest = -math.inf  # no agent in any bucket idle since later than this
 
     def sync(self, agent: _Agent, free: bool) -> None:
-        agent_id = agent.agent_id
-        old = self.where.get(agent_id)
+        where = self.where
+        old = where.get(agent)
         if old is not None:
             # While an agent stays free its idle time changes only with its load.
             if free and old == agent.load:
                 return
-            del self.buckets[old][agent_id]
-            del self.where[agent_id]
+            del self.buckets[old][agent]
+            del where[agent]
         if free:
-            self._put(agent_id, agent.load, agent.idle_since)
+            self._put(agent, agent.load, agent.idle_since)
 
-    def _put(self, agent_id: UUID, load: int, since: float) -> None:
+    def _put(self, agent: _Agent, load: int, since: float) -> None:
         buckets = self.buckets
         while len(buckets) <= load:
             buckets.append(OrderedDict())
         bucket = buckets[load]
-        if bucket and bucket[next(reversed(bucket))] > since:
+        if since >= self.latest:
+            self.latest = since
+            bucket[agent] = since
+        elif bucket and bucket[next(reversed(bucket))] > since:
             # Out of order (an agent idle since earlier joins, e.g. its capacity was raised while
             # full, or it joined a department): rebuild this bucket in order. Rare.
-            items = sorted([*bucket.items(), (agent_id, since)], key=lambda item: item[1])
+            items = sorted([*bucket.items(), (agent, since)], key=lambda item: item[1])
             bucket.clear()
             bucket.update(items)
         else:
-            bucket[agent_id] = since
-        self.where[agent_id] = load
+            bucket[agent] = since
+        self.where[agent] = load
         if load < self.low:
             self.low = load
 
-    def best(self, exclude: Collection[UUID]) -> UUID | None:
+    def best(self, exclude: Collection[UUID]) -> _Agent | None:
         if not self.where:
             return None
         buckets = self.buckets
@@ -222,9 +230,9 @@ class _LoadIndex:
         if not exclude:
             return next(iter(buckets[low]))
         for load in range(low, len(buckets)):
-            for agent_id in buckets[load]:
-                if agent_id not in exclude:
-                    return agent_id
+            for agent in buckets[load]:
+                if agent.agent_id not in exclude:
+                    return agent
         return None
 
 
@@ -234,37 +242,37 @@ class _IdleIndex:
     __slots__ = ("heap", "live")
 
     def __init__(self) -> None:
-        self.heap: list[tuple[int, float, int, UUID]] = []
-        self.live: dict[UUID, tuple[tuple[int, float], int]] = {}  # agent -> (key, token of its heap entry)
+        self.heap: list[tuple[int, float, int, _Agent]] = []
+        self.live: dict[_Agent, tuple[tuple[int, float], int]] = {}  # agent -> (key, token of its heap entry)
 
     def sync(self, agent: _Agent, free: bool) -> None:
-        agent_id = agent.agent_id
-        current = self.live.get(agent_id)
+        live = self.live
+        current = live.get(agent)
         if not free:
             if current is not None:
-                del self.live[agent_id]
+                del live[agent]
             return
         key = agent.idle_key()
         if current is not None and current[0] == key:
             return
         token = next(_tokens)
-        self.live[agent_id] = (key, token)
-        heapq.heappush(self.heap, (key[0], key[1], token, agent_id))
-        if len(self.heap) > 2 * len(self.live) + 64:
-            self.heap = [(k[0], k[1], t, a) for a, (k, t) in self.live.items()]
+        live[agent] = (key, token)
+        heapq.heappush(self.heap, (key[0], key[1], token, agent))
+        if len(self.heap) > 2 * len(live) + 64:
+            self.heap = [(k[0], k[1], t, a) for a, (k, t) in live.items()]
             heapq.heapify(self.heap)
 
-    def _valid(self, entry: tuple[int, float, int, UUID]) -> bool:
+    def _valid(self, entry: tuple[int, float, int, _Agent]) -> bool:
         current = self.live.get(entry[3])
         return current is not None and current[1] == entry[2]
 
-    def best(self, exclude: Collection[UUID]) -> UUID | None:
+    def best(self, exclude: Collection[UUID]) -> _Agent | None:
         heap = self.heap
         while heap and not self._valid(heap[0]):
             heapq.heappop(heap)
         if not heap:
             return None
-        if not exclude or heap[0][3] not in exclude:
+        if not exclude or heap[0][3].agent_id not in exclude:
             return heap[0][3]
         return _first_not_excluded(heap, exclude, self._valid, 3)
 
@@ -275,30 +283,31 @@ class _Ring:
     __slots__ = ("ahead", "behind", "cursor", "live")
 
     def __init__(self) -> None:
-        self.ahead: list[tuple[int, int, UUID]] = []  # (join number, token, agent) after the cursor
-        self.behind: list[tuple[int, int, UUID]] = []  # at or before the cursor: the next lap
+        self.ahead: list[tuple[int, int, _Agent]] = []  # (join number, token, agent) after the cursor
+        self.behind: list[tuple[int, int, _Agent]] = []  # at or before the cursor: the next lap
         self.cursor = -1
-        self.live: dict[UUID, int] = {}  # agent -> token of its entry
+        self.live: dict[_Agent, int] = {}  # agent -> token of its entry
 
-    def sync(self, agent_id: UUID, number: int, free: bool) -> None:
+    def sync(self, agent: _Agent, number: int, free: bool) -> None:
+        live = self.live
         if not free:
-            self.live.pop(agent_id, None)
+            live.pop(agent, None)
             return
-        if agent_id in self.live:
+        if agent in live:
             return
         token = next(_tokens)
-        self.live[agent_id] = token
-        heapq.heappush(self.ahead if number > self.cursor else self.behind, (number, token, agent_id))
-        if len(self.ahead) + len(self.behind) > 2 * len(self.live) + 64:
+        live[agent] = token
+        heapq.heappush(self.ahead if number > self.cursor else self.behind, (number, token, agent))
+        if len(self.ahead) + len(self.behind) > 2 * len(live) + 64:
             self.ahead = [e for e in self.ahead if self._valid(e)]
             self.behind = [e for e in self.behind if self._valid(e)]
             heapq.heapify(self.ahead)
             heapq.heapify(self.behind)
 
-    def _valid(self, entry: tuple[int, int, UUID]) -> bool:
+    def _valid(self, entry: tuple[int, int, _Agent]) -> bool:
         return self.live.get(entry[2]) == entry[1]
 
-    def best(self, exclude: Collection[UUID]) -> UUID | None:
+    def best(self, exclude: Collection[UUID]) -> _Agent | None:
         for heap in (self.ahead, self.behind):
             while heap and not self._valid(heap[0]):
                 heapq.heappop(heap)
@@ -306,16 +315,16 @@ class _Ring:
             if not self.behind:
                 return None
             self.ahead, self.behind, self.cursor = self.behind, [], -1  # a new lap
-        if not exclude or self.ahead[0][2] not in exclude:
+        if not exclude or self.ahead[0][2].agent_id not in exclude:
             return self.ahead[0][2]
         found = _first_not_excluded(self.ahead, exclude, self._valid, 2)
         if found is None:
             found = _first_not_excluded(self.behind, exclude, self._valid, 2)
         return found
 
-    def picked(self, agent_id: UUID, number: int) -> None:
-        """Move the cursor past `agent_id` (call before its load changes)."""
-        self.live.pop(agent_id, None)
+    def picked(self, agent: _Agent, number: int) -> None:
+        """Move the cursor past `agent` (call before its load changes)."""
+        self.live.pop(agent, None)
         if number < self.cursor:
             # Picked from the next lap (the rest of this lap was excluded): the lap restarts here.
             entries = self.ahead + self.behind
@@ -328,7 +337,7 @@ class _Ring:
 
 def _first_not_excluded(
     heap: list[Any], exclude: Collection[UUID], valid: Callable[[Any], bool], at: int
-) -> UUID | None:
+) -> _Agent | None:
     """The smallest valid entry of `heap` whose agent is not excluded (pops and pushes back)."""
     aside = []
     found = None
@@ -337,7 +346,7 @@ def _first_not_excluded(
         if not valid(entry):
             continue
         aside.append(entry)
-        if entry[at] not in exclude:
+        if entry[at].agent_id not in exclude:
             found = entry[at]
             break
     for entry in aside:
@@ -358,21 +367,25 @@ class _Group:
         "by_load",
         "department_id",
         "free",
+        "levels",
         "members",
         "queues",
+        "rings",
         "skill_id",
     )
 
     def __init__(self, department_id: UUID | None, skill_id: UUID | None) -> None:
         self.department_id = department_id
         self.skill_id = skill_id
-        self.members: dict[UUID, int] = {}  # agent -> join number (round-robin ring order)
+        self.members: dict[_Agent, int] = {}  # agent -> join number (round-robin ring order)
         self.available = 0  # members available
         self.free = 0  # members available with a free slot
         self.queues: dict[UUID, _Queue] = {}
         self.by_load: _LoadIndex | None = None
         self.by_level: list[_LoadIndex] | None = None  # index = skill level
         self.by_idle: _IdleIndex | None = None
+        self.levels: dict[_Agent, int] = {}  # agent -> its level of the group's skill (for by_level)
+        self.rings: list[_Ring] = []  # the rings of the group's round-robin queues
 
     def admits(self, agent: _Agent) -> bool:
         return (self.department_id is None or self.department_id in agent.departments) and (
@@ -383,14 +396,15 @@ class _Group:
         if self.by_load is not None:
             self.by_load.sync(agent, free)
         if self.by_level is not None:
-            self.by_level[agent.skills[self.skill_id]].sync(agent, free)  # type: ignore[index]
+            self.by_level[self.levels[agent]].sync(agent, free)
         if self.by_idle is not None:
             self.by_idle.sync(agent, free)
-        for queue in self.queues.values():
-            if queue.ring is not None:
-                queue.ring.sync(agent.agent_id, self.members[agent.agent_id], free)
+        if self.rings:
+            number = self.members[agent]
+            for ring in self.rings:
+                ring.sync(agent, number, free)
 
-    def reindex(self, agents: dict[UUID, _Agent]) -> None:
+    def reindex(self) -> None:
         """Keep exactly the indexes the group's queues need, building new ones from the members."""
         kinds = {queue.kind for queue in self.queues.values()}
         need_load = bool(kinds & {_LEAST_LOAD, _PRIORITY})
@@ -407,27 +421,26 @@ class _Group:
         elif self.by_level is None:
             levels = [_LoadIndex() for _ in range(MAX_SKILL_LEVEL + 1)]
             self.by_level = levels
-            fresh.append(lambda agent, free: levels[agent.skills[self.skill_id]].sync(agent, free))
+            fresh.append(lambda agent, free: levels[self.levels[agent]].sync(agent, free))
         if not need_idle:
             self.by_idle = None
         elif self.by_idle is None:
             self.by_idle = _IdleIndex()
             fresh.append(self.by_idle.sync)
+        self.rings = [queue.ring for queue in self.queues.values() if queue.ring is not None]
         rings = [
-            (queue.ring, queue.ring.sync)
+            queue.ring
             for queue in self.queues.values()
             if queue.ring is not None and not queue.ring.live and not queue.ring.ahead and not queue.ring.behind
         ]
         if not fresh and not rings:
             return
-        free_members = sorted(
-            (agents[agent_id] for agent_id in self.members if agents[agent_id].free), key=lambda a: a.idle_since
-        )
-        for agent in free_members:
+        # In idle order, so the load buckets are built by appending.
+        for agent in sorted((agent for agent in self.members if agent.free), key=lambda agent: agent.idle_since):
             for sync in fresh:
                 sync(agent, True)
-            for _, ring_sync in rings:
-                ring_sync(agent.agent_id, self.members[agent.agent_id], True)
+            for ring in rings:
+                ring.sync(agent, self.members[agent], True)
 
 
 # -- queues and waiting conversations ----------------------------------------------------
@@ -441,8 +454,8 @@ _KIND = {
     RoutingStrategy.PRIORITY: _PRIORITY,
 }
 
-_Entry = tuple[int, float, int, UUID]
-"""A waiting conversation's place: (-customer level for PRIORITY else 0, waiting_since, arrival number, id)."""
+_Entry = tuple[int, float, int, "_Waiting"]
+"""A waiting conversation's place: (-customer level for PRIORITY else 0, waiting_since, arrival number, itself)."""
 
 
 class _Queue:
@@ -456,7 +469,7 @@ class _Queue:
         self.items: list[_Entry] = []  # sorted from `head` on; entries before `head` are gone
         self.head = 0
         self.ring: _Ring | None = _Ring() if self.kind == _ROUND_ROBIN else None
-        self.by_age: list[tuple[float, int, UUID]] | None = [] if self.kind == _PRIORITY else None
+        self.by_age: list[tuple[float, int, _Waiting]] | None = [] if self.kind == _PRIORITY else None
         self.widen_due: float | None = None
 
     def waiting(self) -> int:
@@ -479,7 +492,7 @@ class _Waiting:
         self.customer_level = customer_level
         self.waiting_since = waiting_since
         self.exclude = exclude
-        self.entry: _Entry = (0, waiting_since, 0, conversation_id)
+        self.entry: _Entry = (0, waiting_since, 0, self)
 
 
 class Router:
@@ -490,7 +503,7 @@ class Router:
         self._queues: dict[UUID, _Queue] = {}
         self._groups: dict[tuple[UUID | None, UUID | None], _Group] = {}
         self._waiting: dict[UUID, _Waiting] = {}
-        self._dirty: dict[UUID, _Queue] = {}
+        self._dirty: dict[_Queue, None] = {}  # queues to look at in the next `next_matches`
         self._timers: list[tuple[float, int, UUID]] = []  # (due, number, queue): SKILLS widening
         self._numbers = count()
         self._now = -math.inf
@@ -508,24 +521,24 @@ class Router:
         if old is not None:
             if old.rules == rules:
                 return
-            waiting = [self._waiting[entry[3]] for entry in old.items[old.head :]]
+            waiting = [entry[3] for entry in old.items[old.head :]]
             self._detach(old)
         else:
             waiting = []
         queue = _Queue(rules, self._group(rules.department_id, rules.skill_id))
         self._queues[rules.queue_id] = queue
         queue.group.queues[rules.queue_id] = queue
-        queue.group.reindex(self._agents)
+        queue.group.reindex()
         for item in waiting:
             item.queue = queue
             self._insert(queue, item)
         if waiting:
-            self._dirty[rules.queue_id] = queue
+            self._dirty[queue] = None
 
     def remove_queue(self, queue_id: UUID) -> list[UUID]:
         """Forget a queue; returns the conversations that were waiting in it, in its order."""
         queue = self._queues[queue_id]
-        gone = [entry[3] for entry in queue.items[queue.head :]]
+        gone = [entry[3].conversation_id for entry in queue.items[queue.head :]]
         for conversation_id in gone:
             del self._waiting[conversation_id]
         self._detach(queue)
@@ -533,15 +546,15 @@ class Router:
 
     def _detach(self, queue: _Queue) -> None:
         del self._queues[queue.queue_id]
-        self._dirty.pop(queue.queue_id, None)
+        self._dirty.pop(queue, None)
         group = queue.group
         del group.queues[queue.queue_id]
         if group.queues:
-            group.reindex(self._agents)
+            group.reindex()
             return
         del self._groups[(group.department_id, group.skill_id)]
-        for agent_id in group.members:
-            self._agents[agent_id].groups.remove(group)
+        for agent in group.members:
+            agent.groups.remove(group)
 
     def _group(self, department_id: UUID | None, skill_id: UUID | None) -> _Group:
         group = self._groups.get((department_id, skill_id))
@@ -576,7 +589,7 @@ class Router:
             agent = self._agents[agent_id] = _Agent(agent_id, capacity, frozenset(departments), dict(skills), now)
         else:
             for group in list(agent.groups):
-                numbers[id(group)] = group.members[agent_id]
+                numbers[id(group)] = group.members[agent]
                 self._leave(group, agent)
             agent.capacity = capacity
             agent.departments = frozenset(departments)
@@ -597,7 +610,9 @@ class Router:
                 self._leave(group, agent)
 
     def _join(self, group: _Group, agent: _Agent, number: int) -> None:
-        group.members[agent.agent_id] = number
+        group.members[agent] = number
+        if group.skill_id is not None:
+            group.levels[agent] = agent.skills[group.skill_id]
         agent.groups.append(group)
         group.available += agent.available
         group.free += agent.free
@@ -608,7 +623,8 @@ class Router:
         group.sync(agent, False)
         group.available -= agent.available
         group.free -= agent.free
-        del group.members[agent.agent_id]
+        del group.members[agent]
+        group.levels.pop(agent, None)
         agent.groups.remove(group)
 
     def set_available(self, agent_id: UUID, available: bool, now: float) -> None:
@@ -682,9 +698,9 @@ class Router:
     def _mark_dirty(self, agent: _Agent) -> None:
         dirty = self._dirty
         for group in agent.groups:
-            for queue_id, queue in group.queues.items():
+            for queue in group.queues.values():
                 if queue.head < len(queue.items):
-                    dirty[queue_id] = queue
+                    dirty[queue] = None
 
     # -- conversations ---------------------------------------------------------------------
 
@@ -708,19 +724,19 @@ class Router:
         item = _Waiting(conversation_id, queue, customer_level, waiting_since, frozenset(exclude))
         self._waiting[conversation_id] = item
         self._insert(queue, item)
-        self._dirty[queue_id] = queue
+        self._dirty[queue] = None
 
     def _insert(self, queue: _Queue, item: _Waiting) -> None:
         number = next(self._numbers)
         priority = -item.customer_level if queue.kind == _PRIORITY else 0
-        item.entry = entry = (priority, item.waiting_since, number, item.conversation_id)
+        item.entry = entry = (priority, item.waiting_since, number, item)
         items = queue.items
         if not items or items[-1] < entry:
             items.append(entry)
         else:
             items.insert(bisect_left(items, entry, queue.head), entry)
         if queue.by_age is not None:
-            heapq.heappush(queue.by_age, (item.waiting_since, number, item.conversation_id))
+            heapq.heappush(queue.by_age, (item.waiting_since, number, item))
 
     def withdraw(self, conversation_id: UUID) -> bool:
         """The conversation stops waiting (customer left, moved elsewhere); False if it was not waiting."""
@@ -755,7 +771,7 @@ class Router:
         self._remove(item)
         item.queue = target
         self._insert(target, item)
-        self._dirty[to_queue_id] = target
+        self._dirty[target] = None
 
     def position(self, conversation_id: UUID) -> int | None:
         """1 for the next conversation of its queue (in that queue's order); None if not waiting."""
@@ -786,8 +802,8 @@ class Router:
         else:
             by_age = queue.by_age
             while True:
-                item = self._waiting.get(by_age[0][2])
-                if item is not None and item.queue is queue and item.entry[2] == by_age[0][1]:
+                _, number, item = by_age[0]
+                if item.queue is queue and item.entry[2] == number and self._waiting.get(item.conversation_id) is item:
                     break
                 heapq.heappop(by_age)
             oldest = by_age[0][0]
@@ -812,44 +828,42 @@ class Router:
             if queue is not None and queue.widen_due == due:
                 queue.widen_due = None
                 if queue.head < len(queue.items):
-                    self._dirty[queue_id] = queue
+                    self._dirty[queue] = None
         if not self._dirty or (limit is not None and limit <= 0):
             return []
         order = []
-        for queue in self._dirty.values():
+        for queue in self._dirty:
             if queue.head < len(queue.items):
                 head = queue.items[queue.head]
                 order.append((head[1], head[2], queue))
         self._dirty = {}
         heapq.heapify(order)
-        agents = self._agents
         matches: list[Match] = []
         while order:
             if limit is not None and len(matches) >= limit:
                 for _, _, queue in order:
-                    self._dirty[queue.queue_id] = queue
+                    self._dirty[queue] = None
                 break
             _, _, queue = heapq.heappop(order)
             found = self._find(queue, now)
             if found is None:
                 continue  # blocked until an agent of its group frees a slot (or its level widens)
-            item, agent_id = found
+            item, agent = found
             del self._waiting[item.conversation_id]
             self._remove(item)
-            agent = agents[agent_id]
             if queue.ring is not None:
-                queue.ring.picked(agent_id, queue.group.members[agent_id])
+                queue.ring.picked(agent, queue.group.members[agent])
             agent.load += 1
             agent.idle_since = now
             agent.last_offer = now
             self._refresh(agent, freed=False)
-            matches.append(Match(item.conversation_id, queue.queue_id, agent_id))
+            matches.append(Match(item.conversation_id, queue.queue_id, agent.agent_id))
             if queue.head < len(queue.items):
                 head = queue.items[queue.head]
                 heapq.heappush(order, (head[1], head[2], queue))
         return matches
 
-    def _find(self, queue: _Queue, now: float) -> tuple[_Waiting, UUID] | None:
+    def _find(self, queue: _Queue, now: float) -> tuple[_Waiting, _Agent] | None:
         """The first conversation of the queue that a free agent can take now, and that agent."""
         group = queue.group
         if not group.free:
@@ -858,19 +872,19 @@ class Router:
         level = MIN_SKILL_LEVEL
         items = queue.items
         for index in range(queue.head, len(items)):
-            item = self._waiting[items[index][3]]
+            item = items[index][3]
             if skills:
                 level = queue.required_level(item.waiting_since, now)
-            agent_id = self._pick(queue, item.exclude, level)
-            if agent_id is not None:
-                return item, agent_id
+            agent = self._pick(queue, item.exclude, level)
+            if agent is not None:
+                return item, agent
             if item.exclude:
                 if not self._excludes_everyone(group, item.exclude):
                     continue  # only agents it may not have are free: the next conversation may take them
                 item.exclude = _NO_EXCLUSION
-                agent_id = self._pick(queue, item.exclude, level)
-                if agent_id is not None:
-                    return item, agent_id
+                agent = self._pick(queue, item.exclude, level)
+                if agent is not None:
+                    return item, agent
             # Nobody free for this conversation, nor for those after it (their level is not lower).
             if skills and level > MIN_SKILL_LEVEL:
                 rules = queue.rules
@@ -882,7 +896,7 @@ class Router:
             return None
         return None
 
-    def _pick(self, queue: _Queue, exclude: frozenset[UUID], level: int) -> UUID | None:
+    def _pick(self, queue: _Queue, exclude: frozenset[UUID], level: int) -> _Agent | None:
         kind = queue.kind
         group = queue.group
         if kind == _LEAST_LOAD or kind == _PRIORITY:
@@ -891,24 +905,27 @@ class Router:
             return group.by_idle.best(exclude)  # type: ignore[union-attr]
         if kind == _ROUND_ROBIN:
             return queue.ring.best(exclude)  # type: ignore[union-attr]
+        # SKILLS: the best of the heads of the levels >= level.
         prefer_level = queue.rules.prefer_higher_level
-        levels = group.by_level
-        best: UUID | None = None
-        best_key: tuple[int, int, float] | None = None
+        levels: list[_LoadIndex] = group.by_level  # type: ignore[assignment]
+        best: _Agent | None = None
+        best_key: tuple[int, int, float] = (0, 0, 0.0)
         for at in range(level, MAX_SKILL_LEVEL + 1):
-            index = levels[at]  # type: ignore[index]
+            index = levels[at]
             if not index.where:
                 continue
-            agent_id = index.best(exclude)
-            if agent_id is None:
+            agent = index.best(exclude)
+            if agent is None:
                 continue
-            agent = self._agents[agent_id]
             key = (agent.load, -at if prefer_level else 0, agent.idle_since)
-            if best_key is None or key < best_key:
-                best, best_key = agent_id, key
+            if best is None or key < best_key:
+                best, best_key = agent, key
         return best
 
     def _excludes_everyone(self, group: _Group, exclude: frozenset[UUID]) -> bool:
-        agents = self._agents
-        excluded = sum(1 for agent_id in exclude if agent_id in group.members and agents[agent_id].available)
+        excluded = 0
+        for agent_id in exclude:
+            agent = self._agents.get(agent_id)
+            if agent is not None and agent.available and agent in group.members:
+                excluded += 1
         return excluded >= group.available
