@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import auth, directory, metrics
+from kefu.server import auth, contact_center, directory, metrics
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -202,6 +202,15 @@ def create_app(node: Node) -> QuartTrio:
             acting_user_id=user.user_id,
         )
         return jsonify(agent), 200
+
+    contact_center.register(
+        app,
+        node,
+        current_user=current_user,
+        bearer_token=bearer_token,
+        error_response=error_response,
+        unauthenticated=_unauthenticated,
+    )
 
     @app.errorhandler(directory.InvalidInput)
     async def invalid_input(error: Exception) -> tuple[Response, int]:

@@ -4,10 +4,40 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+ATTACHMENT_KINDS = ("image", "voice", "video", "file")
+
+DEFAULT_UPLOAD_CONTENT_TYPES: dict[str, str] = {
+    "image/png": "image",
+    "image/jpeg": "image",
+    "image/gif": "image",
+    "image/webp": "image",
+    "audio/mpeg": "voice",
+    "audio/ogg": "voice",
+    "audio/wav": "voice",
+    "audio/webm": "voice",
+    "audio/mp4": "voice",
+    "audio/amr": "voice",
+    "video/mp4": "video",
+    "video/webm": "video",
+    "video/quicktime": "video",
+    "application/pdf": "file",
+    "text/plain": "file",
+    "text/csv": "file",
+    "application/zip": "file",
+    "application/msword": "file",
+    "application/vnd.ms-excel": "file",
+    "application/vnd.ms-powerpoint": "file",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "file",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "file",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": "file",
+}
+"""Content types an upload may have, and the attachment kind each one is."""
 
 
 class ConfigError(ValueError):
@@ -38,6 +68,10 @@ class Config:
     """Largest websocket message accepted; attachments go over HTTP."""
     session_ttl_hours: float = 12
     """Hours a sign-in session token stays valid."""
+    max_upload_bytes: int = 20 * 1024 * 1024
+    """Largest attachment accepted by POST /api/v1/attachments."""
+    upload_content_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_CONTENT_TYPES))
+    """Allowed upload content types, each mapped to its kind (image, voice, video or file)."""
 
     @property
     def embedded_database(self) -> bool:
@@ -77,6 +111,8 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
             if not math.isfinite(value):
                 raise ValueError
             return value
+        if kind == "dict[str, str]":
+            return _content_type_map(raw)
         if not isinstance(raw, str | Path):
             raise TypeError
         if kind in (Path, "Path"):
@@ -84,6 +120,18 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r}: cannot use {raw!r} as {kind_name}") from None
+
+
+def _content_type_map(raw: Any) -> dict[str, str]:
+    """A TOML table `{"image/png" = "image", …}` or, from the environment, `image/png=image,…`."""
+    if isinstance(raw, str):
+        pairs = [item.partition("=") for item in raw.split(",") if item.strip()]
+        if any(not sep for _, sep, _ in pairs):
+            raise ValueError
+        raw = {key: value for key, _, value in pairs}
+    if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise TypeError
+    return {key.strip().lower(): value.strip() for key, value in raw.items()}
 
 
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -131,6 +179,16 @@ def _validate(config: Config) -> None:
     for name in ("database_pool_size", "store_batch_max", "max_frame_bytes"):
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+    if config.max_upload_bytes < 1:
+        raise ConfigError("setting 'max_upload_bytes' must be at least 1")
+    for content_type, kind in config.upload_content_types.items():
+        if kind not in ATTACHMENT_KINDS:
+            raise ConfigError(
+                f"setting 'upload_content_types': {content_type!r} maps to {kind!r}, not one of "
+                + ", ".join(ATTACHMENT_KINDS)
+            )
+        if not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", content_type):
+            raise ConfigError(f"setting 'upload_content_types': {content_type!r} is not a content type")
     if config.session_ttl_hours <= 0:
         raise ConfigError("setting 'session_ttl_hours' must be positive")
     if config.shutdown_grace < 0:

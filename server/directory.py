@@ -184,7 +184,11 @@ async def rename_group(database: Database, kind: str, account_id: UUID, group_id
 async def delete_group(database: Database, kind: str, account_id: UUID, group_id: UUID) -> None:
     """Delete a department or skill; its members simply lose it."""
     table = _GROUP_TABLES[kind]
-    status = await database.execute(f"DELETE FROM {table} WHERE account_id = $1 AND id = $2", account_id, group_id)
+    try:
+        status = await database.execute(f"DELETE FROM {table} WHERE account_id = $1 AND id = $2", account_id, group_id)
+    except asyncpg.CheckViolationError:
+        # A skills queue needs its skill; the queue must change first.
+        raise Conflict(f"the {kind} is the skill of a queue with the skills strategy") from None
     if status != "DELETE 1":
         raise NotFound(f"no such {kind}")
 

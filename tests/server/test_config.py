@@ -151,3 +151,26 @@ def test_cli_bad_setting_exits_2_naming_it(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "'log_level'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_upload_settings_from_file_and_environment(tmp_path: Path) -> None:
+    config = load_config(environ={})
+    assert config.max_upload_bytes == 20 * 1024 * 1024
+    assert config.upload_content_types["image/png"] == "image"
+    assert config.upload_content_types["audio/amr"] == "voice"
+    assert config.upload_content_types["video/quicktime"] == "video"
+    assert config.upload_content_types["application/pdf"] == "file"
+    path = write(tmp_path, 'max_upload_bytes = 1024\n[upload_content_types]\n"Image/PNG" = "image"\n')
+    config = load_config(path, environ={})
+    assert config.max_upload_bytes == 1024
+    assert config.upload_content_types == {"image/png": "image"}
+    config = load_config(environ={"KEFU_UPLOAD_CONTENT_TYPES": "text/plain=file, audio/ogg=voice"})
+    assert config.upload_content_types == {"text/plain": "file", "audio/ogg": "voice"}
+    for environ, setting in [
+        ({"KEFU_MAX_UPLOAD_BYTES": "0"}, "max_upload_bytes"),
+        ({"KEFU_UPLOAD_CONTENT_TYPES": "text/plain"}, "upload_content_types"),
+        ({"KEFU_UPLOAD_CONTENT_TYPES": "text/plain=document"}, "upload_content_types"),
+        ({"KEFU_UPLOAD_CONTENT_TYPES": "not a type=file"}, "upload_content_types"),
+    ]:
+        with pytest.raises(ConfigError, match=setting):
+            load_config(environ=environ)

@@ -1,0 +1,362 @@
+"""REST routes of the contact center: web-chat visitors, customers, queues, canned responses,
+attachments and the OpenAPI document. `register` adds them to the app; handlers translate and
+the modules below decide.
+
+Roles: admins change queues and account-wide canned responses; supervisors read queues and may
+change customers; agents read queues and customers. Every refusal (403) and every
+administrative change is written to the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import trio
+from quart import Response, jsonify, request, send_file
+from quart_trio import QuartTrio
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from kefu.server import attachments, audit, canned, openapi, queues, webchat
+from kefu.server.auth import SignedInUser, authenticate
+from kefu.server.directory import NotFound, parse_id
+
+if TYPE_CHECKING:
+    from kefu.server.node import Node
+
+ErrorResponse = tuple[Response, int]
+
+VISITOR_BODY_BYTES = 8 * 1024
+"""Largest body the unauthenticated visitor endpoints read."""
+DRAIN_BYTES, DRAIN_SECONDS = 1024 * 1024, 2.0
+"""How much of an upload refused as too large is still read (and dropped) before answering."""
+
+
+def install_body_limits(app: QuartTrio, node: Node) -> None:
+    """Per-route request body limits: uploads may reach `max_upload_bytes`, visitor bodies 8 KiB.
+
+    Quart sizes a request's body buffer when it creates the request, before routing, from
+    `MAX_CONTENT_LENGTH`; so the request class picks the limit by method and path.
+    """
+    base = app.request_class
+
+    def limit(method: str, path: str, default: int | None) -> int | None:
+        if method == "POST" and path == "/api/v1/attachments":
+            return int(node.config.max_upload_bytes)
+        if (method, path) in (("POST", "/api/v1/webchat/visitors"), ("PATCH", "/api/v1/webchat/visitor")):
+            return VISITOR_BODY_BYTES
+        return default
+
+    class LimitedRequest(base):  # type: ignore[valid-type, misc]
+        def __init__(self, method: str, scheme: str, path: str, *args: Any, **kwargs: Any) -> None:
+            kwargs["max_content_length"] = limit(method, path, kwargs.get("max_content_length"))
+            super().__init__(method, scheme, path, *args, **kwargs)
+
+    app.request_class = LimitedRequest
+
+
+def register(
+    app: QuartTrio,
+    node: Node,
+    *,
+    current_user: Callable[[], Awaitable[SignedInUser | None]],
+    bearer_token: Callable[[], str | None],
+    error_response: Callable[[str, str, int], ErrorResponse],
+    unauthenticated: Callable[[], ErrorResponse],
+) -> None:
+    install_body_limits(app, node)
+
+    async def json_body() -> Any:
+        return await request.get_json(force=True, silent=True)
+
+    async def refuse(user: SignedInUser, attempted: str, target_type: str, target_id: Any = None) -> ErrorResponse:
+        """403, written to the audit log."""
+        await audit.record(
+            node.database,
+            user.account_id,
+            user.role,
+            user.user_id,
+            "forbidden",
+            target_type,
+            target_id,
+            {"attempted": attempted, "method": request.method, "path": request.path},
+        )
+        return error_response("forbidden", "your role may not do this", 403)
+
+    def auditor(user: SignedInUser, action: str, target_type: str) -> Callable[..., Awaitable[None]]:
+        """An audit callback run inside the change's own transaction."""
+
+        async def write(conn: asyncpg.Connection, target: dict[str, Any], changes: Any = None) -> None:
+            detail = {"name": target.get("name") or target.get("shortcut")}
+            if changes is not None:
+                detail["changes"] = changes
+            await audit.record(
+                conn, user.account_id, user.role, user.user_id, action, target_type, target["id"], detail
+            )
+
+        return write
+
+    async def signed_in() -> SignedInUser | ErrorResponse:
+        user = await current_user()
+        return unauthenticated() if user is None else user
+
+    async def current_visitor() -> webchat.Visitor | None:
+        token = bearer_token()
+        return await webchat.authenticate_visitor(node.database, token) if token is not None else None
+
+    # -- web-chat visitors -----------------------------------------------------------------------
+
+    @app.post("/api/v1/webchat/visitors")
+    async def create_visitor() -> ErrorResponse:
+        token, visitor = await webchat.create_visitor(node.database, await json_body())
+        return jsonify({**visitor.json(), "token": token}), 201
+
+    @app.get("/api/v1/webchat/visitor")
+    async def get_visitor() -> ErrorResponse:
+        visitor = await current_visitor()
+        if visitor is None:
+            return unauthenticated()
+        return jsonify(visitor.json()), 200
+
+    @app.patch("/api/v1/webchat/visitor")
+    async def rename_visitor() -> ErrorResponse:
+        visitor = await current_visitor()
+        if visitor is None:
+            return unauthenticated()
+        return jsonify((await webchat.rename_visitor(node.database, visitor, await json_body())).json()), 200
+
+    # -- customers -------------------------------------------------------------------------------
+
+    @app.get("/api/v1/customers/<customer_id>")
+    async def get_customer(customer_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        customer = await webchat.get_customer(node.database, user.account_id, parse_id(customer_id, "customer"))
+        return jsonify(customer), 200
+
+    @app.patch("/api/v1/customers/<customer_id>")
+    async def update_customer(customer_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(customer_id, "customer")
+        if user.role not in ("admin", "supervisor"):
+            return await refuse(user, "customer.update", "customer", target)
+        customer, changes = await webchat.update_customer(node.database, user.account_id, target, await json_body())
+        await audit.record(
+            node.database, user.account_id, user.role, user.user_id, "customer.update", "customer", target, changes
+        )
+        return jsonify(customer), 200
+
+    # -- queues ----------------------------------------------------------------------------------
+
+    @app.get("/api/v1/queues")
+    async def list_queues() -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        return jsonify({"queues": await queues.list_queues(node.database, user.account_id)}), 200
+
+    @app.post("/api/v1/queues")
+    async def create_queue() -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        if user.role != "admin":
+            return await refuse(user, "queue.create", "queue")
+        queue = await queues.create_queue(
+            node.database, user.account_id, await json_body(), audit=auditor(user, "queue.create", "queue")
+        )
+        node.queues_changed(user.account_id)
+        return jsonify(queue), 201
+
+    @app.get("/api/v1/queues/<queue_id>")
+    async def get_queue(queue_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        return jsonify(await queues.get_queue(node.database, user.account_id, parse_id(queue_id, "queue"))), 200
+
+    @app.patch("/api/v1/queues/<queue_id>")
+    async def update_queue(queue_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(queue_id, "queue")
+        if user.role != "admin":
+            return await refuse(user, "queue.update", "queue", target)
+        queue = await queues.update_queue(
+            node.database, user.account_id, target, await json_body(), audit=auditor(user, "queue.update", "queue")
+        )
+        node.queues_changed(user.account_id)
+        return jsonify(queue), 200
+
+    @app.delete("/api/v1/queues/<queue_id>")
+    async def delete_queue(queue_id: str) -> tuple[Response | str, int]:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(queue_id, "queue")
+        if user.role != "admin":
+            return await refuse(user, "queue.delete", "queue", target)
+        await queues.delete_queue(node.database, user.account_id, target, audit=auditor(user, "queue.delete", "queue"))
+        node.queues_changed(user.account_id)
+        return "", 204
+
+    # -- canned responses ------------------------------------------------------------------------
+
+    @app.get("/api/v1/canned-responses")
+    async def list_canned_responses() -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        found = await canned.list_canned(node.database, user, request.args.get("q"))
+        return jsonify({"canned_responses": found}), 200
+
+    @app.post("/api/v1/canned-responses")
+    async def create_canned_response() -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        body = await json_body()
+        try:
+            created = await canned.create_canned(
+                node.database, user, body, audit=auditor(user, "canned_response.create", "canned_response")
+            )
+        except canned.Forbidden:
+            return await refuse(user, "canned_response.create", "canned_response")
+        return jsonify(created), 201
+
+    @app.patch("/api/v1/canned-responses/<canned_id>")
+    async def update_canned_response(canned_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(canned_id, "canned response")
+        try:
+            changed = await canned.update_canned(
+                node.database,
+                user,
+                target,
+                await json_body(),
+                audit=auditor(user, "canned_response.update", "canned_response"),
+            )
+        except canned.Forbidden:
+            return await refuse(user, "canned_response.update", "canned_response", target)
+        return jsonify(changed), 200
+
+    @app.delete("/api/v1/canned-responses/<canned_id>")
+    async def delete_canned_response(canned_id: str) -> tuple[Response | str, int]:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(canned_id, "canned response")
+        try:
+            await canned.delete_canned(
+                node.database, user, target, audit=auditor(user, "canned_response.delete", "canned_response")
+            )
+        except canned.Forbidden:
+            return await refuse(user, "canned_response.delete", "canned_response", target)
+        return "", 204
+
+    # -- attachments -----------------------------------------------------------------------------
+
+    async def uploader() -> attachments.Uploader | None:
+        token = bearer_token()
+        if token is None:
+            return None
+        if webchat.is_visitor_token(token):
+            visitor = await webchat.authenticate_visitor(node.database, token)
+            return (
+                None if visitor is None else attachments.Uploader(visitor.account_id, "customer", visitor.customer_id)
+            )
+        user = await authenticate(node.database, token)
+        return None if user is None else attachments.Uploader(user.account_id, "agent", user.user_id)
+
+    @app.post("/api/v1/attachments")
+    async def upload_attachment() -> ErrorResponse:
+        response, status = await receive_attachment()
+        if status >= 400:
+            # The body may be partly unread: the client must not send another request on this connection.
+            response.headers["Connection"] = "close"
+        return response, status
+
+    async def drain_body() -> None:
+        """Read and drop a little more of a refused body, so the client is done sending and reads the answer.
+
+        Bounded in bytes and time: a client that keeps sending is cut off when the connection closes.
+        """
+        dropped = 0
+        with trio.move_on_after(DRAIN_SECONDS):
+            async for chunk in request.body:
+                dropped += len(chunk)
+                if dropped > DRAIN_BYTES:
+                    break
+
+    async def receive_attachment() -> ErrorResponse:
+        who = await uploader()
+        if who is None:
+            return unauthenticated()
+        content_type = (request.mimetype or "").lower()
+        kind = node.config.upload_content_types.get(content_type)
+        if kind is None:
+            return error_response("unsupported_media_type", f"files of type {content_type!r} are not accepted", 415)
+        limit = node.config.max_upload_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return error_response("payload_too_large", f"the file is larger than {limit} bytes", 413)
+        timeout = app.config["BODY_TIMEOUT"] or float("inf")
+        try:
+            with trio.fail_after(timeout):
+                stored = await attachments.store_upload(
+                    node.database,
+                    node.config.data_dir,
+                    who,
+                    content_type=content_type,
+                    kind=kind,
+                    filename=attachments.sanitize_filename(request.args.get("filename")),
+                    chunks=aiter(request.body),
+                    limit=limit,
+                )
+        except attachments.TooLarge as error:
+            await drain_body()
+            return error_response("payload_too_large", str(error), 413)
+        except RequestEntityTooLarge:
+            return error_response("payload_too_large", f"the file is larger than {limit} bytes", 413)
+        except attachments.UnsupportedType as error:
+            return error_response("unsupported_media_type", str(error), 415)
+        except trio.TooSlowError:
+            return error_response("request_timeout", "the file did not arrive in time", 408)
+        return jsonify(stored), 201
+
+    @app.get("/api/v1/attachments/<attachment_id>")
+    async def download_attachment(attachment_id: str) -> Response | ErrorResponse:
+        token = bearer_token()
+        visitor = user = None
+        if webchat.is_visitor_token(token):
+            visitor = await current_visitor()
+        elif token is not None:
+            user = await authenticate(node.database, token)
+        if visitor is None and user is None:
+            return unauthenticated()
+        account_id = visitor.account_id if visitor is not None else user.account_id  # type: ignore[union-attr]
+        target = parse_id(attachment_id, "attachment")
+        row = await attachments.find_attachment(node.database, account_id, target)
+        if visitor is not None and (row["uploader_role"] != "customer" or row["uploader_id"] != visitor.customer_id):
+            raise NotFound("no such attachment")
+        path = attachments.attachments_dir(node.config.data_dir, account_id) / str(target)
+        if not await trio.to_thread.run_sync(path.is_file):
+            raise NotFound("no such attachment")
+        response = await send_file(path, mimetype=row["content_type"])
+        response.headers["Content-Disposition"] = attachments.content_disposition(row["kind"], row["filename"])
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    # -- the API's description -------------------------------------------------------------------
+
+    @app.get("/api/v1/openapi.json")
+    async def openapi_document() -> ErrorResponse:
+        return jsonify(openapi.document()), 200

@@ -1,0 +1,542 @@
+"""The OpenAPI 3.1 description of every /api route, served at GET /api/v1/openapi.json.
+
+A test walks the app's URL map and fails when a route or method is missing here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from kefu.server import queues
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _string(max_length: int | None = None, **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", **extra}
+    if max_length is not None:
+        schema.update(minLength=1, maxLength=max_length)
+    return schema
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+UUID_STRING = {"type": "string", "format": "uuid"}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+
+
+def _integer(low: int, high: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": low, "maximum": high}
+
+
+def _object(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties, **extra}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": _object(
+        {"error": _object({"code": {"type": "string"}, "message": {"type": "string"}}, ["code", "message"])},
+        ["error"],
+    ),
+    "User": _object(
+        {
+            "id": UUID_STRING,
+            "email": {"type": "string"},
+            "display_name": {"type": "string"},
+            "role": {"enum": ["admin", "supervisor", "agent"]},
+            "account_id": UUID_STRING,
+        },
+        ["id", "email", "display_name", "role", "account_id"],
+    ),
+    "Group": _object({"id": UUID_STRING, "name": {"type": "string"}, "created_at": TIMESTAMP}, ["id", "name"]),
+    "GroupInput": _object({"name": _string(100)}, ["name"]),
+    "Agent": _object(
+        {
+            "id": UUID_STRING,
+            "email": {"type": "string"},
+            "display_name": {"type": "string"},
+            "role": {"enum": ["admin", "supervisor", "agent"]},
+            "max_concurrent_conversations": _integer(1, 100),
+            "disabled": {"type": "boolean"},
+            "created_at": TIMESTAMP,
+            "departments": {"type": "array", "items": _object({"id": UUID_STRING, "name": {"type": "string"}})},
+            "skills": {
+                "type": "array",
+                "items": _object({"id": UUID_STRING, "name": {"type": "string"}, "level": _integer(1, 10)}),
+            },
+        }
+    ),
+    "SkillLevel": _object({"id": UUID_STRING, "level": _integer(1, 10)}, ["id", "level"]),
+    "AgentCreate": _object(
+        {
+            "email": _string(320, format="email"),
+            "display_name": _string(200),
+            "password": {"type": "string", "minLength": 10, "maxLength": 1024},
+            "role": {"enum": ["admin", "supervisor", "agent"], "default": "agent"},
+            "max_concurrent_conversations": {**_integer(1, 100), "default": 5},
+            "departments": {"type": "array", "items": UUID_STRING},
+            "skills": {"type": "array", "items": _ref("SkillLevel")},
+        },
+        ["email", "display_name", "password"],
+    ),
+    "AgentUpdate": _object(
+        {
+            "display_name": _string(200),
+            "role": {"enum": ["admin", "supervisor", "agent"]},
+            "max_concurrent_conversations": _integer(1, 100),
+            "disabled": {"type": "boolean"},
+            "departments": {"type": "array", "items": UUID_STRING},
+            "skills": {"type": "array", "items": _ref("SkillLevel")},
+        },
+        additionalProperties=False,
+    ),
+    "Visitor": _object(
+        {"customer_id": UUID_STRING, "display_name": _nullable(_string(200)), "account_id": UUID_STRING},
+        ["customer_id", "display_name", "account_id"],
+    ),
+    "Customer": _object(
+        {
+            "id": UUID_STRING,
+            "display_name": _nullable(_string(200)),
+            "level": _integer(0, 10),
+            "channel": {"type": "string"},
+            "created_at": TIMESTAMP,
+            "last_seen_at": _nullable(TIMESTAMP),
+        }
+    ),
+    "CustomerUpdate": _object(
+        {"display_name": _nullable(_string(200)), "level": _integer(0, 10)}, additionalProperties=False
+    ),
+    "Queue": _object(
+        {
+            "id": UUID_STRING,
+            "name": _string(100),
+            "department_id": _nullable(UUID_STRING),
+            "skill_id": _nullable(UUID_STRING),
+            "strategy": {"enum": list(queues.STRATEGIES)},
+            "min_skill_level": _integer(1, 10),
+            "widen_after_seconds": _integer(1, 3600),
+            "offer_timeout_seconds": _integer(1, 600),
+            "auto_accept": {"type": "boolean"},
+            "overflow_after_seconds": _nullable(_integer(1, 86400)),
+            "overflow_queue_id": _nullable(UUID_STRING),
+            "no_agent_message": _nullable(_string(2000)),
+            "is_default": {"type": "boolean"},
+            "created_at": TIMESTAMP,
+        }
+    ),
+    "CannedResponse": _object(
+        {
+            "id": UUID_STRING,
+            "scope": {"enum": ["account", "personal"]},
+            "owner_user_id": _nullable(UUID_STRING),
+            "shortcut": _string(50),
+            "title": _string(200),
+            "body": _string(8000),
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+        }
+    ),
+    "Attachment": _object(
+        {
+            "id": UUID_STRING,
+            "kind": {"enum": ["image", "voice", "video", "file"]},
+            "content_type": {"type": "string"},
+            "filename": _string(255),
+            "size_bytes": {"type": "integer", "minimum": 1},
+        }
+    ),
+}
+
+_queue_input = {k: v for k, v in SCHEMAS["Queue"]["properties"].items() if k not in ("id", "created_at")}
+SCHEMAS["QueueCreate"] = _object(
+    {**_queue_input, "strategy": {"enum": list(queues.STRATEGIES), "default": "least_load"}},
+    ["name"],
+    additionalProperties=False,
+    description="skill_id is required when strategy is skills; is_default clears it on the account's other queues.",
+)
+SCHEMAS["QueueUpdate"] = _object(_queue_input, additionalProperties=False)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    if schema is None:
+        return {"description": description}
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _body(schema: dict[str, Any], content_type: str = JSON) -> dict[str, Any]:
+    return {"required": True, "content": {content_type: {"schema": schema}}}
+
+
+def _path_id(name: str, what: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "description": f"the {what}'s id", "schema": UUID_STRING}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    tag: str,
+    body: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+    security: list[dict[str, Any]] | None = None,
+    errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    standard = {
+        400: "malformed input; the message names the field",
+        401: "no valid token",
+        403: "the caller's role may not do this",
+        404: "no such resource in the caller's account",
+        409: "clashes with an existing row",
+        413: "body too large",
+        415: "content type not accepted, or the content is not of that type",
+        503: "the database cannot be reached",
+    }
+    operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": dict(responses)}
+    for status in (*errors, 503):
+        operation["responses"].setdefault(str(status), _error(standard[status]))
+    if body is not None:
+        operation["requestBody"] = body
+    if parameters:
+        operation["parameters"] = parameters
+    if security is not None:
+        operation["security"] = security
+    return operation
+
+
+def _group_paths(plural: str, kind: str) -> dict[str, Any]:
+    listing = _object({plural: {"type": "array", "items": _ref("Group")}}, [plural])
+    one = [_path_id("group_id", kind)]
+    return {
+        f"/api/v1/{plural}": {
+            "get": _op(
+                f"List the {plural} (admin, supervisor)",
+                {"200": _ok(plural, listing)},
+                tag="directory",
+                errors=(401, 403),
+            ),
+            "post": _op(
+                f"Create a {kind} (admin)",
+                {"201": _ok(f"the {kind}", _ref("Group"))},
+                tag="directory",
+                body=_body(_ref("GroupInput")),
+                errors=(400, 401, 403, 409),
+            ),
+        },
+        f"/api/v1/{plural}/{{group_id}}": {
+            "patch": _op(
+                f"Rename a {kind} (admin)",
+                {"200": _ok(f"the {kind}", _ref("Group"))},
+                tag="directory",
+                body=_body(_ref("GroupInput")),
+                parameters=one,
+                errors=(400, 401, 403, 404, 409),
+            ),
+            "delete": _op(
+                f"Delete a {kind} (admin)",
+                {"204": _ok("deleted")},
+                tag="directory",
+                parameters=one,
+                errors=(401, 403, 404, 409),
+            ),
+        },
+    }
+
+
+VISITOR = [{"visitorToken": []}]
+PUBLIC: list[dict[str, Any]] = []
+
+
+def _paths() -> dict[str, Any]:
+    queue_id = [_path_id("queue_id", "queue")]
+    canned_id = [_path_id("canned_id", "canned response")]
+    customer_id = [_path_id("customer_id", "customer")]
+    attachment_id = [_path_id("attachment_id", "attachment")]
+    agent_id = [_path_id("agent_id", "agent")]
+    sign_in_body = _object(
+        {"account": _string(1024), "email": _string(1024), "password": _string(1024)},
+        ["account", "email", "password"],
+    )
+    signed_in = _object(
+        {"token": {"type": "string"}, "expires_at": TIMESTAMP, "user": _ref("User")}, ["token", "expires_at", "user"]
+    )
+    canned_create = _object(
+        {
+            "scope": {"enum": ["account", "personal"]},
+            "shortcut": _string(50),
+            "title": _string(200),
+            "body": _string(8000),
+        },
+        ["scope", "shortcut", "title", "body"],
+        additionalProperties=False,
+    )
+    canned_update = _object(
+        {"shortcut": _string(50), "title": _string(200), "body": _string(8000)}, additionalProperties=False
+    )
+    upload_types = {t: {"schema": {"type": "string", "contentMediaType": t}} for t in ("image/png", "application/pdf")}
+    return {
+        "/api/v1/auth/sign-in": {
+            "post": _op(
+                "Sign in with account, e-mail and password",
+                {"200": _ok("a session", signed_in)},
+                tag="auth",
+                body=_body(sign_in_body),
+                security=PUBLIC,
+                errors=(400, 401),
+            ),
+        },
+        "/api/v1/auth/sign-out": {
+            "post": _op("Revoke the bearer token", {"204": _ok("signed out")}, tag="auth", errors=(401,)),
+        },
+        "/api/v1/me": {
+            "get": _op("The signed-in user", {"200": _ok("the user", _ref("User"))}, tag="auth", errors=(401,)),
+        },
+        **_group_paths("departments", "department"),
+        **_group_paths("skills", "skill"),
+        "/api/v1/agents": {
+            "get": _op(
+                "List the account's users (admin, supervisor)",
+                {"200": _ok("agents", _object({"agents": {"type": "array", "items": _ref("Agent")}}))},
+                tag="directory",
+                errors=(401, 403),
+            ),
+            "post": _op(
+                "Create a user (admin)",
+                {"201": _ok("the agent", _ref("Agent"))},
+                tag="directory",
+                body=_body(_ref("AgentCreate")),
+                errors=(400, 401, 403, 404, 409),
+            ),
+        },
+        "/api/v1/agents/{agent_id}": {
+            "get": _op(
+                "One user (admin, supervisor)",
+                {"200": _ok("the agent", _ref("Agent"))},
+                tag="directory",
+                parameters=agent_id,
+                errors=(401, 403, 404),
+            ),
+            "patch": _op(
+                "Change a user (admin)",
+                {"200": _ok("the agent", _ref("Agent"))},
+                tag="directory",
+                body=_body(_ref("AgentUpdate")),
+                parameters=agent_id,
+                errors=(400, 401, 403, 404, 409),
+            ),
+        },
+        "/api/v1/webchat/visitors": {
+            "post": _op(
+                "Start a web-chat visitor: returns its kv_ token (shown once; keep it in localStorage)",
+                {
+                    "201": _ok(
+                        "the visitor and its token",
+                        _object(
+                            {**SCHEMAS["Visitor"]["properties"], "token": {"type": "string", "pattern": "^kv_"}},
+                            ["customer_id", "token", "account_id"],
+                        ),
+                    )
+                },
+                tag="webchat",
+                security=PUBLIC,
+                errors=(400, 404, 413),
+                body=_body(_object({"account": _string(63), "display_name": _nullable(_string(200))}, ["account"])),
+            ),
+        },
+        "/api/v1/webchat/visitor": {
+            "get": _op(
+                "The visitor a kv_ token belongs to",
+                {"200": _ok("the visitor", _ref("Visitor"))},
+                tag="webchat",
+                security=VISITOR,
+                errors=(401,),
+            ),
+            "patch": _op(
+                "Set the visitor's display name",
+                {"200": _ok("the visitor", _ref("Visitor"))},
+                tag="webchat",
+                security=VISITOR,
+                errors=(400, 401, 413),
+                body=_body(_object({"display_name": _nullable(_string(200))}, ["display_name"])),
+            ),
+        },
+        "/api/v1/customers/{customer_id}": {
+            "get": _op(
+                "One customer (any user of the account)",
+                {"200": _ok("the customer", _ref("Customer"))},
+                tag="customers",
+                parameters=customer_id,
+                errors=(401, 404),
+            ),
+            "patch": _op(
+                "Change a customer's display name or level (admin, supervisor)",
+                {"200": _ok("the customer", _ref("Customer"))},
+                tag="customers",
+                parameters=customer_id,
+                body=_body(_ref("CustomerUpdate")),
+                errors=(400, 401, 403, 404),
+            ),
+        },
+        "/api/v1/queues": {
+            "get": _op(
+                "List the queues (any user)",
+                {"200": _ok("queues", _object({"queues": {"type": "array", "items": _ref("Queue")}}))},
+                tag="queues",
+                errors=(401,),
+            ),
+            "post": _op(
+                "Create a queue (admin)",
+                {"201": _ok("the queue", _ref("Queue"))},
+                tag="queues",
+                body=_body(_ref("QueueCreate")),
+                errors=(400, 401, 403, 404, 409),
+            ),
+        },
+        "/api/v1/queues/{queue_id}": {
+            "get": _op(
+                "One queue (any user)",
+                {"200": _ok("the queue", _ref("Queue"))},
+                tag="queues",
+                parameters=queue_id,
+                errors=(401, 404),
+            ),
+            "patch": _op(
+                "Change a queue (admin)",
+                {"200": _ok("the queue", _ref("Queue"))},
+                tag="queues",
+                parameters=queue_id,
+                body=_body(_ref("QueueUpdate")),
+                errors=(400, 401, 403, 404, 409),
+            ),
+            "delete": _op(
+                "Delete a queue (admin); queues overflowing to it stop overflowing",
+                {"204": _ok("deleted")},
+                tag="queues",
+                parameters=queue_id,
+                errors=(401, 403, 404),
+            ),
+        },
+        "/api/v1/canned-responses": {
+            "get": _op(
+                "The account-wide canned responses and the caller's personal ones",
+                {
+                    "200": _ok(
+                        "canned responses",
+                        _object({"canned_responses": {"type": "array", "items": _ref("CannedResponse")}}),
+                    )
+                },
+                tag="canned responses",
+                errors=(400, 401),
+                parameters=[
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "required": False,
+                        "schema": _string(200),
+                        "description": "case-insensitive prefix of the shortcut or part of the title",
+                    }
+                ],
+            ),
+            "post": _op(
+                "Create a canned response (account scope: admin)",
+                {"201": _ok("the canned response", _ref("CannedResponse"))},
+                tag="canned responses",
+                body=_body(canned_create),
+                errors=(400, 401, 403, 409),
+            ),
+        },
+        "/api/v1/canned-responses/{canned_id}": {
+            "patch": _op(
+                "Change a canned response (personal: its owner; account-wide: admin)",
+                {"200": _ok("the canned response", _ref("CannedResponse"))},
+                tag="canned responses",
+                parameters=canned_id,
+                body=_body(canned_update),
+                errors=(400, 401, 403, 404, 409),
+            ),
+            "delete": _op(
+                "Delete a canned response (personal: its owner; account-wide: admin)",
+                {"204": _ok("deleted")},
+                tag="canned responses",
+                parameters=canned_id,
+                errors=(401, 403, 404),
+            ),
+        },
+        "/api/v1/attachments": {
+            "post": _op(
+                "Upload a file: the raw bytes as the body, its type as Content-Type (user or visitor token)",
+                {"201": _ok("the attachment", _ref("Attachment"))},
+                tag="attachments",
+                security=[{"bearerAuth": []}, {"visitorToken": []}],
+                errors=(400, 401, 413, 415),
+                parameters=[
+                    {
+                        "name": "filename",
+                        "in": "query",
+                        "required": False,
+                        "schema": _string(255),
+                        "description": "the file's name (folders and control characters are removed)",
+                    }
+                ],
+                body={
+                    "required": True,
+                    "description": "one of the configured upload_content_types",
+                    "content": {**upload_types, "*/*": {"schema": {"type": "string", "format": "binary"}}},
+                },
+            ),
+        },
+        "/api/v1/attachments/{attachment_id}": {
+            "get": _op(
+                "Download a file (users of the account; the visitor who uploaded it)",
+                {
+                    "200": {
+                        "description": "the file, with its stored content type",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    }
+                },
+                tag="attachments",
+                parameters=attachment_id,
+                security=[{"bearerAuth": []}, {"visitorToken": []}],
+                errors=(401, 404),
+            ),
+        },
+        "/api/v1/openapi.json": {
+            "get": _op("This document", {"200": _ok("OpenAPI 3.1", {"type": "object"})}, tag="meta", security=PUBLIC),
+        },
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "kefu REST API",
+            "version": "1",
+            "description": 'JSON in and out; errors are {"error": {"code", "message"}}.',
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}],
+        "paths": _paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a sign-in session token"},
+                "visitorToken": {"type": "http", "scheme": "bearer", "description": "a web-chat visitor's kv_ token"},
+            },
+        },
+    }
