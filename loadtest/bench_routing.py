@@ -12,7 +12,10 @@ Measured side by side, interleaved over `--rounds` rounds (the median round is r
     over `--queues` queues, held at about 70% load. Each step one conversation ends (`release`,
     oldest first), a new one is enqueued in a random queue, and `next_matches(now)` is asked for
     the offers, as the Dispatcher would after each message. Counted: matches made.
-(c) through the Dispatcher actor: not yet (the actor does not exist); see `MEASUREMENTS`.
+(c) through the Dispatcher actor, per strategy: the same agents and queues (auto-accepting)
+    in a running Dispatcher (with the Aggregator it reports to); each step is two messages in
+    (`Released`, `Enqueue`) and the decision comes back as an `Assign` to the conversation's
+    session mailbox. Target: 20,000 assignments/s at 10,000 agents.
 
 Only the steady state is timed; building the agents and filling them to 70% is not.
 """
@@ -28,6 +31,7 @@ import sys
 import time
 import uuid
 from collections import deque
+from datetime import UTC, datetime
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +39,16 @@ from typing import Any
 
 import trio
 
+from kefu.actors import messages as m
+from kefu.actors.aggregator import AGGREGATOR_MAILBOX_CAPACITY, Aggregator
+from kefu.actors.center import CenterSettings, ContactCenter
+from kefu.actors.dispatcher import DISPATCHER_MAILBOX_CAPACITY, Dispatcher
+from kefu.actors.ports import AgentProfile, QueueSettings, SessionHandle
 from kefu.actors.routing import QueueRules, Router, RoutingStrategy
+from kefu.actors.runtime import Mailbox
+from kefu.actors.supervisor import DynamicSupervisor
+from kefu.actors.timers import Timers
+from kefu.protocol.server import CustomerSummary
 
 TARGET_LOAD = 0.7
 """Share of all agent slots kept busy in the steady state."""
@@ -208,20 +221,139 @@ def bench_router_core(config: BenchConfig) -> list[dict[str, Any]]:
     return runs
 
 
-# -- (c) through the Dispatcher actor: to be added -----------------------------------------
-#
-# When the Dispatcher actor exists, measure the same steady state through it with one function:
-#
-#     def bench_dispatcher(config: BenchConfig) -> list[dict[str, Any]]:
-#         """(c): for each strategy in config.strategies, build_scenario's agents and queues sent to a
-#         running Dispatcher (under a supervisor, inside trio.run), then `drive`'s loop as messages:
-#         a conversation ends, one arrives, its offer comes back. Returns one
-#         run_result(f"dispatcher: {strategy.value}", made, seconds) per strategy."""
-#
-# and append it to MEASUREMENTS. Nothing else changes: rounds, medians, table and JSON pick it up.
+# -- (c) through the Dispatcher actor ----------------------------------------------------
+
+
+class _BenchStorage:
+    """The only storage the dispatcher reads while routing: the account's queues."""
+
+    def __init__(self, queues: list[QueueSettings]) -> None:
+        self._queues = queues
+
+    async def queues(self, account_id: uuid.UUID) -> list[QueueSettings]:
+        return list(self._queues)
+
+
+async def _through_dispatcher(config: BenchConfig, strategy: RoutingStrategy) -> tuple[int, float, float]:
+    """`drive`'s steady state as messages to a running Dispatcher (and Aggregator).
+
+    Each step tells the dispatcher that a conversation ended (`Released`) and that a new
+    one waits (`Enqueue`); the queues auto-accept, so every routing decision comes back as
+    an `Assign` to the conversation's session mailbox, where this driver reads it. A window
+    of `WINDOW` steps is kept in flight, as many sessions would do at once.
+    """
+    account = uuid.UUID(int=1)
+    departments = [uuid.UUID(int=1_000 + i) for i in range(max(1, config.queues // 2))]
+    skills = [uuid.UUID(int=2_000 + i) for i in range(3)]
+    skilled = strategy is RoutingStrategy.SKILLS
+    queues = [
+        QueueSettings(
+            account_id=account,
+            queue_id=uuid.UUID(int=3_000 + i),
+            name=f"queue {i}",
+            strategy=strategy.value,
+            department_id=departments[i % len(departments)],
+            skill_id=skills[i % len(skills)] if skilled else None,
+            min_skill_level=4 if skilled else 1,
+            auto_accept=True,
+            is_default=i == 0,
+        )
+        for i in range(config.queues)
+    ]
+    rng = random.Random(config.seed)
+    sessions_mailbox: Mailbox[Any] = Mailbox("bench-sessions", 1_000_000)
+    center = ContactCenter(
+        store=Mailbox("bench-store").ref,
+        storage=_BenchStorage(queues),  # type: ignore[arg-type]
+        timers=Timers(),
+        sessions=DynamicSupervisor("sessions"),
+        agents=DynamicSupervisor("agents"),
+        settings=CenterSettings(),
+    )
+    dispatcher_mailbox: Mailbox[Any] = Mailbox("dispatcher", DISPATCHER_MAILBOX_CAPACITY)
+    aggregator_mailbox: Mailbox[Any] = Mailbox("aggregator", AGGREGATOR_MAILBOX_CAPACITY)
+    center.dispatcher = dispatcher_mailbox.ref
+    center.aggregator = aggregator_mailbox.ref
+    dispatcher_ref = dispatcher_mailbox.ref
+    steps = config.assignments + config.assignments // 10
+    target = int(config.agents * config.capacity * TARGET_LOAD)
+    conversation_ids = [uuid.UUID(int=100_000_000 + i) for i in range(target + steps)]
+    for conversation_id in conversation_ids:
+        center.sessions[conversation_id] = SessionHandle(account, conversation_id, sessions_mailbox)
+    summary = CustomerSummary(customer_id="bench", channel="webchat")
+    now = datetime.now(UTC)
+    holder: dict[uuid.UUID, uuid.UUID] = {}
+    active: deque[uuid.UUID] = deque()
+
+    async def enqueue(index: int) -> None:
+        conversation_id = conversation_ids[index]
+        queue = queues[rng.randrange(len(queues))]
+        await dispatcher_ref.tell(m.Enqueue(account, conversation_id, queue.queue_id, now, summary, rng.randrange(4)))
+
+    async def collect(until: int) -> int:
+        got = 0
+        while got < until:
+            message = await sessions_mailbox.receive()
+            sessions_mailbox.mark_handled()
+            if isinstance(message, m.Assign):
+                active.append(message.agent_id)
+                got += 1
+        return got
+
+    async with trio.open_nursery() as nursery:
+        stop = trio.Event()
+        nursery.start_soon(center.timers.run, stop)
+        nursery.start_soon(Aggregator(aggregator_mailbox, publish=lambda *_: None, wants=lambda _: False).run, stop)
+        nursery.start_soon(Dispatcher(dispatcher_mailbox, center).run, stop)
+        for i in range(config.agents):
+            member_of = {departments[i % len(departments)]}
+            if rng.random() < 0.3:
+                member_of.add(rng.choice(departments))
+            profile = AgentProfile(
+                account_id=account,
+                agent_id=uuid.UUID(int=10_000_000 + i),
+                display_name=f"Agent {i}",
+                role="agent",
+                capacity=config.capacity,
+                departments=frozenset(member_of),
+                skills={skill: rng.randint(1, 10) for skill in skills},
+            )
+            await dispatcher_ref.tell(m.AgentUpdate(profile, True, 0))
+        for index in range(target):
+            await enqueue(index)
+        await collect(target)  # warm: agents at TARGET_LOAD
+        made = 0
+        step = 0
+        started = time.perf_counter()
+        while made < config.assignments and step < steps:
+            window = min(WINDOW, steps - step, config.assignments - made)
+            for _ in range(window):
+                await dispatcher_ref.tell(m.Released(account, active.popleft(), conversation_ids[0]))
+                await enqueue(target + step)
+                step += 1
+            made += await collect(window)
+        seconds = time.perf_counter() - started
+        backlog_peak = dispatcher_mailbox.statistics().mailbox_peak
+        stop.set()
+        nursery.cancel_scope.cancel()
+    return made, seconds, backlog_peak
+
+
+WINDOW = 500
+"""Steps in flight through the dispatcher at once."""
+
+
+def bench_dispatcher(config: BenchConfig) -> list[dict[str, Any]]:
+    """(c): assignments/s through the Dispatcher actor at steady state, one run per strategy."""
+    runs = []
+    for strategy in config.strategies:
+        made, seconds, peak = trio.run(_through_dispatcher, config, strategy)
+        runs.append(run_result(f"dispatcher: {strategy.value}", made, seconds, mailbox_peak=peak))
+    return runs
+
 
 Measurement = Callable[[BenchConfig], list[dict[str, Any]]]
-MEASUREMENTS: list[Measurement] = [bench_channel, bench_router_core]
+MEASUREMENTS: list[Measurement] = [bench_channel, bench_router_core, bench_dispatcher]
 
 
 def median_runs(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import auth, contact_center, directory, metrics
+from kefu.server import auth, contact_center, directory, metrics, sockets
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -103,8 +103,11 @@ def create_app(node: Node) -> QuartTrio:
     @app.post("/api/v1/auth/sign-out")
     async def sign_out() -> tuple[Response | str, int]:
         token = bearer_token()
+        user = await auth.authenticate(node.database, token) if token is not None else None
         if token is None or not await auth.sign_out(node.database, token):
             return _unauthenticated()
+        if user is not None:
+            node.signed_out(user.user_id, auth.token_hash(token))
         return "", 204
 
     @app.get("/api/v1/me")
@@ -201,6 +204,11 @@ def create_app(node: Node) -> QuartTrio:
             await json_body(),
             acting_user_id=user.user_id,
         )
+        changed = directory.parse_id(agent_id, "agent")
+        if agent.get("disabled"):
+            node.signed_out(changed, None)
+        else:
+            node.agent_changed(changed)
         return jsonify(agent), 200
 
     contact_center.register(
@@ -253,4 +261,5 @@ def create_app(node: Node) -> QuartTrio:
         # Quart has already logged the exception; the client gets JSON like every other error.
         return jsonify({"error": {"code": "internal_error", "message": "internal server error"}}), 500
 
+    sockets.register_websockets(app, node)
     return app

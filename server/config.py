@@ -72,6 +72,18 @@ class Config:
     """Largest attachment accepted by POST /api/v1/attachments."""
     upload_content_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_CONTENT_TYPES))
     """Allowed upload content types, each mapped to its kind (image, voice, video or file)."""
+    wrap_up_seconds: float = 30
+    """After-contact work an agent gets after a conversation ends, before it closes by itself."""
+    max_missed_offers: int = 3
+    """Offers an agent may let expire in a row before it is put on break."""
+    no_agent_message: str = (
+        "All our agents are busy or offline right now. Please stay: we answer as soon as one is free."
+    )
+    """What a customer is told when no agent of its queue is online (a queue may set its own)."""
+    heartbeat_seconds: int = 30
+    """Clients send a frame at least this often; silence for 1.5 times as long closes with 4002."""
+    send_buffer_frames: int = 1024
+    """Frames buffered for one slow connection before it is cut off (4001) to resume later."""
 
     @property
     def embedded_database(self) -> bool:
@@ -176,7 +188,14 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"setting 'log_format': {config.log_format!r} is not json or text")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"setting 'port': {config.port} is out of range")
-    for name in ("database_pool_size", "store_batch_max", "max_frame_bytes"):
+    for name in (
+        "database_pool_size",
+        "store_batch_max",
+        "max_frame_bytes",
+        "max_missed_offers",
+        "heartbeat_seconds",
+        "send_buffer_frames",
+    ):
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if config.max_upload_bytes < 1:
@@ -191,6 +210,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"setting 'upload_content_types': {content_type!r} is not a content type")
     if config.session_ttl_hours <= 0:
         raise ConfigError("setting 'session_ttl_hours' must be positive")
+    if config.wrap_up_seconds < 0:
+        raise ConfigError("setting 'wrap_up_seconds' must not be negative")
     if config.shutdown_grace < 0:
         raise ConfigError("setting 'shutdown_grace' must not be negative")
     if not config.host:

@@ -3,6 +3,7 @@
 ```
 root                 one_for_one
 ├── store            the group-commit writer of the event log
+├── timers           one heap of deadlines (offer expiry, wrap-up, retries) for every actor
 ├── core             rest_for_one (dispatcher, aggregator)
 ├── agents           dynamic: one Agent actor per signed-in agent
 ├── sessions         dynamic: one CustomerSession actor per open conversation
@@ -26,7 +27,13 @@ import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from kefu.actors.runtime import Mailbox, Registry
+from kefu.actors import messages as m
+from kefu.actors.agent import Agent
+from kefu.actors.aggregator import AGGREGATOR_MAILBOX_CAPACITY, Aggregator
+from kefu.actors.center import CenterSettings, ContactCenter
+from kefu.actors.dispatcher import DISPATCHER_MAILBOX_CAPACITY, Dispatcher
+from kefu.actors.runtime import Mailbox, MailboxFull, Registry
+from kefu.actors.session import CustomerSession
 from kefu.actors.store import STORE_MAILBOX_CAPACITY, Store, StoreMessage, StoreStatistics
 from kefu.actors.supervisor import (
     ChildSpec,
@@ -37,10 +44,13 @@ from kefu.actors.supervisor import (
     SupervisorStatistics,
     actor_child,
 )
+from kefu.actors.timers import Timers
 from kefu.server.app import create_app
 from kefu.server.config import Config
+from kefu.server.conversations import PostgresConversations
 from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
 from kefu.server.event_log import PostgresEventLog
+from kefu.server.sockets import SupervisorFeeds
 
 log = logging.getLogger("kefu.node")
 
@@ -58,12 +68,47 @@ class Node:
         self.database = database
         self.registry = Registry()
         self.urls: list[str] = []
-        self.pending_queue_reloads: set[UUID] = set()
         self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
         self.store: Store | None = None
-        self.core = Supervisor("core", [], strategy=Strategy.REST_FOR_ONE)
+        self.timers = Timers()
+        self.conversations = PostgresConversations(database)
+        self.supervisor_feeds = SupervisorFeeds()
+        self.dispatcher_mailbox: Mailbox[Any] = Mailbox("dispatcher", DISPATCHER_MAILBOX_CAPACITY)
+        self.aggregator_mailbox: Mailbox[Any] = Mailbox("aggregator", AGGREGATOR_MAILBOX_CAPACITY)
         self.agents: DynamicSupervisor[Any] = DynamicSupervisor("agents")
-        self.sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions")
+        self.sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions", intensity=100, period=5.0)
+        self.center = ContactCenter(
+            store=self.store_mailbox.ref,
+            storage=self.conversations,
+            timers=self.timers,
+            sessions=self.sessions,
+            agents=self.agents,
+            settings=CenterSettings(
+                wrap_up_seconds=config.wrap_up_seconds,
+                max_missed_offers=config.max_missed_offers,
+                no_agent_message=config.no_agent_message,
+            ),
+        )
+        self.center.dispatcher = self.dispatcher_mailbox.ref
+        self.center.aggregator = self.aggregator_mailbox.ref
+        self.center.session_factory = lambda handle: CustomerSession(handle, self.center)
+        self.center.agent_factory = lambda handle: Agent(handle, self.center)
+        self.core = Supervisor(
+            "core",
+            [
+                actor_child(
+                    lambda mailbox: Dispatcher(mailbox, self.center), self.dispatcher_mailbox, registry=self.registry
+                ),
+                actor_child(
+                    lambda mailbox: Aggregator(
+                        mailbox, publish=self.supervisor_feeds.publish, wants=self.supervisor_feeds.wants
+                    ),
+                    self.aggregator_mailbox,
+                    registry=self.registry,
+                ),
+            ],
+            strategy=Strategy.REST_FOR_ONE,
+        )
         self.gateways = Supervisor("gateways", [], strategy=Strategy.ONE_FOR_ONE)
         self.app = create_app(self)
         intensity, period = ROOT_INTENSITY
@@ -73,6 +118,7 @@ class Node:
                 actor_child(
                     self._new_store, self.store_mailbox, registry=self.registry, shutdown=config.shutdown_grace
                 ),
+                ChildSpec("timers", self.timers.run, Restart.PERMANENT, shutdown=1.0),
                 self.core.spec(),
                 self.agents.spec(),
                 self.sessions.spec(),
@@ -118,7 +164,42 @@ class Node:
 
     def queues_changed(self, account_id: UUID) -> None:
         """An account's queues were created, changed or deleted: the dispatcher reloads them."""
-        self.pending_queue_reloads.add(account_id)
+        try:
+            self.dispatcher_mailbox.ref.tell_nowait(m.ReloadQueues(account_id))
+        except MailboxFull:
+            log.warning(
+                "dispatcher busy: queue change applies at its next reload", extra={"account_id": str(account_id)}
+            )
+
+    def agent_changed(self, agent_id: UUID) -> None:
+        """An agent's capacity, departments or skills changed: its actor reloads them."""
+        handle = self.center.agent(agent_id)
+        if handle is not None:
+            try:
+                handle.ref.tell_nowait(m.ProfileChanged())
+            except MailboxFull:
+                log.warning("agent busy: profile change not applied", extra={"agent_id": str(agent_id)})
+
+    def signed_out(self, agent_id: UUID, session_token_hash: bytes | None) -> None:
+        """A session was revoked (None: every session of the agent): close its sockets."""
+        handle = self.center.agent(agent_id)
+        if handle is not None:
+            try:
+                handle.ref.tell_nowait(m.SignedOut(session_token_hash))
+            except MailboxFull:
+                for connection in list(handle.connections):
+                    connection.close(1008, "signed out")
+
+    async def recover_sessions(self) -> int:
+        """Start the session of every open conversation (after a restart); returns how many."""
+        started = 0
+        for account_id, conversation_id in await self.conversations.open_conversation_ids():
+            try:
+                await self.center.ensure_session(account_id, conversation_id)
+                started += 1
+            except Exception:
+                log.exception("could not recover a conversation", extra={"conversation_id": str(conversation_id)})
+        return started
 
     def supervisor_statistics(self) -> list[SupervisorStatistics]:
         return [s.statistics() for s in (self.root, self.core, self.agents, self.sessions, self.gateways)]
@@ -151,6 +232,9 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
                 await nursery.start(_run_tree, node, stop, nursery.cancel_scope)
+                recovered = await node.recover_sessions()
+                if recovered:
+                    log.info("open conversations recovered", extra={"conversations": recovered})
                 log.info("kefu is serving", extra={"urls": node.urls, "embedded_database": config.embedded_database})
                 task_status.started(node)
         finally:

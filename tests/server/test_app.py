@@ -65,7 +65,9 @@ async def test_metrics_are_prometheus_text(database_dsn: str, tmp_path: Path) ->
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     assert samples['kefu_actor_mailbox_capacity_messages{actor="store"}'] > 0
-    assert samples['kefu_supervisor_children{supervisor="root"}'] == 6
+    assert samples['kefu_supervisor_children{supervisor="root"}'] == 7
+    assert samples['kefu_supervisor_children{supervisor="core"}'] == 2
+    assert 'kefu_actor_mailbox_messages{actor="dispatcher"}' in samples
     assert 'kefu_actor_mailbox_messages{actor="store"}' in samples
     assert "kefu_store_transactions_total" in samples
 
@@ -89,6 +91,8 @@ async def test_readiness_reports_an_unreachable_database(database_dsn: str, tmp_
 
 class BrokenNode:
     """Just enough of a Node for the app, with a readiness check that has a bug."""
+
+    config = Config()
 
     async def readiness(self) -> dict[str, bool]:
         raise RuntimeError("a bug in a check")

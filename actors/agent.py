@@ -1,0 +1,206 @@
+"""Agent: one actor per signed-in agent.
+
+Theory of operation
+-------------------
+The Agent actor owns what is personal to an agent: the status the agent chose (online,
+break with a reason, offline), the conversations it holds, the ones in wrap-up, and its
+open connections (one per browser tab). From these it derives its presence (``wrap_up``
+while an online agent does after-contact work) and its availability for offers, and
+tells the dispatcher about every change, so the dispatcher (the one writer of
+assignments) never offers work to an agent who is away, on break, in wrap-up or
+disconnected. Capacity slots themselves are counted by the dispatcher, which reserves one
+before it makes an offer.
+
+Rules
+-----
+1. Every connection of the agent gets every ``status`` frame; a new one also gets the
+   list of held conversations to resume.
+2. An agent is available only when online, connected, and not in wrap-up.
+3. Sign-out closes the sockets of that session (close code 1008).
+4. The actor stops when the agent is offline with no connection and nothing held.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+import trio
+
+from kefu.actors import messages as m
+from kefu.actors.center import ContactCenter
+from kefu.actors.ports import AgentHandle, AgentProfile, Outbox
+from kefu.actors.runtime import Actor
+from kefu.protocol import encode_frame
+from kefu.protocol.server import AgentStatus, ConversationList, ConversationSummary
+
+log = logging.getLogger("kefu.agent")
+
+CLOSE_POLICY = 1008
+
+
+class Agent(Actor[Any]):
+    def __init__(self, handle: AgentHandle, center: ContactCenter) -> None:
+        super().__init__(handle.mailbox)
+        self.shared = handle
+        self.center = center
+        self.agent_id = handle.agent_id
+        self.account_id = handle.account_id
+        self.profile: AgentProfile | None = None
+        self.status = "offline"
+        self.reason: str | None = None
+        self.held: set[UUID] = set()
+        self.wrap_up: dict[UUID, float] = {}
+        self.tokens: dict[Outbox, bytes | None] = {}
+        self._finished = trio.Event()
+        self._last_update: tuple[Any, ...] | None = None
+
+    async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.started()
+        task_status.started(self.ref)
+        async with trio.open_nursery() as nursery:
+
+            async def relay_stop() -> None:
+                await stop_requested.wait()
+                self._finished.set()
+
+            nursery.start_soon(relay_stop)
+            await self.message_loop(self._finished)
+            nursery.cancel_scope.cancel()
+        if not stop_requested.is_set():
+            self.center.agent_ended(self.agent_id)
+            await self.center.tell_dispatcher(m.AgentLeft(self.account_id, self.agent_id))
+
+    async def started(self) -> None:
+        storage = self.center.storage
+        self.profile = await storage.agent_profile(self.agent_id)
+        if self.profile is None:
+            raise LookupError(f"agent {self.agent_id} does not exist")
+        self.held = set(await storage.held_conversations(self.agent_id))
+        # After a restart of this actor the sockets are still attached to the handle.
+        for connection in self.shared.connections:
+            self.tokens.setdefault(connection, None)
+        await self._publish(force=True)
+
+    # -- derived state ---------------------------------------------------------------------
+
+    @property
+    def presence(self) -> str:
+        if self.status == "online" and self.wrap_up:
+            return "wrap_up"
+        return self.status
+
+    @property
+    def available(self) -> bool:
+        return self.status == "online" and not self.wrap_up and any(not c.closed for c in self.shared.connections)
+
+    def _status_frame(self) -> bytes:
+        profile = self.profile
+        assert profile is not None
+        wrap_up_seconds = None
+        if self.presence == "wrap_up":
+            wrap_up_seconds = max(0, int(max(self.wrap_up.values()) - trio.current_time() + 0.999))
+        return encode_frame(
+            AgentStatus(
+                status=self.presence,  # type: ignore[arg-type]
+                active_conversations=len(self.held),
+                capacity=profile.capacity,
+                reason=self.reason if self.status == "break" else None,
+                wrap_up_seconds=wrap_up_seconds,
+            )
+        )
+
+    async def _publish(self, *, force: bool = False) -> None:
+        """Tell the dispatcher, the aggregator and every tab when anything changed."""
+        profile = self.profile
+        assert profile is not None
+        update = (self.presence, self.reason, self.available, len(self.held), profile)
+        if update == self._last_update and not force:
+            return
+        self._last_update = update
+        await self.center.tell_dispatcher(m.AgentUpdate(profile, self.available, len(self.held)))
+        self.center.agent_changed(
+            profile, self.presence, self.reason if self.status == "break" else None, len(self.held)
+        )
+        self.shared.broadcast(self._status_frame())
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, m.Connected):
+            self.shared.connections.add(message.connection)
+            self.tokens[message.connection] = message.session_token_hash
+            await self._greet(message.connection)
+            await self._publish()
+        elif isinstance(message, m.Disconnected):
+            self.shared.connections.discard(message.connection)
+            self.tokens.pop(message.connection, None)
+            await self._publish()
+            self._maybe_stop()
+        elif isinstance(message, m.ChangeStatus):
+            self.status = message.status
+            self.reason = message.reason if message.status == "break" else None
+            await self._publish(force=True)
+            self._maybe_stop()
+        elif isinstance(message, m.Held):
+            self.held.add(message.conversation_id)
+            await self._publish()
+        elif isinstance(message, m.WrapUpStarted):
+            self.wrap_up[message.conversation_id] = trio.current_time() + message.seconds
+            await self._publish(force=True)
+        elif isinstance(message, m.Let):
+            self.held.discard(message.conversation_id)
+            self.wrap_up.pop(message.conversation_id, None)
+            await self._publish()
+            self._maybe_stop()
+        elif isinstance(message, m.MissedOffers):
+            if self.status == "online":
+                self.status = "break"
+                self.reason = "missed_offers"
+                log.info("agent put on break after missed offers", extra={"agent_id": str(self.agent_id)})
+                await self._publish(force=True)
+        elif isinstance(message, m.SignedOut):
+            for connection, token_hash in list(self.tokens.items()):
+                if message.session_token_hash is None or token_hash == message.session_token_hash:
+                    connection.close(CLOSE_POLICY, "signed out")
+                    self.shared.connections.discard(connection)
+                    self.tokens.pop(connection, None)
+            if message.session_token_hash is None:
+                self.status = "offline"
+            await self._publish()
+            self._maybe_stop()
+        elif isinstance(message, m.ProfileChanged):
+            profile = await self.center.storage.agent_profile(self.agent_id)
+            if profile is not None:
+                self.profile = profile
+            await self._publish()
+        elif isinstance(message, m.InjectCrash):
+            raise RuntimeError("injected crash")
+
+    async def _greet(self, connection: Outbox) -> None:
+        """A new tab: its status, and the held conversations it should resume."""
+        summaries = []
+        for conversation_id in sorted(self.held):
+            row = await self.center.storage.conversation(conversation_id)
+            if row is None:
+                continue
+            summaries.append(
+                ConversationSummary(
+                    conversation_id=str(conversation_id),
+                    state="wrap_up" if conversation_id in self.wrap_up else "assigned",
+                    last_seq=await self.center.storage.last_seq(conversation_id),
+                    customer_id=str(row.customer_id),
+                    channel=row.channel,
+                    queue_id=str(row.queue_id) if row.queue_id else None,
+                    agent_id=str(self.agent_id),
+                    topic=row.topic,
+                    display_name=row.customer_name,
+                )
+            )
+        connection.send(encode_frame(ConversationList(tuple(summaries))))
+        connection.send(self._status_frame())
+
+    def _maybe_stop(self) -> None:
+        if self.status == "offline" and not self.held and not any(not c.closed for c in self.shared.connections):
+            self._finished.set()

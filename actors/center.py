@@ -1,0 +1,177 @@
+"""The contact center's shared wiring: where the actors of one node find each other.
+
+A `ContactCenter` is built once per node. It holds the refs of the singleton actors
+(store, dispatcher, aggregator), the timer service, the storage port, the settings, and
+the tables of running CustomerSession and Agent actors with the supervisors that start
+them. It holds no conversation or agent state of its own: that lives in the actors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import trio
+
+from kefu.actors.aggregator import AgentChanged
+from kefu.actors.ports import AgentHandle, AgentProfile, ConversationStorage, SessionHandle
+from kefu.actors.runtime import ActorRef, Mailbox, MailboxFull
+from kefu.actors.supervisor import DynamicSupervisor, Restart, actor_child
+from kefu.actors.timers import Timers
+
+if TYPE_CHECKING:
+    from kefu.actors.runtime import Actor
+
+log = logging.getLogger("kefu.center")
+
+SESSION_MAILBOX_CAPACITY = 512
+AGENT_MAILBOX_CAPACITY = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CenterSettings:
+    wrap_up_seconds: float = 30.0
+    max_missed_offers: int = 3
+    no_agent_message: str = "All our agents are busy or offline. Please stay: we answer as soon as one is free."
+    resume_page_size: int = 500
+    append_timeout: float = 10.0
+    default_offer_timeout_seconds: float = 20.0
+
+
+class ContactCenter:
+    def __init__(
+        self,
+        *,
+        store: ActorRef[Any],
+        storage: ConversationStorage,
+        timers: Timers,
+        sessions: DynamicSupervisor[Any],
+        agents: DynamicSupervisor[Any],
+        settings: CenterSettings,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        self.timers = timers
+        self.settings = settings
+        self._session_supervisor = sessions
+        self._agent_supervisor = agents
+        self.sessions: dict[UUID, SessionHandle] = {}
+        self.agents: dict[UUID, AgentHandle] = {}
+        self._starting: dict[UUID, trio.Event] = {}
+        self.dispatcher: ActorRef[Any] | None = None
+        self.aggregator: ActorRef[Any] | None = None
+        self.session_factory: Callable[[SessionHandle], Actor[Any]] | None = None
+        self.agent_factory: Callable[[AgentHandle], Actor[Any]] | None = None
+
+    # -- telling the singletons without ever blocking ---------------------------------------
+
+    async def tell_dispatcher(self, message: Any) -> None:
+        """Routing facts are never dropped: a sender waits for room (back-pressure on it alone)."""
+        if self.dispatcher is None:
+            raise RuntimeError("the dispatcher is not running")
+        await self.dispatcher.tell(message)
+
+    def tell_aggregator(self, message: Any) -> None:
+        if self.aggregator is None:
+            return
+        try:
+            self.aggregator.tell_nowait(message)
+        except MailboxFull:
+            # Live statistics are a view: a lost fold under overload is counted, never waited for.
+            self.aggregator_drops += 1
+
+    aggregator_drops = 0
+
+    def agent_changed(self, profile: AgentProfile, presence: str, reason: str | None, load: int) -> None:
+        self.tell_aggregator(
+            AgentChanged(
+                profile.account_id,
+                profile.agent_id,
+                profile.display_name,
+                presence,
+                reason,
+                load,
+                profile.capacity,
+                trio.current_time(),
+            )
+        )
+
+    async def audit_denial(self, account_id: UUID, actor_id: UUID, action: str, conversation_id: UUID) -> None:
+        try:
+            await self.storage.record_denial(account_id, actor_id, action, conversation_id)
+        except Exception:
+            log.warning("could not write an audit record", extra={"action": action})
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def session(self, conversation_id: UUID) -> SessionHandle | None:
+        return self.sessions.get(conversation_id)
+
+    async def ensure_session(self, account_id: UUID, conversation_id: UUID) -> SessionHandle:
+        """The running session of a conversation, started (and rebuilt from the store) if needed."""
+        while True:
+            handle = self.sessions.get(conversation_id)
+            if handle is not None:
+                return handle
+            starting = self._starting.get(conversation_id)
+            if starting is None:
+                break
+            await starting.wait()
+        starting = self._starting[conversation_id] = trio.Event()
+        try:
+            handle = SessionHandle(
+                account_id, conversation_id, Mailbox(f"session:{conversation_id}", SESSION_MAILBOX_CAPACITY)
+            )
+            factory = self.session_factory
+            assert factory is not None, "the node sets session_factory"
+            spec = actor_child(lambda _mailbox: factory(handle), handle.mailbox, restart=Restart.TRANSIENT)
+            self.sessions[conversation_id] = handle
+            try:
+                await self._session_supervisor.start_child(spec)
+            except BaseException:
+                self.sessions.pop(conversation_id, None)
+                raise
+            return handle
+        finally:
+            del self._starting[conversation_id]
+            starting.set()
+
+    def session_ended(self, conversation_id: UUID) -> None:
+        self.sessions.pop(conversation_id, None)
+
+    # -- agents -----------------------------------------------------------------------------
+
+    def agent(self, agent_id: UUID) -> AgentHandle | None:
+        return self.agents.get(agent_id)
+
+    async def ensure_agent(self, account_id: UUID, agent_id: UUID) -> AgentHandle:
+        while True:
+            handle = self.agents.get(agent_id)
+            if handle is not None:
+                return handle
+            starting = self._starting.get(agent_id)
+            if starting is None:
+                break
+            await starting.wait()
+        starting = self._starting[agent_id] = trio.Event()
+        try:
+            handle = AgentHandle(account_id, agent_id, Mailbox(f"agent:{agent_id}", AGENT_MAILBOX_CAPACITY))
+            factory = self.agent_factory
+            assert factory is not None, "the node sets agent_factory"
+            spec = actor_child(lambda _mailbox: factory(handle), handle.mailbox, restart=Restart.TRANSIENT)
+            self.agents[agent_id] = handle
+            try:
+                await self._agent_supervisor.start_child(spec)
+            except BaseException:
+                self.agents.pop(agent_id, None)
+                raise
+            return handle
+        finally:
+            del self._starting[agent_id]
+            starting.set()
+
+    def agent_ended(self, agent_id: UUID) -> None:
+        self.agents.pop(agent_id, None)

@@ -1,0 +1,607 @@
+"""Dispatcher: the one writer of assignments.
+
+Theory of operation
+-------------------
+Sessions tell the dispatcher which conversations wait and in which queue; Agent actors
+tell it who is available, with what capacity, departments and skills. The decisions
+themselves are made by `kefu.actors.routing.Router` (one per account), a pure data
+structure that keeps each queue's waiting list in its strategy's order and each agent's
+load (held conversations plus reserved offers). The dispatcher turns its matches into
+offers (or, for auto-accept queues, straight into assignments), times the offers out,
+counts the offers an agent missed, moves conversations that waited too long to their
+overflow queue, and keeps customers told of their place in the queue.
+
+Because only the dispatcher reserves and assigns slots, and it handles one message at a
+time, two offers can never race for an agent's last slot.
+
+Rules
+-----
+1. A slot is reserved when an offer is made and stays taken until the session reports
+   the conversation `Released` (finished, transferred away) or the offer lapses.
+2. An offer is withdrawn from the agent (``offer.revoked``) when it expires, when the
+   customer leaves, or when the agent goes away; the conversation keeps its place in the
+   queue and the agent who missed it is skipped for that conversation.
+3. `max_missed_offers` expiries in a row put the agent on break.
+4. The dispatcher never waits on a session or an agent: it tells them without blocking,
+   and a message that finds a full mailbox is retried on the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import trio
+
+from kefu.actors import aggregator as agg
+from kefu.actors import messages as m
+from kefu.actors.center import ContactCenter
+from kefu.actors.ports import AgentProfile, QueueSettings
+from kefu.actors.routing import Match, QueueRules, Router, RoutingStrategy
+from kefu.actors.runtime import Actor, Mailbox, MailboxFull
+from kefu.actors.timers import Timer
+from kefu.protocol import encode_frame
+from kefu.protocol.server import CustomerSummary, Offer, OfferRevoked, ServerError
+
+log = logging.getLogger("kefu.dispatcher")
+
+DISPATCHER_MAILBOX_CAPACITY = 100_000
+TICK_SECONDS = 1.0
+ESTIMATE_SMOOTHING = 0.2
+
+
+@dataclass(slots=True)
+class Waiting:
+    account_id: UUID
+    queue_id: UUID
+    waiting_since: float
+    entered_queue: float
+    level: int
+    customer: CustomerSummary
+    exclude: set[UUID] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class PendingOffer:
+    offer_id: str
+    account_id: UUID
+    conversation_id: UUID
+    queue_id: UUID
+    agent_id: UUID
+    transfer_from: UUID | None
+    timer: Timer | None
+    made_at: float
+
+
+@dataclass(slots=True)
+class AgentEntry:
+    profile: AgentProfile
+    available: bool
+    missed: int = 0
+
+
+@dataclass(slots=True)
+class QueueEntry:
+    settings: QueueSettings
+    last_answer: float | None = None
+    answer_interval: float | None = None
+
+
+def implicit_default_queue(account_id: UUID) -> QueueSettings:
+    """The queue of an account that configured none: every agent, least load first."""
+    return QueueSettings(
+        account_id=account_id, queue_id=account_id, name="Default", strategy="least_load", is_default=True
+    )
+
+
+def _rules(settings: QueueSettings) -> QueueRules:
+    return QueueRules(
+        queue_id=settings.queue_id,
+        strategy=RoutingStrategy(settings.strategy),
+        department_id=settings.department_id,
+        skill_id=settings.skill_id,
+        min_skill_level=settings.min_skill_level,
+        widen_after_seconds=float(settings.widen_after_seconds),
+    )
+
+
+class Dispatcher(Actor[Any]):
+    def __init__(self, mailbox: Mailbox[Any], center: ContactCenter) -> None:
+        super().__init__(mailbox)
+        self.center = center
+        self.routers: dict[UUID, Router] = {}
+        self.queues: dict[UUID, QueueEntry] = {}
+        self.default_queue: dict[UUID, UUID] = {}
+        self.agents: dict[UUID, AgentEntry] = {}
+        self.waiting: dict[UUID, Waiting] = {}
+        self.offers: dict[str, PendingOffer] = {}
+        self.offer_of: dict[UUID, str] = {}
+        self.holder: dict[UUID, UUID] = {}
+        self.backlog: deque[tuple[UUID, UUID, Any]] = deque()
+        self.dirty_accounts: set[UUID] = set()
+        self._parked: dict[UUID, Waiting] = {}
+        """Waiting records of conversations under offer, to requeue them if it lapses."""
+        self.decisions = 0
+        self._nursery: trio.Nursery | None = None
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.started()
+        task_status.started(self.ref)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._ticker)
+            await self.message_loop(stop_requested)
+            nursery.cancel_scope.cancel()
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(TICK_SECONDS)
+            try:
+                self.ref.tell_nowait(m.Tick())
+            except MailboxFull:
+                pass
+
+    # -- accounts and queues ------------------------------------------------------------------
+
+    async def _router(self, account_id: UUID) -> Router:
+        router = self.routers.get(account_id)
+        if router is None:
+            router = self.routers[account_id] = Router()
+            await self._load_queues(account_id, router)
+        return router
+
+    async def _load_queues(self, account_id: UUID, router: Router) -> None:
+        try:
+            settings = await self.center.storage.queues(account_id)
+        except Exception:
+            log.exception("could not load queues; using the default queue", extra={"account_id": str(account_id)})
+            settings = []
+        known = {queue_id for queue_id, entry in self.queues.items() if entry.settings.account_id == account_id}
+        fresh = {queue.queue_id for queue in settings}
+        default = next((queue.queue_id for queue in settings if queue.is_default), None)
+        implicit = implicit_default_queue(account_id)
+        if default is None:
+            settings = [*settings, implicit]
+            default = implicit.queue_id
+            fresh.add(implicit.queue_id)
+        self.default_queue[account_id] = default
+        for queue in settings:
+            entry = self.queues.get(queue.queue_id)
+            if entry is None:
+                self.queues[queue.queue_id] = QueueEntry(queue)
+            else:
+                entry.settings = queue
+            router.set_queue(_rules(queue))
+            self.center.tell_aggregator(agg.QueueDescribed(account_id, queue.queue_id, queue.name))
+        for queue_id in known - fresh:
+            del self.queues[queue_id]
+            self.center.tell_aggregator(agg.QueueRemoved(account_id, queue_id))
+            for conversation_id in router.remove_queue(queue_id):
+                waiting = self.waiting[conversation_id]
+                waiting.queue_id = default
+                router.enqueue(
+                    conversation_id,
+                    default,
+                    customer_level=waiting.level,
+                    waiting_since=waiting.waiting_since,
+                    exclude=frozenset(waiting.exclude),
+                )
+                self._tell_session(account_id, conversation_id, m.Requeued(default, "queue_removed"))
+        self.dirty_accounts.add(account_id)
+
+    def _queue_of(self, account_id: UUID, queue_id: UUID) -> UUID:
+        entry = self.queues.get(queue_id)
+        if entry is not None and entry.settings.account_id == account_id:
+            return queue_id
+        return self.default_queue[account_id]
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, m.Enqueue):
+            await self._enqueue(message)
+        elif isinstance(message, m.AgentUpdate):
+            await self._agent_update(message)
+        elif isinstance(message, m.AcceptOffer):
+            self._accept(message)
+        elif isinstance(message, m.DeclineOffer):
+            self._decline(message)
+        elif isinstance(message, m.OfferTimeout):
+            self._expire(message.offer_id)
+        elif isinstance(message, m.Released):
+            self._released(message)
+        elif isinstance(message, m.Withdraw):
+            self._withdraw(message)
+        elif isinstance(message, m.TransferToAgent):
+            self._transfer_to_agent(message)
+        elif isinstance(message, m.AgentLeft):
+            self._agent_left(message)
+        elif isinstance(message, m.Tick):
+            self._tick()
+        elif isinstance(message, m.ReloadQueues):
+            await self._load_queues(message.account_id, await self._router(message.account_id))
+        elif isinstance(message, m.RouteProbe):
+            message.reply.set(None)
+            return
+        else:
+            log.warning("dispatcher got an unknown message", extra={"message": type(message).__name__})
+            return
+        if self.dirty_accounts:
+            self._match()
+
+    async def _enqueue(self, message: m.Enqueue) -> None:
+        conversation_id = message.conversation_id
+        if conversation_id in self.waiting or conversation_id in self.offer_of:
+            return
+        router = await self._router(message.account_id)
+        queue_id = self._queue_of(message.account_id, message.queue_id)
+        now = trio.current_time()
+        waited = max(0.0, (datetime.now(UTC) - message.waiting_since).total_seconds())
+        waiting = Waiting(message.account_id, queue_id, now - waited, now, message.customer_level, message.customer)
+        self.waiting[conversation_id] = waiting
+        self.holder.pop(conversation_id, None)
+        router.enqueue(conversation_id, queue_id, customer_level=waiting.level, waiting_since=waiting.waiting_since)
+        self.dirty_accounts.add(message.account_id)
+        self.center.tell_aggregator(agg.ConversationQueued(message.account_id, conversation_id, queue_id, now))
+        if router.available_agents(queue_id) == 0:
+            text = self.queues[queue_id].settings.no_agent_message or self.center.settings.no_agent_message
+            self._tell_session(message.account_id, conversation_id, m.NoAgents(text))
+
+    async def _agent_update(self, message: m.AgentUpdate) -> None:
+        profile = message.profile
+        router = await self._router(profile.account_id)
+        now = trio.current_time()
+        entry = self.agents.get(profile.agent_id)
+        router.set_agent(
+            profile.agent_id,
+            capacity=profile.capacity,
+            departments=profile.departments,
+            skills=profile.skills,
+            now=now,
+        )
+        if entry is None:
+            entry = self.agents[profile.agent_id] = AgentEntry(profile, False)
+            for _ in range(message.held):
+                router.occupy(profile.agent_id, now)
+        entry.profile = profile
+        if message.available and not entry.available:
+            entry.missed = 0
+        entry.available = message.available
+        router.set_available(profile.agent_id, message.available, now)
+        self.dirty_accounts.add(profile.account_id)
+        self._report_availability(profile.account_id, router)
+
+    def _report_availability(self, account_id: UUID, router: Router) -> None:
+        for queue_id, entry in self.queues.items():
+            if entry.settings.account_id == account_id:
+                self.center.tell_aggregator(
+                    agg.QueueAvailability(account_id, queue_id, router.available_agents(queue_id))
+                )
+
+    def _agent_left(self, message: m.AgentLeft) -> None:
+        for offer in [offer for offer in self.offers.values() if offer.agent_id == message.agent_id]:
+            self._lapse(offer, "cancelled", missed=False)
+        entry = self.agents.pop(message.agent_id, None)
+        router = self.routers.get(message.account_id)
+        if entry is not None and router is not None:
+            router.remove_agent(message.agent_id)
+            self._report_availability(message.account_id, router)
+
+    # -- matching --------------------------------------------------------------------------------
+
+    def _match(self) -> None:
+        now = trio.current_time()
+        accounts, self.dirty_accounts = self.dirty_accounts, set()
+        for account_id in accounts:
+            router = self.routers.get(account_id)
+            if router is None:
+                continue
+            for match in router.next_matches(now):
+                self._offer(account_id, match, now)
+
+    def _offer(self, account_id: UUID, match: Match, now: float) -> None:
+        self.decisions += 1
+        conversation_id = match.conversation_id
+        waiting = self.waiting.pop(conversation_id)
+        queue = self.queues[match.queue_id].settings
+        agent = self.agents.get(match.agent_id)
+        self.center.tell_aggregator(
+            agg.ConversationOffered(account_id, conversation_id, match.queue_id, match.agent_id, now)
+        )
+        if queue.auto_accept and agent is not None:
+            self.holder[conversation_id] = match.agent_id
+            self._answered(
+                account_id, conversation_id, match.queue_id, match.agent_id, now - waiting.waiting_since, now
+            )
+            self._tell_session(account_id, conversation_id, m.Assign(match.agent_id, agent.profile.display_name))
+            return
+        offer_id = f"offer-{secrets.token_hex(8)}"
+        timeout = float(queue.offer_timeout_seconds)
+        offer = PendingOffer(offer_id, account_id, conversation_id, match.queue_id, match.agent_id, None, None, now)
+        offer.timer = self.center.timers.call_later(timeout, self.ref, m.OfferTimeout(offer_id))
+        self.offers[offer_id] = offer
+        self.offer_of[conversation_id] = offer_id
+        self._parked[conversation_id] = waiting
+        self._tell_session(account_id, conversation_id, m.Offered(match.agent_id))
+        self._send_agent(
+            match.agent_id,
+            encode_frame(
+                Offer(
+                    offer_id=offer_id,
+                    conversation_id=str(conversation_id),
+                    queue_id=str(match.queue_id),
+                    expires_in_seconds=int(timeout),
+                    customer=waiting.customer,
+                )
+            ),
+        )
+
+    def _answered(
+        self, account_id: UUID, conversation_id: UUID, queue_id: UUID, agent_id: UUID, waited: float, now: float
+    ) -> None:
+        entry = self.queues.get(queue_id)
+        if entry is not None:
+            if entry.last_answer is not None:
+                interval = now - entry.last_answer
+                entry.answer_interval = (
+                    interval
+                    if entry.answer_interval is None
+                    else entry.answer_interval + ESTIMATE_SMOOTHING * (interval - entry.answer_interval)
+                )
+            entry.last_answer = now
+        self.center.tell_aggregator(
+            agg.ConversationAnswered(account_id, conversation_id, queue_id, agent_id, max(0.0, waited), now)
+        )
+
+    # -- offers ------------------------------------------------------------------------------------
+
+    def _accept(self, message: m.AcceptOffer) -> None:
+        offer = self.offers.get(message.offer_id)
+        if offer is None or offer.agent_id != message.agent_id:
+            message.connection.send(
+                encode_frame(ServerError("offer_gone", "the offer expired, was taken, or was revoked", False))
+            )
+            return
+        self._close_offer(offer)
+        now = trio.current_time()
+        agent = self.agents.get(offer.agent_id)
+        if agent is not None:
+            agent.missed = 0
+        self.holder[offer.conversation_id] = offer.agent_id
+        waiting = self._parked.pop(offer.conversation_id, None)
+        if offer.transfer_from is None and waiting is not None:
+            self._answered(
+                offer.account_id,
+                offer.conversation_id,
+                offer.queue_id,
+                offer.agent_id,
+                now - waiting.waiting_since,
+                now,
+            )
+        name = agent.profile.display_name if agent is not None else str(offer.agent_id)
+        self._tell_session(offer.account_id, offer.conversation_id, m.Assign(offer.agent_id, name))
+
+    def _decline(self, message: m.DeclineOffer) -> None:
+        offer = self.offers.get(message.offer_id)
+        if offer is None or offer.agent_id != message.agent_id:
+            message.connection.send(
+                encode_frame(ServerError("offer_gone", "the offer expired, was taken, or was revoked", False))
+            )
+            return
+        self._lapse(offer, "cancelled", missed=False, notify_agent=False)
+
+    def _expire(self, offer_id: str) -> None:
+        offer = self.offers.get(offer_id)
+        if offer is not None:
+            self._lapse(offer, "expired", missed=True)
+
+    def _close_offer(self, offer: PendingOffer) -> None:
+        self.offers.pop(offer.offer_id, None)
+        if self.offer_of.get(offer.conversation_id) == offer.offer_id:
+            del self.offer_of[offer.conversation_id]
+        if offer.timer is not None:
+            offer.timer.cancel()
+
+    def _lapse(self, offer: PendingOffer, reason: str, *, missed: bool, notify_agent: bool = True) -> None:
+        """The offer ends unanswered: free the slot, skip the agent, wait again."""
+        self._close_offer(offer)
+        now = trio.current_time()
+        router = self.routers.get(offer.account_id)
+        if router is not None:
+            router.release(offer.agent_id, now)
+        if notify_agent:
+            self._send_agent(offer.agent_id, encode_frame(OfferRevoked(offer.offer_id, reason)))
+        agent = self.agents.get(offer.agent_id)
+        if missed and agent is not None:
+            agent.missed += 1
+            if agent.missed >= self.center.settings.max_missed_offers:
+                agent.missed = 0
+                handle = self.center.agent(offer.agent_id)
+                if handle is not None:
+                    try:
+                        handle.ref.tell_nowait(m.MissedOffers(self.center.settings.max_missed_offers))
+                    except MailboxFull:
+                        log.warning(
+                            "agent mailbox full: missed-offer break not applied",
+                            extra={"agent_id": str(offer.agent_id)},
+                        )
+        if offer.transfer_from is not None:
+            outcome = "expired" if reason == "expired" else "declined"
+            self._tell_session(offer.account_id, offer.conversation_id, m.TransferLapsed(offer.agent_id, outcome))
+        else:
+            waiting = self._parked.pop(offer.conversation_id, None)
+            if waiting is not None and router is not None and offer.queue_id in self.queues:
+                waiting.exclude.add(offer.agent_id)
+                self.waiting[offer.conversation_id] = waiting
+                router.enqueue(
+                    offer.conversation_id,
+                    waiting.queue_id,
+                    customer_level=waiting.level,
+                    waiting_since=waiting.waiting_since,
+                    exclude=frozenset(waiting.exclude),
+                )
+                self._tell_session(offer.account_id, offer.conversation_id, m.OfferLapsed())
+        self.dirty_accounts.add(offer.account_id)
+
+    def _withdraw(self, message: m.Withdraw) -> None:
+        conversation_id = message.conversation_id
+        offer_id = self.offer_of.get(conversation_id)
+        now = trio.current_time()
+        if offer_id is not None:
+            offer = self.offers[offer_id]
+            self._close_offer(offer)
+            router = self.routers.get(offer.account_id)
+            if router is not None:
+                router.release(offer.agent_id, now)
+            self._send_agent(offer.agent_id, encode_frame(OfferRevoked(offer_id, "customer_left")))
+            waiting = self._parked.pop(conversation_id, None)
+            if waiting is not None:
+                self.center.tell_aggregator(
+                    agg.ConversationAbandoned(
+                        message.account_id, conversation_id, waiting.queue_id, now - waiting.waiting_since, now
+                    )
+                )
+            self.dirty_accounts.add(offer.account_id)
+        waiting = self.waiting.pop(conversation_id, None)
+        if waiting is not None:
+            router = self.routers.get(waiting.account_id)
+            if router is not None:
+                router.withdraw(conversation_id)
+            self.center.tell_aggregator(
+                agg.ConversationAbandoned(
+                    message.account_id, conversation_id, waiting.queue_id, now - waiting.waiting_since, now
+                )
+            )
+
+    def _released(self, message: m.Released) -> None:
+        router = self.routers.get(message.account_id)
+        if self.holder.get(message.conversation_id) == message.agent_id:
+            del self.holder[message.conversation_id]
+            self.center.tell_aggregator(
+                agg.ConversationEnded(
+                    message.account_id, message.conversation_id, message.agent_id, trio.current_time()
+                )
+            )
+        if router is not None and message.agent_id in self.agents:
+            router.release(message.agent_id, trio.current_time())
+            self.dirty_accounts.add(message.account_id)
+
+    def _transfer_to_agent(self, message: m.TransferToAgent) -> None:
+        target = self.agents.get(message.to_agent_id)
+        router = self.routers.get(message.account_id)
+        if target is None or router is None or target.profile.account_id != message.account_id or not target.available:
+            self._tell_session(
+                message.account_id, message.conversation_id, m.TransferLapsed(message.to_agent_id, "unavailable")
+            )
+            return
+        if router.load(message.to_agent_id) >= target.profile.capacity:
+            self._tell_session(
+                message.account_id, message.conversation_id, m.TransferLapsed(message.to_agent_id, "capacity_full")
+            )
+            return
+        now = trio.current_time()
+        router.occupy(message.to_agent_id, now)
+        offer_id = f"offer-{secrets.token_hex(8)}"
+        queue_id = self.default_queue.get(message.account_id, message.account_id)
+        timeout = self.center.settings.default_offer_timeout_seconds
+        offer = PendingOffer(
+            offer_id,
+            message.account_id,
+            message.conversation_id,
+            queue_id,
+            message.to_agent_id,
+            message.from_agent_id,
+            None,
+            now,
+        )
+        offer.timer = self.center.timers.call_later(timeout, self.ref, m.OfferTimeout(offer_id))
+        self.offers[offer_id] = offer
+        self.offer_of[message.conversation_id] = offer_id
+        self._send_agent(
+            message.to_agent_id,
+            encode_frame(
+                Offer(
+                    offer_id=offer_id,
+                    conversation_id=str(message.conversation_id),
+                    queue_id=str(queue_id),
+                    expires_in_seconds=int(timeout),
+                    customer=message.customer,
+                )
+            ),
+        )
+
+    # -- the tick: overflow, queue positions, retries ----------------------------------------------
+
+    def _tick(self) -> None:
+        now = trio.current_time()
+        for _ in range(len(self.backlog)):
+            account_id, conversation_id, message = self.backlog.popleft()
+            self._tell_session(account_id, conversation_id, message)
+        for conversation_id, waiting in list(self.waiting.items()):
+            queue = self.queues.get(waiting.queue_id)
+            if queue is None:
+                continue
+            settings = queue.settings
+            overflow_to = settings.overflow_queue_id
+            if (
+                settings.overflow_after_seconds is not None
+                and overflow_to is not None
+                and overflow_to in self.queues
+                and now - waiting.entered_queue >= settings.overflow_after_seconds
+            ):
+                router = self.routers[waiting.account_id]
+                router.move(conversation_id, overflow_to)
+                self.center.tell_aggregator(
+                    agg.ConversationMoved(waiting.account_id, conversation_id, waiting.queue_id, overflow_to, now)
+                )
+                waiting.queue_id = overflow_to
+                waiting.entered_queue = now
+                self.dirty_accounts.add(waiting.account_id)
+                self._tell_session(waiting.account_id, conversation_id, m.Requeued(overflow_to, "overflow"))
+        # Skills queues widen with time: every account with waiting conversations is looked at.
+        self.dirty_accounts.update(waiting.account_id for waiting in self.waiting.values())
+        self._match()
+        for conversation_id, waiting in self.waiting.items():
+            router = self.routers.get(waiting.account_id)
+            if router is None:
+                continue
+            position = router.position(conversation_id)
+            if position is None:
+                continue
+            interval = self.queues[waiting.queue_id].answer_interval if waiting.queue_id in self.queues else None
+            estimate = None if interval is None else int(position * interval + 0.5)
+            self._tell_session(waiting.account_id, conversation_id, m.QueueStatus(position, estimate))
+
+    # -- sending without waiting -----------------------------------------------------------------
+
+    def _send_agent(self, agent_id: UUID, data: bytes) -> None:
+        handle = self.center.agent(agent_id)
+        if handle is not None:
+            handle.broadcast(data)
+
+    def _tell_session(self, account_id: UUID, conversation_id: UUID, message: Any) -> None:
+        handle = self.center.session(conversation_id)
+        if handle is not None:
+            try:
+                handle.ref.tell_nowait(message)
+            except MailboxFull:
+                self.backlog.append((account_id, conversation_id, message))
+            return
+        if isinstance(message, m.QueueStatus | m.OfferLapsed | m.Offered):
+            return  # the session rebuilds these from the store when it starts
+        if self._nursery is not None:
+            self._nursery.start_soon(self._wake_session, account_id, conversation_id, message)
+
+    async def _wake_session(self, account_id: UUID, conversation_id: UUID, message: Any) -> None:
+        try:
+            handle = await self.center.ensure_session(account_id, conversation_id)
+            await handle.ref.tell(message)
+        except Exception:
+            log.exception("could not deliver a routing decision", extra={"conversation_id": str(conversation_id)})

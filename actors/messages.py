@@ -1,0 +1,268 @@
+"""The messages the contact-center actors send each other.
+
+They live in one module because the actors talk in circles (a session tells the
+dispatcher a conversation is waiting; the dispatcher tells the session who took it), and
+every message is a plain frozen record: no actor ever shares mutable state through one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from kefu.actors.ports import AgentProfile, Outbox
+from kefu.actors.runtime import Reply
+from kefu.protocol.server import CustomerSummary
+
+# --- to a CustomerSession -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """A customer's ``conversation.start`` (first or retried): ack it and replay from 0."""
+
+    connection: Outbox
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerInput:
+    connection: Outbox
+    frame: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInput:
+    connection: Outbox
+    agent_id: UUID
+    agent_name: str
+    role: str
+    """The user's role: ``agent``, ``supervisor`` or ``admin``."""
+    frame: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """The dispatcher offered the conversation to an agent (nothing is stored)."""
+
+    agent_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class OfferLapsed:
+    """The queue offer was declined or expired: the conversation waits again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Assign:
+    """The dispatcher's decision: `agent_id` now holds the conversation."""
+
+    agent_id: UUID
+    agent_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferLapsed:
+    """A transfer to an agent was declined, expired or impossible (`reason`)."""
+
+    to_agent_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """The dispatcher moved the waiting conversation to another queue (overflow)."""
+
+    queue_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoAgents:
+    """No agent of its queue is online: tell the customer `text` (once per wait)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    position: int
+    estimated_wait_seconds: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpExpired:
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeMore:
+    """Continue a replay to `connection` after `after_seq` (a page at a time)."""
+
+    connection: Outbox
+    after_seq: int
+    from_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdleStop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InjectCrash:
+    """Fault injection for tests: the actor raises while handling it."""
+
+
+# --- to the Dispatcher ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """A conversation waits for an agent in `queue_id` (idempotent)."""
+
+    account_id: UUID
+    conversation_id: UUID
+    queue_id: UUID
+    waiting_since: datetime
+    customer: CustomerSummary
+    customer_level: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """The conversation no longer waits (customer left, closed, transferred elsewhere)."""
+
+    account_id: UUID
+    conversation_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentUpdate:
+    """An agent's profile, availability and held conversations, sent on every change."""
+
+    profile: AgentProfile
+    available: bool
+    held: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLeft:
+    account_id: UUID
+    agent_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptOffer:
+    account_id: UUID
+    agent_id: UUID
+    offer_id: str
+    connection: Outbox
+
+
+@dataclass(frozen=True, slots=True)
+class DeclineOffer:
+    account_id: UUID
+    agent_id: UUID
+    offer_id: str
+    connection: Outbox
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """`agent_id` no longer holds `conversation_id`: its slot is free."""
+
+    account_id: UUID
+    agent_id: UUID
+    conversation_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class TransferToAgent:
+    account_id: UUID
+    conversation_id: UUID
+    from_agent_id: UUID
+    to_agent_id: UUID
+    customer: CustomerSummary
+
+
+@dataclass(frozen=True, slots=True)
+class OfferTimeout:
+    offer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadQueues:
+    account_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class RouteProbe:
+    """Benchmarks and tests: answer once every queued message before it is handled."""
+
+    reply: Reply[None]
+
+
+# --- to an Agent ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    connection: Outbox
+    session_token_hash: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    connection: Outbox
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeStatus:
+    status: str
+    reason: str | None
+    connection: Outbox | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    conversation_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class WrapUpStarted:
+    conversation_id: UUID
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Let:
+    """The agent no longer holds `conversation_id` (finished or transferred away)."""
+
+    conversation_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class MissedOffers:
+    """The dispatcher saw `count` offers in a row expire: the agent goes on break."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOut:
+    session_token_hash: bytes | None
+    """The revoked session; None: every session of the agent (disabled)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileChanged:
+    pass

@@ -1,0 +1,180 @@
+"""What the contact-center actors need from the outside world, as protocols.
+
+The actors never import a database driver or a web framework: the server hands them
+objects that satisfy these protocols (`kefu.server.conversations` for storage,
+`kefu.server.sockets` for connections), and the tests may hand them others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+from kefu.actors.runtime import ActorRef, Mailbox
+
+
+class Outbox(Protocol):
+    """One client connection's bounded send buffer.
+
+    `send` never blocks: when the buffer is full the connection is cut off as a slow
+    consumer (close code 4001) and the frame is dropped; the client resumes from the
+    last `seq` it saw.
+    """
+
+    role: str
+    """``customer`` or ``agent``."""
+    user_id: UUID
+    """The customer or the agent behind the connection."""
+    joined: set[UUID]
+    """Conversations whose live events this connection receives (after its resume)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def send(self, data: bytes) -> bool:
+        """Queue one encoded frame; False when the connection is closed or was cut off."""
+        ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection (asynchronously); `send` returns False from now on."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One row of the event log, as read back."""
+
+    seq: int
+    kind: str
+    sender_role: str
+    sender_id: str | None
+    client_id: str | None
+    body: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """What the conversations table knows of one conversation."""
+
+    account_id: UUID
+    conversation_id: UUID
+    customer_id: UUID
+    channel: str
+    topic: str | None
+    department_id: UUID | None
+    queue_id: UUID | None
+    customer_name: str | None
+    customer_level: int
+    start_client_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfile:
+    account_id: UUID
+    agent_id: UUID
+    display_name: str
+    role: str
+    capacity: int
+    departments: frozenset[UUID]
+    skills: Mapping[UUID, int]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSettings:
+    """One queue's row (see migration 0004)."""
+
+    account_id: UUID
+    queue_id: UUID
+    name: str
+    strategy: str
+    department_id: UUID | None = None
+    skill_id: UUID | None = None
+    min_skill_level: int = 1
+    widen_after_seconds: float = 30.0
+    offer_timeout_seconds: float = 20.0
+    auto_accept: bool = False
+    overflow_after_seconds: float | None = None
+    overflow_queue_id: UUID | None = None
+    no_agent_message: str | None = None
+    is_default: bool = False
+
+
+class ConversationStorage(Protocol):
+    """The reads and bookkeeping writes of conversations (appends go through the store)."""
+
+    async def conversation(self, conversation_id: UUID) -> ConversationRow | None: ...
+
+    async def events_after(self, conversation_id: UUID, after_seq: int, limit: int) -> list[StoredEvent]: ...
+
+    async def all_events(self, conversation_id: UUID) -> list[StoredEvent]: ...
+
+    async def record_state(
+        self,
+        conversation_id: UUID,
+        *,
+        status: str,
+        agent_id: UUID | None,
+        queue_id: UUID | None,
+        last_seq: int,
+    ) -> None:
+        """Keep the conversations row's status, holder, queue and last seq current (an index)."""
+        ...
+
+    async def attachment_kind(self, account_id: UUID, attachment_id: str) -> str | None: ...
+
+    async def agent_profile(self, agent_id: UUID) -> AgentProfile | None: ...
+
+    async def held_conversations(self, agent_id: UUID) -> list[UUID]: ...
+
+    async def last_seq(self, conversation_id: UUID) -> int: ...
+
+    async def queues(self, account_id: UUID) -> list[QueueSettings]: ...
+
+    async def queue_for_department(self, account_id: UUID, department_id: UUID) -> UUID | None:
+        """The queue that serves `department_id` (its own, else the default); None: no such department."""
+        ...
+
+    async def record_denial(self, account_id: UUID, actor_id: UUID, action: str, conversation_id: UUID) -> None:
+        """Append a refused attempt to the audit log."""
+        ...
+
+
+@dataclass(eq=False, slots=True)
+class SessionHandle:
+    """What outlives one incarnation of a CustomerSession: its mailbox and its subscribers.
+
+    Like the mailbox, the set of connections subscribed to the conversation survives a
+    crash of the actor, so sockets stay attached while the actor is rebuilt from the store.
+    """
+
+    account_id: UUID
+    conversation_id: UUID
+    mailbox: Mailbox[Any]
+    subscribers: set[Outbox] = field(default_factory=set)
+
+    @property
+    def ref(self) -> ActorRef[Any]:
+        return self.mailbox.ref
+
+
+@dataclass(eq=False, slots=True)
+class AgentHandle:
+    """An Agent actor's mailbox and its open connections (one per browser tab)."""
+
+    account_id: UUID
+    agent_id: UUID
+    mailbox: Mailbox[Any]
+    connections: set[Outbox] = field(default_factory=set)
+
+    @property
+    def ref(self) -> ActorRef[Any]:
+        return self.mailbox.ref
+
+    def broadcast(self, data: bytes) -> None:
+        for connection in list(self.connections):
+            if not connection.send(data):
+                self.connections.discard(connection)

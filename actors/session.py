@@ -1,0 +1,751 @@
+"""CustomerSession: one actor per open conversation.
+
+Theory of operation
+-------------------
+The session is the only writer of its conversation's event log. It owns the state
+machine (`kefu.protocol.conversation`), the next sequence number and the set of
+client ids already used, all rebuilt from the stored events when it starts, so a crashed
+session comes back exactly where the last COMMIT left it. Every storable frame becomes
+one append to the store; only after the COMMIT does the session ack the sender and fan
+the event out to the connections subscribed to the conversation.
+
+Subscribers are the customer's connections and the holding agent's connections that
+have caught up (a new connection joins after its `resume` replay, so a live event can
+never overtake or repeat a replayed one). Delivery puts encoded bytes into each
+connection's bounded buffer without waiting; a connection that cannot keep up is cut off
+by its own buffer and resumes later. A slow client therefore never slows the session.
+
+Routing is the dispatcher's: the session tells it a conversation waits (`Enqueue`) or
+stopped waiting (`Withdraw`) and records what it decides (`Assign`), so there is one
+writer of assignments.
+
+Rules
+-----
+1. Ack after COMMIT, with the event's seq; seqs are gapless per conversation.
+2. A frame whose client_id was already stored in this conversation is answered with the
+   original ack before any other check, and stores nothing.
+3. A frame the sender may not send (not its conversation, wrong state) is refused with an
+   error frame and changes nothing.
+4. Events that are internal (notes, wrap-up, transfer notes) never reach a customer.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import trio
+
+from kefu.actors import messages as m
+from kefu.actors.center import ContactCenter
+from kefu.actors.ports import ConversationRow, Outbox, SessionHandle, StoredEvent
+from kefu.actors.runtime import Actor, AskTimeout
+from kefu.actors.store import AppendRejected, EventRecord, StoreUnavailable, append
+from kefu.protocol import encode_frame
+from kefu.protocol.agent import AddNote, Transfer
+from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
+from kefu.protocol.conversation import ConversationState, Event, State
+from kefu.protocol.customer import CloseConversation
+from kefu.protocol.server import (
+    Ack,
+    ConversationEvent,
+    CustomerSummary,
+    PeerRead,
+    PeerTyping,
+    QueuePosition,
+    Resumed,
+    Sender,
+    ServerError,
+    utc_timestamp,
+)
+
+log = logging.getLogger("kefu.session")
+
+AGENT_ONLY_KINDS = frozenset({"note", "wrapped_up"})
+SYSTEM_RETRY_SECONDS = 0.5
+"""How soon a system event that storage refused (unavailable) is tried again."""
+CLOSED_IDLE_SECONDS = 60.0
+"""A closed conversation's session stays this long for late resumes, then stops."""
+
+
+class Refused(Exception):
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+def error_bytes(code: str, message: str, *, ref: str | None = None, retryable: bool = False) -> bytes:
+    return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
+
+
+def event_frame(conversation_id: UUID, event: StoredEvent, *, for_customer: bool) -> ConversationEvent:
+    body = event.body
+    sender_id = event.sender_id or "system"
+    text = body.get("text")
+    if for_customer and event.kind == "transferred":
+        text = None  # the transfer note is for the receiving agent
+    return ConversationEvent(
+        conversation_id=str(conversation_id),
+        seq=event.seq,
+        kind=event.kind,
+        at=utc_timestamp(event.created_at),
+        sender=Sender(role=event.sender_role, id=sender_id, display_name=body.get("sender_name")),  # type: ignore[arg-type]
+        client_id=event.client_id,
+        message_kind=body.get("message_kind"),
+        text=text,
+        attachment_id=body.get("attachment_id"),
+        queue_id=body.get("queue_id"),
+        agent_id=body.get("agent_id"),
+        from_agent_id=body.get("from_agent_id"),
+        to_agent_id=body.get("to_agent_id"),
+        to_department_id=body.get("to_department_id"),
+        reason=body.get("reason"),
+        wrap_up_code=body.get("wrap_up_code"),
+    )
+
+
+class CustomerSession(Actor[Any]):
+    def __init__(self, handle: SessionHandle, center: ContactCenter) -> None:
+        super().__init__(handle.mailbox)
+        self.shared = handle
+        self.center = center
+        self.conversation_id = handle.conversation_id
+        self.account_id = handle.account_id
+        self.row: ConversationRow | None = None
+        self.state = ConversationState()
+        self.last_seq = 0
+        self.client_ids: dict[str, int] = {}
+        self.agent_id: UUID | None = None
+        self.agent_name: str | None = None
+        self.transfer_to: UUID | None = None
+        self.queue_id: UUID | None = None
+        self.waiting_since: datetime | None = None
+        self.closed_seq = 0
+        self.assignees: set[UUID] = set()
+        self.preview: str | None = None
+        self.wrap_up_epoch = 0
+        self.wrap_up_timer: Any = None
+        self.told_no_agents = False
+        self.last_position: tuple[int, int | None] | None = None
+        self.closed_at: datetime | None = None
+        self._finished = trio.Event()
+
+    # -- life ----------------------------------------------------------------------------
+
+    async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self.started()
+            task_status.started(self.ref)
+            async with trio.open_nursery() as nursery:
+
+                async def relay_stop() -> None:
+                    await stop_requested.wait()
+                    self._finished.set()
+
+                nursery.start_soon(relay_stop)
+                await self.message_loop(self._finished)
+                nursery.cancel_scope.cancel()
+        finally:
+            if self.wrap_up_timer is not None:
+                self.wrap_up_timer.cancel()
+        if not stop_requested.is_set():
+            self.center.session_ended(self.conversation_id)
+
+    async def started(self) -> None:
+        storage = self.center.storage
+        self.row = await storage.conversation(self.conversation_id)
+        if self.row is None:
+            raise LookupError(f"conversation {self.conversation_id} does not exist")
+        self.queue_id = self.row.queue_id
+        for event in await storage.all_events(self.conversation_id):
+            self._apply(event)
+        if self.state.state is State.QUEUED and self.last_seq > 0:
+            await self._enqueue()
+        elif self.state.state is State.WRAP_UP:
+            self._start_wrap_up_timer()
+        elif self.state.is_closed:
+            self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
+
+    def _apply(self, event: StoredEvent) -> None:
+        """Fold one stored event into the in-memory state (on start and after each append)."""
+        self.last_seq = event.seq
+        if event.client_id is not None:
+            self.client_ids[event.client_id] = event.seq
+        body = event.body
+        kind = event.kind
+        state = self.state
+        if kind == "queued":
+            self.queue_id = _uuid(body.get("queue_id")) or self.queue_id
+            if self.waiting_since is None or state.state is not State.QUEUED:
+                self.waiting_since = event.created_at
+            self.agent_id = None
+            self.transfer_to = None
+            state._state = State.QUEUED
+            self.told_no_agents = False
+        elif kind == "assigned":
+            self.agent_id = _uuid(body.get("agent_id"))
+            self.agent_name = body.get("sender_name")
+            if self.agent_id is not None:
+                self.assignees.add(self.agent_id)
+            self.transfer_to = None
+            state._state = State.ASSIGNED
+        elif kind == "transferred":
+            if body.get("to_agent_id"):
+                self.transfer_to = _uuid(body.get("to_agent_id"))
+                state._state = State.TRANSFERRING
+            else:
+                self.agent_id = None
+                self.waiting_since = event.created_at
+        elif kind == "note" and body.get("transfer_outcome"):
+            self.transfer_to = None
+            if state.state is State.TRANSFERRING:
+                state._state = State.ASSIGNED
+        elif kind == "closed":
+            self.closed_seq = event.seq
+            self.transfer_to = None
+            state._state = State.WRAP_UP if state.state in (State.ASSIGNED, State.TRANSFERRING) else State.CLOSED
+            self.closed_at = event.created_at
+        elif kind == "wrapped_up":
+            state._state = State.CLOSED
+        elif kind == "message" and event.sender_role == "customer" and self.preview is None:
+            self.preview = body.get("text")
+
+    # -- the append path -------------------------------------------------------------------
+
+    async def _append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        sender_role: str,
+        sender_id: str | None,
+        client_id: str | None = None,
+    ) -> StoredEvent:
+        record = EventRecord(
+            account_id=self.account_id,
+            conversation_id=self.conversation_id,
+            seq=self.last_seq + 1,
+            client_id=client_id,
+            kind=kind,
+            sender_role=sender_role,
+            sender_id=sender_id,
+            body=body,
+        )
+        try:
+            appended = await append(self.center.store, record, timeout=self.center.settings.append_timeout)
+        except (StoreUnavailable, AskTimeout) as error:
+            raise Refused(
+                "unavailable", "storage is unavailable; retry with the same client_id", retryable=True
+            ) from error
+        except AppendRejected as error:
+            if error.code == "seq_conflict":
+                # Only this session writes this conversation; a conflict means our view is
+                # stale (e.g. a previous incarnation's append committed after a timeout).
+                raise RuntimeError("event log moved under the session; rebuilding") from error
+            raise Refused("invalid_field", str(error)) from error
+        event = StoredEvent(
+            seq=appended.seq,
+            kind=kind,
+            sender_role=sender_role,
+            sender_id=sender_id,
+            client_id=client_id,
+            body=body,
+            created_at=appended.created_at,
+        )
+        if appended.duplicate:
+            return event
+        self._apply(event)
+        self._fan_out(event)
+        return event
+
+    def _fan_out(self, event: StoredEvent) -> None:
+        agent_data: bytes | None = None
+        customer_data: bytes | None = None
+        for connection in list(self.shared.subscribers):
+            if connection.closed:
+                self.shared.subscribers.discard(connection)
+                continue
+            if connection.role == "customer":
+                if event.kind in AGENT_ONLY_KINDS:
+                    continue
+                if customer_data is None:
+                    customer_data = encode_frame(event_frame(self.conversation_id, event, for_customer=True))
+                data = customer_data
+            else:
+                if agent_data is None:
+                    agent_data = encode_frame(event_frame(self.conversation_id, event, for_customer=False))
+                data = agent_data
+            if not connection.send(data):
+                self.shared.subscribers.discard(connection)
+
+    def _send_peers(self, data: bytes, *, role: str) -> None:
+        """Send an unstored frame (typing, read) to the subscribers of `role`."""
+        for connection in list(self.shared.subscribers):
+            if connection.role == role and not connection.send(data):
+                self.shared.subscribers.discard(connection)
+
+    def _ack(self, connection: Outbox, client_id: str, seq: int) -> None:
+        connection.send(encode_frame(Ack(client_id=client_id, conversation_id=str(self.conversation_id), seq=seq)))
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, m.CustomerInput):
+            await self._guarded(message.connection, message.frame, self._customer_frame, message)
+        elif isinstance(message, m.AgentInput):
+            await self._guarded(message.connection, message.frame, self._agent_frame, message)
+        elif isinstance(message, m.Begin):
+            await self._guarded(message.connection, message, self._begin, message)
+        elif isinstance(message, m.ResumeMore):
+            await self._replay(message.connection, message.after_seq, message.from_seq)
+        elif isinstance(message, m.Offered):
+            if self.state.state is State.QUEUED:
+                self.state.handle(Event.OFFER)
+        elif isinstance(message, m.OfferLapsed):
+            if self.state.state is State.OFFERED:
+                self.state.handle(Event.OFFER_EXPIRED)
+        elif isinstance(message, m.Assign):
+            await self._assign(message)
+        elif isinstance(message, m.TransferLapsed):
+            await self._transfer_lapsed(message)
+        elif isinstance(message, m.Requeued):
+            await self._requeued(message)
+        elif isinstance(message, m.NoAgents):
+            await self._no_agents(message)
+        elif isinstance(message, m.QueueStatus):
+            self._queue_status(message)
+        elif isinstance(message, m.WrapUpExpired):
+            if message.epoch == self.wrap_up_epoch and self.state.state is State.WRAP_UP:
+                await self._retry_later(message, self._finish_wrap_up)
+        elif isinstance(message, m.IdleStop):
+            if self.state.is_closed:
+                self._finished.set()
+        elif isinstance(message, m.InjectCrash):
+            raise RuntimeError("injected crash")
+        else:
+            log.warning("session got an unknown message", extra={"message": type(message).__name__})
+
+    async def _guarded(self, connection: Outbox, frame: Any, handler: Any, message: Any) -> None:
+        try:
+            await handler(message)
+        except Refused as refusal:
+            ref = getattr(frame, "client_id", None)
+            connection.send(error_bytes(refusal.code, str(refusal), ref=ref, retryable=refusal.retryable))
+
+    async def _retry_later(self, message: Any, action: Any, *args: Any) -> bool:
+        """Run a system-initiated write (assignment, wrap-up end, ...); True when it stored.
+
+        Nobody waits for an ack of these, so when storage is unavailable the message comes
+        back to this session through the timer service and is tried again.
+        """
+        try:
+            await action(*args)
+        except Refused as refusal:
+            if not refusal.retryable:
+                log.error(
+                    "system event refused", extra={"conversation_id": str(self.conversation_id), "code": refusal.code}
+                )
+                return False
+            log.warning("system event not stored yet; retrying", extra={"conversation_id": str(self.conversation_id)})
+            self.center.timers.call_later(SYSTEM_RETRY_SECONDS, self.ref, message)
+            return False
+        return True
+
+    # -- customer frames -------------------------------------------------------------------
+
+    async def _begin(self, message: m.Begin) -> None:
+        connection = message.connection
+        if message.client_id in self.client_ids:
+            self._ack(connection, message.client_id, self.client_ids[message.client_id])
+            await self._replay(connection, 0, 1)
+            return
+        if self.last_seq > 0:
+            raise Refused("invalid_field", "this conversation was started with another client_id")
+        row = self.row
+        assert row is not None
+        self.waiting_since = None
+        event = await self._append(
+            "queued",
+            {"queue_id": str(row.queue_id or self.account_id)},
+            sender_role="system",
+            sender_id=None,
+            client_id=message.client_id,
+        )
+        self._ack(connection, message.client_id, event.seq)
+        await self._replay(connection, 0, 1)
+        await self._enqueue()
+
+    async def _customer_frame(self, message: m.CustomerInput) -> None:
+        connection, frame = message.connection, message.frame
+        row = self.row
+        assert row is not None
+        if connection.user_id != row.customer_id:
+            raise Refused("forbidden", "this conversation belongs to another customer")
+        client_id = getattr(frame, "client_id", None)
+        if client_id is not None and client_id in self.client_ids:
+            self._ack(connection, client_id, self.client_ids[client_id])
+            return
+        if not self.state.customer_may_send(frame.TYPE):
+            raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
+        if isinstance(frame, SendMessage):
+            body = await self._message_body(frame)
+            body["sender_name"] = row.customer_name
+            if body["sender_name"] is None:
+                del body["sender_name"]
+            event = await self._append(
+                "message", body, sender_role="customer", sender_id=str(row.customer_id), client_id=frame.client_id
+            )
+            self._ack(connection, frame.client_id, event.seq)
+        elif isinstance(frame, SetTyping):
+            data = encode_frame(PeerTyping(str(self.conversation_id), "customer", frame.active))
+            self._send_peers(data, role="agent")
+        elif isinstance(frame, MarkRead):
+            data = encode_frame(PeerRead(str(self.conversation_id), "customer", min(frame.seq, self.last_seq)))
+            self._send_peers(data, role="agent")
+        elif isinstance(frame, Resume):
+            await self._replay(connection, frame.last_seq, frame.last_seq + 1)
+        elif isinstance(frame, CloseConversation):
+            await self._customer_close(connection, frame)
+
+    async def _customer_close(self, connection: Outbox, frame: CloseConversation) -> None:
+        row = self.row
+        assert row is not None
+        before = self.state.state
+        if before is State.WRAP_UP:
+            self._ack(connection, frame.client_id, self.closed_seq)
+            return
+        event = await self._append(
+            "closed",
+            {"reason": "customer_left"},
+            sender_role="customer",
+            sender_id=str(row.customer_id),
+            client_id=frame.client_id,
+        )
+        self._ack(connection, frame.client_id, event.seq)
+        await self._after_close(before)
+
+    async def _after_close(self, before: State) -> None:
+        if before in (State.QUEUED, State.OFFERED, State.TRANSFERRING):
+            await self.center.tell_dispatcher(m.Withdraw(self.account_id, self.conversation_id, "closed"))
+        if self.state.state is State.WRAP_UP:
+            self._start_wrap_up_timer()
+            agent = self.center.agent(self.agent_id) if self.agent_id else None
+            if agent is not None:
+                await agent.ref.tell(m.WrapUpStarted(self.conversation_id, self.center.settings.wrap_up_seconds))
+        await self._record_state()
+        if self.state.is_closed:
+            self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
+
+    async def _message_body(self, frame: SendMessage) -> dict[str, Any]:
+        body: dict[str, Any] = {"message_kind": frame.kind}
+        if frame.text is not None:
+            body["text"] = frame.text
+        if frame.attachment_id is not None:
+            kind = await self.center.storage.attachment_kind(self.account_id, frame.attachment_id)
+            if kind is None:
+                raise Refused("not_found", "no such attachment")
+            if kind != frame.kind:
+                raise Refused("invalid_field", f"attachment {frame.attachment_id} is a {kind}, not a {frame.kind}")
+            body["attachment_id"] = frame.attachment_id
+        return body
+
+    # -- agent frames ------------------------------------------------------------------------
+
+    async def _agent_frame(self, message: m.AgentInput) -> None:
+        connection, frame = message.connection, message.frame
+        client_id = getattr(frame, "client_id", None)
+        is_holder = self.agent_id == message.agent_id and self.state.is_held
+        if isinstance(frame, Resume):
+            if not (
+                is_holder
+                or message.agent_id in self.assignees
+                or message.agent_id == self.transfer_to
+                or message.role in ("supervisor", "admin")
+            ):
+                await self.center.audit_denial(self.account_id, message.agent_id, "resume", self.conversation_id)
+                raise Refused("forbidden", "this conversation is not yours")
+            await self._replay(connection, frame.last_seq, frame.last_seq + 1)
+            return
+        if not is_holder:
+            if client_id is not None and client_id in self.client_ids and message.agent_id in self.assignees:
+                self._ack(connection, client_id, self.client_ids[client_id])
+                return
+            await self.center.audit_denial(self.account_id, message.agent_id, frame.TYPE, self.conversation_id)
+            raise Refused("forbidden", "this conversation is not yours")
+        if client_id is not None and client_id in self.client_ids:
+            self._ack(connection, client_id, self.client_ids[client_id])
+            return
+        if not self.state.agent_may_send(frame.TYPE):
+            raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
+        sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
+        if isinstance(frame, SendMessage):
+            body = await self._message_body(frame)
+            body["sender_name"] = message.agent_name
+            event = await self._append("message", body, client_id=frame.client_id, **sender)
+            self._ack(connection, frame.client_id, event.seq)
+        elif isinstance(frame, AddNote):
+            body = {"text": frame.text, "sender_name": message.agent_name}
+            event = await self._append("note", body, client_id=frame.client_id, **sender)
+            self._ack(connection, frame.client_id, event.seq)
+        elif isinstance(frame, SetTyping):
+            self._send_peers(
+                encode_frame(PeerTyping(str(self.conversation_id), "agent", frame.active)), role="customer"
+            )
+        elif isinstance(frame, MarkRead):
+            data = encode_frame(PeerRead(str(self.conversation_id), "agent", min(frame.seq, self.last_seq)))
+            self._send_peers(data, role="customer")
+        elif isinstance(frame, Transfer):
+            await self._transfer(message, frame)
+        elif isinstance(frame, CloseConversation):
+            await self._agent_close(message, frame)
+
+    async def _agent_close(self, message: m.AgentInput, frame: CloseConversation) -> None:
+        sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
+        before = self.state.state
+        if before is State.WRAP_UP:
+            if frame.wrap_up_code is None:
+                self._ack(message.connection, frame.client_id, self.closed_seq)
+                return
+            event = await self._append(
+                "wrapped_up", {"wrap_up_code": frame.wrap_up_code}, client_id=frame.client_id, **sender
+            )
+            self._ack(message.connection, frame.client_id, event.seq)
+            await self._released()
+            return
+        event = await self._append(
+            "closed", {"reason": "agent_closed", "sender_name": message.agent_name}, client_id=frame.client_id, **sender
+        )
+        self._ack(message.connection, frame.client_id, event.seq)
+        if frame.wrap_up_code is not None:
+            await self._append("wrapped_up", {"wrap_up_code": frame.wrap_up_code}, **sender)
+            if before is State.TRANSFERRING:
+                await self.center.tell_dispatcher(m.Withdraw(self.account_id, self.conversation_id, "closed"))
+            await self._released()
+        else:
+            await self._after_close(before)
+
+    async def _transfer(self, message: m.AgentInput, frame: Transfer) -> None:
+        row = self.row
+        assert row is not None
+        sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
+        if frame.to_agent_id is not None:
+            to_agent = _uuid(frame.to_agent_id)
+            if to_agent is None or to_agent == message.agent_id:
+                raise Refused("invalid_field", "to_agent_id must be another agent's id")
+            profile = await self.center.storage.agent_profile(to_agent)
+            if profile is None or profile.account_id != self.account_id:
+                raise Refused("not_found", "no such agent")
+            body: dict[str, Any] = {"from_agent_id": str(message.agent_id), "to_agent_id": str(to_agent)}
+            if frame.note:
+                body["text"] = frame.note
+            event = await self._append("transferred", body, client_id=frame.client_id, **sender)
+            self._ack(message.connection, frame.client_id, event.seq)
+            await self.center.tell_dispatcher(
+                m.TransferToAgent(self.account_id, self.conversation_id, message.agent_id, to_agent, self._summary())
+            )
+            return
+        department = _uuid(frame.to_department_id)
+        queue_id = await self.center.storage.queue_for_department(self.account_id, department) if department else None
+        if queue_id is None:
+            raise Refused("not_found", "no such department")
+        body = {"from_agent_id": str(message.agent_id), "to_department_id": str(department)}
+        if frame.note:
+            body["text"] = frame.note
+        event = await self._append("transferred", body, client_id=frame.client_id, **sender)
+        self._ack(message.connection, frame.client_id, event.seq)
+        await self._let_go(message.agent_id)
+        self.waiting_since = None
+        await self._append("queued", {"queue_id": str(queue_id)}, sender_role="system", sender_id=None)
+        await self._enqueue()
+        await self._record_state()
+
+    # -- dispatcher decisions ------------------------------------------------------------------
+
+    async def _assign(self, message: m.Assign) -> None:
+        state = self.state.state
+        if state is State.QUEUED:
+            self.state.handle(Event.OFFER)
+        elif state not in (State.OFFERED, State.TRANSFERRING):
+            # The conversation ended meanwhile: give the slot back.
+            await self.center.tell_dispatcher(m.Released(self.account_id, message.agent_id, self.conversation_id))
+            return
+        previous = self.agent_id if state is State.TRANSFERRING else None
+        if not await self._retry_later(message, self._append_assigned, message):
+            return
+        if previous is not None and previous != message.agent_id:
+            await self._let_go(previous)
+        agent = self.center.agent(message.agent_id)
+        if agent is not None:
+            await agent.ref.tell(m.Held(self.conversation_id))
+            for connection in list(agent.connections):
+                await self._replay(connection, 0, 1)
+        await self._record_state()
+
+    async def _append_assigned(self, message: m.Assign) -> None:
+        body = {"agent_id": str(message.agent_id), "sender_name": message.agent_name}
+        await self._append("assigned", body, sender_role="agent", sender_id=str(message.agent_id))
+
+    async def _transfer_lapsed(self, message: m.TransferLapsed) -> None:
+        if self.state.state is not State.TRANSFERRING or self.transfer_to != message.to_agent_id:
+            return
+        await self._retry_later(message, self._append_system_note, f"transfer {message.reason}", message.reason)
+
+    async def _append_system_note(self, text: str, outcome: str) -> None:
+        await self._append("note", {"text": text, "transfer_outcome": outcome}, sender_role="system", sender_id=None)
+
+    async def _requeued(self, message: m.Requeued) -> None:
+        if self.state.state is not State.QUEUED:
+            return
+        self.queue_id = message.queue_id
+        if await self._retry_later(message, self._append_queued, message.queue_id):
+            await self._record_state()
+
+    async def _append_queued(self, queue_id: UUID) -> None:
+        await self._append(
+            "queued", {"queue_id": str(queue_id), "reason": "overflow"}, sender_role="system", sender_id=None
+        )
+
+    async def _no_agents(self, message: m.NoAgents) -> None:
+        if self.told_no_agents or self.state.state is not State.QUEUED:
+            return
+        if await self._retry_later(message, self._append_system_text, message.text):
+            self.told_no_agents = True
+
+    async def _append_system_text(self, text: str) -> None:
+        await self._append("system", {"text": text}, sender_role="system", sender_id=None)
+
+    def _queue_status(self, message: m.QueueStatus) -> None:
+        if self.state.state not in (State.QUEUED, State.OFFERED):
+            return
+        position = (message.position, message.estimated_wait_seconds)
+        if position == self.last_position:
+            return
+        self.last_position = position
+        data = encode_frame(QueuePosition(str(self.conversation_id), message.position, message.estimated_wait_seconds))
+        self._send_peers(data, role="customer")
+
+    # -- wrap-up and release ---------------------------------------------------------------------
+
+    def _start_wrap_up_timer(self) -> None:
+        self.wrap_up_epoch += 1
+        if self.wrap_up_timer is not None:
+            self.wrap_up_timer.cancel()
+        seconds = self.center.settings.wrap_up_seconds
+        if self.closed_at is not None:
+            seconds -= (datetime.now(UTC) - self.closed_at).total_seconds()
+        self.wrap_up_timer = self.center.timers.call_later(seconds, self.ref, m.WrapUpExpired(self.wrap_up_epoch))
+
+    async def _finish_wrap_up(self) -> None:
+        sender_id = str(self.agent_id) if self.agent_id else None
+        await self._append("wrapped_up", {"reason": "timeout"}, sender_role="system", sender_id=sender_id)
+        await self._released()
+
+    async def _released(self) -> None:
+        if self.wrap_up_timer is not None:
+            self.wrap_up_timer.cancel()
+            self.wrap_up_timer = None
+        if self.agent_id is not None:
+            await self._let_go(self.agent_id)
+        await self._record_state()
+        self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
+
+    async def _let_go(self, agent_id: UUID) -> None:
+        """`agent_id` stops holding the conversation: free its slot and detach its sockets."""
+        await self.center.tell_dispatcher(m.Released(self.account_id, agent_id, self.conversation_id))
+        agent = self.center.agent(agent_id)
+        if agent is not None:
+            await agent.ref.tell(m.Let(self.conversation_id))
+            for connection in agent.connections:
+                self.shared.subscribers.discard(connection)
+                connection.joined.discard(self.conversation_id)
+
+    # -- routing helpers -------------------------------------------------------------------------
+
+    def _summary(self) -> CustomerSummary:
+        row = self.row
+        assert row is not None
+        return CustomerSummary(
+            customer_id=str(row.customer_id),
+            channel=row.channel,
+            display_name=row.customer_name,
+            level=row.customer_level,
+            topic=row.topic,
+            preview=self.preview,
+        )
+
+    async def _enqueue(self) -> None:
+        row = self.row
+        assert row is not None
+        queue_id = self.queue_id or row.queue_id or self.account_id
+        self.queue_id = queue_id
+        await self.center.tell_dispatcher(
+            m.Enqueue(
+                self.account_id,
+                self.conversation_id,
+                queue_id,
+                self.waiting_since or datetime.now(UTC),
+                self._summary(),
+                row.customer_level,
+            )
+        )
+
+    async def _record_state(self) -> None:
+        try:
+            await self.center.storage.record_state(
+                self.conversation_id,
+                status=self.state.state.value,
+                agent_id=self.agent_id if self.state.is_held else None,
+                queue_id=self.queue_id,
+                last_seq=self.last_seq,
+            )
+        except Exception:
+            # The conversations row is an index; the event log is the truth and the next
+            # state change (or a restart) writes it again.
+            log.warning("could not record conversation state", extra={"conversation_id": str(self.conversation_id)})
+
+    # -- replay ----------------------------------------------------------------------------------
+
+    async def _replay(self, connection: Outbox, after_seq: int, from_seq: int) -> None:
+        """Send the events after `after_seq`, a page at a time, then `resumed`, then join."""
+        if connection.closed:
+            return
+        self.shared.subscribers.discard(connection)
+        connection.joined.discard(self.conversation_id)
+        page_size = self.center.settings.resume_page_size
+        after_seq = min(after_seq, self.last_seq)
+        if after_seq < self.last_seq:
+            try:
+                events = await self.center.storage.events_after(self.conversation_id, after_seq, page_size)
+            except Exception as error:
+                connection.send(
+                    error_bytes(
+                        "unavailable", f"cannot read the history now: {error.__class__.__name__}", retryable=True
+                    )
+                )
+                return
+            for_customer = connection.role == "customer"
+            for event in events:
+                if for_customer and event.kind in AGENT_ONLY_KINDS:
+                    continue
+                if not connection.send(
+                    encode_frame(event_frame(self.conversation_id, event, for_customer=for_customer))
+                ):
+                    return
+            if events and events[-1].seq < self.last_seq:
+                await self.ref.tell(m.ResumeMore(connection, events[-1].seq, from_seq))
+                return
+        connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.last_seq)))
+        self.shared.subscribers.add(connection)
+        connection.joined.add(self.conversation_id)
+
+
+def _uuid(value: Any) -> UUID | None:
+    if not value:
+        return None
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,285 @@
+"""Conversations in PostgreSQL: the `ConversationStorage` the actors use, and the REST reads.
+
+Appends to the event log go through the store actor (group commit); this module holds
+the other reads and writes: opening a conversation, reading events back for a rebuild or
+a resume, keeping the conversations row's index columns current, and listing history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from kefu.actors.ports import AgentProfile, ConversationRow, QueueSettings, StoredEvent
+from kefu.server.database import Database
+
+_ROW = """
+    SELECT c.account_id, c.id, c.customer_id, c.channel, c.topic, c.department_id, c.queue_id,
+           c.start_client_id, cu.display_name AS customer_name, coalesce(cu.level, 0) AS customer_level
+      FROM conversations c LEFT JOIN customers cu ON cu.account_id = c.account_id AND cu.id = c.customer_id
+"""
+
+
+def _row(record: asyncpg.Record) -> ConversationRow:
+    return ConversationRow(
+        account_id=record["account_id"],
+        conversation_id=record["id"],
+        customer_id=record["customer_id"],
+        channel=record["channel"],
+        topic=record["topic"],
+        department_id=record["department_id"],
+        queue_id=record["queue_id"],
+        customer_name=record["customer_name"],
+        customer_level=record["customer_level"],
+        start_client_id=record["start_client_id"],
+    )
+
+
+def _event(record: asyncpg.Record) -> StoredEvent:
+    return StoredEvent(
+        seq=record["seq"],
+        kind=record["kind"],
+        sender_role=record["sender_role"],
+        sender_id=record["sender_id"],
+        client_id=record["client_id"],
+        body=record["body"],
+        created_at=record["created_at"],
+    )
+
+
+def queue_settings(record: asyncpg.Record | dict[str, Any]) -> QueueSettings:
+    return QueueSettings(
+        account_id=record["account_id"],
+        queue_id=record["id"],
+        name=record["name"],
+        strategy=record["strategy"],
+        department_id=record["department_id"],
+        skill_id=record["skill_id"],
+        min_skill_level=record["min_skill_level"],
+        widen_after_seconds=float(record["widen_after_seconds"]),
+        offer_timeout_seconds=float(record["offer_timeout_seconds"]),
+        auto_accept=record["auto_accept"],
+        overflow_after_seconds=(
+            float(record["overflow_after_seconds"]) if record["overflow_after_seconds"] is not None else None
+        ),
+        overflow_queue_id=record["overflow_queue_id"],
+        no_agent_message=record["no_agent_message"],
+        is_default=record["is_default"],
+    )
+
+
+class PostgresConversations:
+    """`kefu.actors.ports.ConversationStorage` on PostgreSQL."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def conversation(self, conversation_id: UUID) -> ConversationRow | None:
+        record = await self.database.fetchrow(_ROW + " WHERE c.id = $1", conversation_id)
+        return _row(record) if record is not None else None
+
+    async def events_after(self, conversation_id: UUID, after_seq: int, limit: int) -> list[StoredEvent]:
+        records = await self.database.fetch(
+            "SELECT seq, kind, sender_role, sender_id, client_id, body, created_at FROM conversation_events"
+            " WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            conversation_id,
+            after_seq,
+            limit,
+        )
+        return [_event(record) for record in records]
+
+    async def all_events(self, conversation_id: UUID) -> list[StoredEvent]:
+        records = await self.database.fetch(
+            "SELECT seq, kind, sender_role, sender_id, client_id, body, created_at FROM conversation_events"
+            " WHERE conversation_id = $1 ORDER BY seq",
+            conversation_id,
+        )
+        return [_event(record) for record in records]
+
+    async def last_seq(self, conversation_id: UUID) -> int:
+        value = await self.database.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM conversation_events WHERE conversation_id = $1", conversation_id
+        )
+        return int(value)
+
+    async def record_state(
+        self, conversation_id: UUID, *, status: str, agent_id: UUID | None, queue_id: UUID | None, last_seq: int
+    ) -> None:
+        await self.database.execute(
+            "UPDATE conversations SET status = $2, agent_id = $3,"
+            " queue_id = coalesce((SELECT q.id FROM queues q WHERE q.id = $4), queue_id), last_seq = $5,"
+            " closed_at = CASE WHEN $2 = 'closed' THEN coalesce(closed_at, now()) ELSE NULL END"
+            " WHERE id = $1",
+            conversation_id,
+            status,
+            agent_id,
+            queue_id,
+            last_seq,
+        )
+
+    async def attachment_kind(self, account_id: UUID, attachment_id: str) -> str | None:
+        try:
+            key = UUID(attachment_id)
+        except ValueError:
+            return None
+        return await self.database.fetchval(
+            "SELECT kind FROM attachments WHERE account_id = $1 AND id = $2", account_id, key
+        )
+
+    async def agent_profile(self, agent_id: UUID) -> AgentProfile | None:
+        record = await self.database.fetchrow(
+            "SELECT u.account_id, u.id, u.display_name, u.role, u.max_concurrent_conversations,"
+            " coalesce((SELECT array_agg(department_id) FROM user_departments WHERE user_id = u.id), '{}') AS departments,"
+            " coalesce((SELECT jsonb_object_agg(skill_id::text, level) FROM user_skills WHERE user_id = u.id), '{}')"
+            " AS skills"
+            " FROM users u WHERE u.id = $1 AND u.disabled_at IS NULL",
+            agent_id,
+        )
+        if record is None:
+            return None
+        return AgentProfile(
+            account_id=record["account_id"],
+            agent_id=record["id"],
+            display_name=record["display_name"],
+            role=record["role"],
+            capacity=record["max_concurrent_conversations"],
+            departments=frozenset(record["departments"]),
+            skills={UUID(skill): level for skill, level in record["skills"].items()},
+        )
+
+    async def held_conversations(self, agent_id: UUID) -> list[UUID]:
+        records = await self.database.fetch(
+            "SELECT id FROM conversations WHERE agent_id = $1 AND status IN ('assigned', 'transferring', 'wrap_up')",
+            agent_id,
+        )
+        return [record["id"] for record in records]
+
+    async def queues(self, account_id: UUID) -> list[QueueSettings]:
+        records = await self.database.fetch(
+            "SELECT * FROM queues WHERE account_id = $1 ORDER BY created_at", account_id
+        )
+        return [queue_settings(record) for record in records]
+
+    async def queue_for_department(self, account_id: UUID, department_id: UUID) -> UUID | None:
+        record = await self.database.fetchrow(
+            "SELECT d.id AS department_id,"
+            " (SELECT q.id FROM queues q WHERE q.account_id = d.account_id AND q.department_id = d.id"
+            "   ORDER BY q.created_at LIMIT 1) AS own,"
+            " (SELECT q.id FROM queues q WHERE q.account_id = d.account_id AND q.is_default) AS fallback"
+            " FROM departments d WHERE d.account_id = $1 AND d.id = $2",
+            account_id,
+            department_id,
+        )
+        if record is None:
+            return None
+        return record["own"] or record["fallback"] or account_id
+
+    async def record_denial(self, account_id: UUID, actor_id: UUID, action: str, conversation_id: UUID) -> None:
+        await self.database.execute(
+            "INSERT INTO audit_log (account_id, actor_role, actor_id, action, target_type, target_id, detail)"
+            " VALUES ($1, 'agent', $2, $3, 'conversation', $4, '{\"outcome\": \"denied\"}'::jsonb)",
+            account_id,
+            str(actor_id),
+            f"denied:{action}",
+            str(conversation_id),
+        )
+
+    # -- the web-chat gateway's writes ----------------------------------------------------------
+
+    async def open_conversation(
+        self,
+        *,
+        account_id: UUID,
+        customer_id: UUID,
+        channel: str,
+        start_client_id: str,
+        department_id: UUID | None,
+        topic: str | None,
+    ) -> UUID:
+        """Create the conversation for a `conversation.start`, or find the one it already made.
+
+        Raises LookupError for a department the account does not have.
+        """
+
+        async def work(conn: asyncpg.Connection) -> UUID:
+            async with conn.transaction():
+                existing = await conn.fetchval(
+                    "SELECT id FROM conversations WHERE customer_id = $1 AND start_client_id = $2",
+                    customer_id,
+                    start_client_id,
+                )
+                if existing is not None:
+                    return existing
+                queue_id = None
+                if department_id is not None:
+                    found = await conn.fetchrow(
+                        "SELECT d.id, (SELECT q.id FROM queues q WHERE q.account_id = d.account_id"
+                        " AND q.department_id = d.id ORDER BY q.created_at LIMIT 1) AS queue_id"
+                        " FROM departments d WHERE d.account_id = $1 AND d.id = $2",
+                        account_id,
+                        department_id,
+                    )
+                    if found is None:
+                        raise LookupError("no such department")
+                    queue_id = found["queue_id"]
+                if queue_id is None:
+                    queue_id = await conn.fetchval(
+                        "SELECT id FROM queues WHERE account_id = $1 AND is_default", account_id
+                    )
+                return await conn.fetchval(
+                    "INSERT INTO conversations (account_id, customer_id, channel, start_client_id, department_id,"
+                    " queue_id, topic) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (customer_id, start_client_id) WHERE start_client_id IS NOT NULL"
+                    " DO UPDATE SET start_client_id = excluded.start_client_id RETURNING id",
+                    account_id,
+                    customer_id,
+                    channel,
+                    start_client_id,
+                    department_id,
+                    queue_id,
+                    topic,
+                )
+
+        return await self.database.run(work)
+
+    async def open_conversations_of_customer(self, customer_id: UUID) -> list[asyncpg.Record]:
+        return await self.database.fetch(
+            "SELECT id, status, last_seq, customer_id, channel, queue_id, agent_id, topic FROM conversations"
+            " WHERE customer_id = $1 AND status <> 'closed' ORDER BY created_at",
+            customer_id,
+        )
+
+    async def open_conversation_ids(self) -> list[tuple[UUID, UUID]]:
+        """(account, conversation) of every conversation not closed: their sessions restart."""
+        records = await self.database.fetch(
+            "SELECT account_id, id FROM conversations WHERE status <> 'closed' AND last_seq > 0"
+        )
+        return [(record["account_id"], record["id"]) for record in records]
+
+    async def customer_history(self, account_id: UUID, customer_id: UUID, limit: int = 50) -> list[dict[str, Any]]:
+        records = await self.database.fetch(
+            "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.closed_at, c.agent_id, c.last_seq,"
+            " u.display_name AS agent_name,"
+            " (SELECT e.body->>'wrap_up_code' FROM conversation_events e WHERE e.conversation_id = c.id"
+            "   AND e.kind = 'wrapped_up' ORDER BY e.seq DESC LIMIT 1) AS wrap_up_code"
+            " FROM conversations c LEFT JOIN users u ON u.id = c.agent_id"
+            " WHERE c.account_id = $1 AND c.customer_id = $2 ORDER BY c.created_at DESC LIMIT $3",
+            account_id,
+            customer_id,
+            limit,
+        )
+        return [
+            {
+                "id": str(r["id"]),
+                "status": r["status"],
+                "channel": r["channel"],
+                "topic": r["topic"],
+                "created_at": r["created_at"].isoformat(),
+                "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
+                "last_seq": r["last_seq"],
+                "wrap_up_code": r["wrap_up_code"],
+            }
+            for r in records
+        ]
