@@ -131,7 +131,8 @@ class PostgresConversations:
     async def agent_profile(self, agent_id: UUID) -> AgentProfile | None:
         record = await self.database.fetchrow(
             "SELECT u.account_id, u.id, u.display_name, u.role, u.max_concurrent_conversations,"
-            " coalesce((SELECT array_agg(department_id) FROM user_departments WHERE user_id = u.id), '{}') AS departments,"
+            " coalesce((SELECT array_agg(department_id) FROM user_departments WHERE user_id = u.id), '{}')"
+            " AS departments,"
             " coalesce((SELECT jsonb_object_agg(skill_id::text, level) FROM user_skills WHERE user_id = u.id), '{}')"
             " AS skills"
             " FROM users u WHERE u.id = $1 AND u.disabled_at IS NULL",

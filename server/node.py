@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections import Counter
 from typing import Any
 from uuid import UUID
 
@@ -68,6 +69,8 @@ class Node:
         self.database = database
         self.registry = Registry()
         self.urls: list[str] = []
+        self.queue_changes: Counter[UUID] = Counter()
+        """Queue changes told to the dispatcher, per account."""
         self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
         self.store: Store | None = None
         self.timers = Timers()
@@ -164,6 +167,7 @@ class Node:
 
     def queues_changed(self, account_id: UUID) -> None:
         """An account's queues were created, changed or deleted: the dispatcher reloads them."""
+        self.queue_changes[account_id] += 1
         try:
             self.dispatcher_mailbox.ref.tell_nowait(m.ReloadQueues(account_id))
         except MailboxFull:

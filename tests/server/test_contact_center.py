@@ -65,8 +65,7 @@ async def test_admin_manages_queues_and_the_dispatcher_is_told(database_dsn: str
         assert general["strategy"] == "least_load" and general["offer_timeout_seconds"] == 20
         assert general["min_skill_level"] == 1 and general["widen_after_seconds"] == 30
         assert general["auto_accept"] is False and general["overflow_queue_id"] is None
-        assert account_id in node.pending_queue_reloads
-        node.pending_queue_reloads.clear()
+        assert node.queue_changes[account_id] == 1
 
         body = {
             "name": "French sales",
@@ -86,7 +85,7 @@ async def test_admin_manages_queues_and_the_dispatcher_is_told(database_dsn: str
         assert response.status_code == 201, response.text
         french = response.json()
         assert {k: french[k] for k in body} == body
-        assert account_id in node.pending_queue_reloads
+        assert node.queue_changes[account_id] == 2
         # Only one default queue per account: the new one took it over.
         assert (await client.get(f"/api/v1/queues/{general['id']}", headers=h)).json()["is_default"] is False
         listed = (await client.get("/api/v1/queues", headers=h)).json()["queues"]
@@ -114,9 +113,9 @@ async def test_admin_manages_queues_and_the_dispatcher_is_told(database_dsn: str
         assert (await client.get(f"/api/v1/queues/{french['id']}", headers=h)).json()["department_id"] is None
 
         # Deleting the overflow target leaves the other queue without overflow.
-        node.pending_queue_reloads.clear()
+        changes = node.queue_changes[account_id]
         assert (await client.delete(f"/api/v1/queues/{general['id']}", headers=h)).status_code == 204
-        assert account_id in node.pending_queue_reloads
+        assert node.queue_changes[account_id] == changes + 1
         assert (await client.get(f"/api/v1/queues/{general['id']}", headers=h)).status_code == 404
         assert (await client.get(f"/api/v1/queues/{french['id']}", headers=h)).json()["overflow_queue_id"] is None
 
@@ -138,7 +137,7 @@ async def test_queue_input_is_checked(database_dsn: str, tmp_path: Path) -> None
         _slug, admin = await _admin_token(client, database, "queue-checks")
         h = bearer(admin)
         queue = (await client.post("/api/v1/queues", json={"name": "Q"}, headers=h)).json()
-        node.pending_queue_reloads.clear()
+        changes = sum(node.queue_changes.values())
         bad = [
             ({}, "name"),
             ({"name": ""}, "name"),
@@ -182,7 +181,7 @@ async def test_queue_input_is_checked(database_dsn: str, tmp_path: Path) -> None
         ]:
             assert (await client.request(method, url, json={"name": "x"}, headers=h)).status_code == 404
         assert len((await client.get("/api/v1/queues", headers=h)).json()["queues"]) == 1
-        assert not node.pending_queue_reloads  # refused writes change nothing, so nothing reloads
+        assert sum(node.queue_changes.values()) == changes  # refused writes change nothing, so nothing reloads
 
 
 async def test_queue_roles_and_refusals_are_audited(database_dsn: str, tmp_path: Path) -> None:
@@ -195,7 +194,7 @@ async def test_queue_roles_and_refusals_are_audited(database_dsn: str, tmp_path:
         for token in (agent, supervisor):
             assert (await client.get("/api/v1/queues", headers=bearer(token))).status_code == 200
             assert (await client.get(f"/api/v1/queues/{queue['id']}", headers=bearer(token))).json() == queue
-        node.pending_queue_reloads.clear()
+        changes = sum(node.queue_changes.values())
         writes = [
             ("POST", "/api/v1/queues", {"name": "X"}),
             ("PATCH", f"/api/v1/queues/{queue['id']}", {"name": "X"}),
@@ -207,7 +206,7 @@ async def test_queue_roles_and_refusals_are_audited(database_dsn: str, tmp_path:
                 response = await client.request(method, url, json=body, headers=bearer(token))
                 assert response.status_code == 403, (method, url)
                 assert response.json()["error"]["code"] == "forbidden"
-        assert not node.pending_queue_reloads
+        assert sum(node.queue_changes.values()) == changes
         assert (await client.get(f"/api/v1/queues/{queue['id']}", headers=bearer(admin))).json() == queue
         refusals = [e for e in await audit.entries(database, account_id) if e["action"] == "forbidden"]
         assert len(refusals) == 6

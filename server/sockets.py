@@ -1,0 +1,388 @@
+"""The websocket edge: `/ws/customer` and `/ws/agent`.
+
+Handlers translate between the wire and the actors and decide nothing: each connection is
+authenticated on the handshake, gets `welcome`, and then every text message is decoded by
+`kefu.protocol` and handed to the actor that owns what it is about (the conversation's
+CustomerSession, the Agent, or the dispatcher for offers). What goes back to the client
+is put by the actors into the connection's bounded send buffer; one writer task per
+connection drains it onto the socket.
+
+Rules
+-----
+1. A missing or bad token closes the socket with 1008 before anything else is sent.
+2. A frame the protocol refuses is answered with an `error` frame (and, for the errors
+   that carry one, a close code); it never reaches an actor.
+3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
+   client reconnects and resumes. Nobody else waits for it.
+4. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
+   `MAX_INVALID_FRAMES` refused frames close with 4003.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import trio
+from quart import websocket
+
+from kefu.actors import messages as m
+from kefu.actors.ports import AgentHandle
+from kefu.protocol import RemoteProtocolError, decode_agent_frame, decode_customer_frame, encode_frame
+from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus
+from kefu.protocol.common import MAX_CLIENT_ID_CHARS, MAX_TEXT_CHARS, Ping
+from kefu.protocol.customer import StartConversation
+from kefu.protocol.server import (
+    ConversationList,
+    ConversationSummary,
+    Limits,
+    LiveStats,
+    Pong,
+    ServerError,
+    Welcome,
+    utc_timestamp,
+)
+from kefu.server import auth
+from kefu.server.database import DatabaseUnavailable
+from kefu.server.webchat import authenticate_visitor
+
+if TYPE_CHECKING:
+    from quart_trio import QuartTrio
+
+    from kefu.server.node import Node
+
+log = logging.getLogger("kefu.sockets")
+
+CLOSE_POLICY = 1008
+CLOSE_INTERNAL = 1011
+CLOSE_SLOW_CONSUMER = 4001
+CLOSE_IDLE = 4002
+CLOSE_TOO_MANY_INVALID = 4003
+MAX_INVALID_FRAMES = 50
+
+
+class Connection:
+    """One websocket's identity and bounded send buffer (the actors' `Outbox`)."""
+
+    def __init__(self, role: str, user_id: UUID, account_id: UUID, capacity: int) -> None:
+        self.role = role
+        self.user_id = user_id
+        self.account_id = account_id
+        self.joined: set[UUID] = set()
+        self._send_channel, self.outgoing = trio.open_memory_channel[bytes](capacity)
+        self.close_requested = trio.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._closed = False
+        self.peer_gone = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, data: bytes) -> bool:
+        if self._closed:
+            return False
+        try:
+            self._send_channel.send_nowait(data)
+        except trio.WouldBlock:
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and resume from the last seq you saw")
+            return False
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.close_code = code
+        self.close_reason = reason
+        self._send_channel.close()
+        self.close_requested.set()
+
+    def mark_gone(self) -> None:
+        """The peer went away: nothing more is sent."""
+        self.peer_gone = True
+        self.close(1001, "gone")
+
+
+def _error(code: str, message: str, *, ref: str | None = None, retryable: bool = False) -> bytes:
+    return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
+
+
+def _uuid(value: str | None) -> UUID | None:
+    if value is None:
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+class SupervisorFeeds:
+    """Connections of supervisors and admins, by account, fed with live statistics."""
+
+    def __init__(self) -> None:
+        self.by_account: dict[UUID, set[Connection]] = defaultdict(set)
+
+    def wants(self, account_id: UUID) -> bool:
+        return bool(self.by_account.get(account_id))
+
+    def publish(self, account_id: UUID, frame: LiveStats) -> None:
+        connections = self.by_account.get(account_id)
+        if not connections:
+            return
+        data = encode_frame(frame)
+        for connection in list(connections):
+            if not connection.send(data):
+                connections.discard(connection)
+
+
+def register_websockets(app: QuartTrio, node: Node) -> None:
+    config = node.config
+    limits = Limits(
+        max_frame_bytes=config.max_frame_bytes,
+        max_text_chars=MAX_TEXT_CHARS,
+        max_client_id_chars=MAX_CLIENT_ID_CHARS,
+        heartbeat_seconds=config.heartbeat_seconds,
+    )
+    idle_seconds = config.heartbeat_seconds * 1.5
+
+    def welcome(role: str, user_id: UUID, display_name: str | None) -> bytes:
+        return encode_frame(
+            Welcome(
+                protocol_version=1,
+                session_id=f"ws-{secrets.token_hex(8)}",
+                role=role,  # type: ignore[arg-type]
+                user_id=str(user_id),
+                server_time=utc_timestamp(datetime.now(UTC)),
+                limits=limits,
+                display_name=display_name,
+            )
+        )
+
+    async def refuse(reason: str) -> None:
+        await websocket.accept()
+        await websocket.close(CLOSE_POLICY, reason)
+
+    async def pump(connection: Connection, on_frame: Any, decode: Any) -> None:
+        """Run one connection: the writer drains the buffer, the reader feeds `on_frame`."""
+
+        async def writer() -> None:
+            # Ends when `close` closed the channel and what was buffered before is sent
+            # (the error that explains a close goes out first); a slow consumer is not waited for.
+            async for data in connection.outgoing:
+                if connection.close_code == CLOSE_SLOW_CONSUMER:
+                    break
+                await websocket.send(data.decode())
+
+        async def reader() -> None:
+            invalid = 0
+            while True:
+                with trio.move_on_after(idle_seconds) as idle:
+                    raw = await websocket.receive()
+                if idle.cancelled_caught:
+                    connection.close(CLOSE_IDLE, "idle timeout: send a ping at least every heartbeat_seconds")
+                    return
+                if isinstance(raw, bytes):
+                    connection.close(1003, "binary messages are not accepted")
+                    return
+                try:
+                    frame = decode(raw, max_bytes=config.max_frame_bytes)
+                except RemoteProtocolError as error:
+                    connection.send(_error(error.code, str(error), ref=error.ref))
+                    if error.close_code is not None:
+                        connection.close(error.close_code, error.code)
+                        return
+                    invalid += 1
+                    if invalid > MAX_INVALID_FRAMES:
+                        connection.close(CLOSE_TOO_MANY_INVALID, "too many invalid frames")
+                        return
+                    continue
+                if isinstance(frame, Ping):
+                    connection.send(encode_frame(Pong(frame.nonce)))
+                    continue
+                await on_frame(frame)
+
+        async with trio.open_nursery() as nursery:
+            reading = trio.CancelScope()
+
+            async def stop_reading_on_close() -> None:
+                await connection.close_requested.wait()
+                reading.cancel()
+
+            async def read_then_close() -> None:
+                with reading:
+                    await reader()
+                connection.close(1000, "")
+                nursery.cancel_scope.deadline = trio.current_time() + 2
+
+            async def write_until_closed() -> None:
+                try:
+                    await writer()
+                finally:
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_reading_on_close)
+            nursery.start_soon(read_then_close)
+            nursery.start_soon(write_until_closed)
+        if connection.close_code is not None and not connection.peer_gone:
+            with trio.move_on_after(2), trio.CancelScope(shield=True):
+                await websocket.close(connection.close_code, connection.close_reason)
+
+    async def session_for(connection: Connection, conversation_id: UUID) -> Any:
+        """The running session of a conversation the connection's account owns, or None."""
+        center = node.center
+        handle = center.session(conversation_id)
+        if handle is not None:
+            return handle if handle.account_id == connection.account_id else None
+        row = await center.storage.conversation(conversation_id)
+        if row is None or row.account_id != connection.account_id:
+            return None
+        return await center.ensure_session(row.account_id, conversation_id)
+
+    async def to_session(connection: Connection, frame: Any, message: Any) -> None:
+        conversation_id = _uuid(frame.conversation_id)
+        handle = None
+        if conversation_id is not None:
+            try:
+                handle = await session_for(connection, conversation_id)
+            except DatabaseUnavailable:
+                connection.send(
+                    _error(
+                        "unavailable", "storage is unavailable", ref=getattr(frame, "client_id", None), retryable=True
+                    )
+                )
+                return
+        if handle is None:
+            if conversation_id is not None and connection.role == "agent":
+                await node.center.audit_denial(connection.account_id, connection.user_id, frame.TYPE, conversation_id)
+            connection.send(_error("not_found", "no such conversation", ref=getattr(frame, "client_id", None)))
+            return
+        await handle.ref.tell(message)
+
+    # -- customers -------------------------------------------------------------------------
+
+    @app.websocket("/ws/customer")
+    async def customer_socket() -> None:
+        token = websocket.args.get("token", "")
+        try:
+            visitor = await authenticate_visitor(node.database, token)
+        except DatabaseUnavailable:
+            await websocket.accept()
+            await websocket.close(CLOSE_INTERNAL, "storage is unavailable")
+            return
+        if visitor is None:
+            await refuse("a valid visitor token is required")
+            return
+        await websocket.accept()
+        connection = Connection("customer", visitor.customer_id, visitor.account_id, config.send_buffer_frames)
+        storage = node.conversations
+        connection.send(welcome("customer", visitor.customer_id, visitor.display_name))
+        rows = await storage.open_conversations_of_customer(visitor.customer_id)
+        connection.send(
+            encode_frame(
+                ConversationList(
+                    tuple(
+                        ConversationSummary(
+                            conversation_id=str(row["id"]),
+                            state=row["status"],
+                            last_seq=row["last_seq"],
+                            customer_id=str(row["customer_id"]),
+                            channel=row["channel"],
+                            queue_id=str(row["queue_id"]) if row["queue_id"] else None,
+                            agent_id=str(row["agent_id"]) if row["agent_id"] else None,
+                            topic=row["topic"],
+                        )
+                        for row in rows
+                    )
+                )
+            )
+        )
+
+        async def on_frame(frame: Any) -> None:
+            if isinstance(frame, StartConversation):
+                department = None
+                if frame.department is not None:
+                    department = _uuid(frame.department)
+                    if department is None:
+                        connection.send(_error("not_found", "no such department", ref=frame.client_id))
+                        return
+                try:
+                    conversation_id = await storage.open_conversation(
+                        account_id=visitor.account_id,
+                        customer_id=visitor.customer_id,
+                        channel="webchat",
+                        start_client_id=frame.client_id,
+                        department_id=department,
+                        topic=frame.topic,
+                    )
+                except LookupError:
+                    connection.send(_error("not_found", "no such department", ref=frame.client_id))
+                    return
+                except DatabaseUnavailable:
+                    connection.send(
+                        _error("unavailable", "storage is unavailable", ref=frame.client_id, retryable=True)
+                    )
+                    return
+                handle = await node.center.ensure_session(visitor.account_id, conversation_id)
+                await handle.ref.tell(m.Begin(connection, frame.client_id))
+                return
+            await to_session(connection, frame, m.CustomerInput(connection, frame))
+
+        try:
+            await pump(connection, on_frame, decode_customer_frame)
+        finally:
+            connection.mark_gone()
+
+    # -- agents ----------------------------------------------------------------------------
+
+    @app.websocket("/ws/agent")
+    async def agent_socket() -> None:
+        token = websocket.args.get("token", "")
+        try:
+            user = await auth.authenticate(node.database, token)
+        except DatabaseUnavailable:
+            await websocket.accept()
+            await websocket.close(CLOSE_INTERNAL, "storage is unavailable")
+            return
+        if user is None:
+            await refuse("a valid session token is required")
+            return
+        await websocket.accept()
+        connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
+        connection.send(welcome("agent", user.user_id, user.display_name))
+        center = node.center
+        agent: AgentHandle = await center.ensure_agent(user.account_id, user.user_id)
+        await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
+        watching = user.role in ("supervisor", "admin")
+        if watching:
+            node.supervisor_feeds.by_account[user.account_id].add(connection)
+
+        async def on_frame(frame: Any) -> None:
+            nonlocal agent
+            if isinstance(frame, SetStatus):
+                agent = await center.ensure_agent(user.account_id, user.user_id)
+                await agent.ref.tell(m.ChangeStatus(frame.status, frame.reason, connection))
+            elif isinstance(frame, AcceptOffer):
+                await center.tell_dispatcher(m.AcceptOffer(user.account_id, user.user_id, frame.offer_id, connection))
+            elif isinstance(frame, DeclineOffer):
+                await center.tell_dispatcher(m.DeclineOffer(user.account_id, user.user_id, frame.offer_id, connection))
+            else:
+                await to_session(
+                    connection, frame, m.AgentInput(connection, user.user_id, user.display_name, user.role, frame)
+                )
+
+        try:
+            await pump(connection, on_frame, decode_agent_frame)
+        finally:
+            connection.mark_gone()
+            if watching:
+                node.supervisor_feeds.by_account[user.account_id].discard(connection)
+            handle = center.agent(user.user_id)
+            if handle is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await handle.ref.tell(m.Disconnected(connection))

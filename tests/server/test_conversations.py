@@ -1,0 +1,262 @@
+"""Live conversations end to end: real websockets against a running node and PostgreSQL."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import trio
+
+from kefu.protocol.agent import AcceptOffer, AddNote, SetStatus
+from kefu.protocol.common import Resume, SendMessage, SetTyping
+from kefu.protocol.customer import CloseConversation, StartConversation
+from tests.server.live import Client, connect, live_center
+
+
+async def _online_agent(stack: AsyncExitStack, nursery: trio.Nursery, center, agent) -> Client:  # type: ignore[no-untyped-def]
+    client = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={agent.token}"))
+    agent.clients.append(client)
+    await client.wait_for("welcome")
+    await client.send(SetStatus("online"))
+    await client.wait_for("status", status="online")
+    return client
+
+
+async def test_a_customer_and_an_agent_talk(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery:
+        anna = await center.add_agent("Anna")
+        visitor = await center.add_visitor("Li Wei")
+        async with (
+            connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}") as agent,
+            connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}") as customer,
+        ):
+            await agent.wait_for("welcome")
+            await agent.send(SetStatus("online"))
+            await agent.wait_for("status", status="online")
+            await customer.wait_for("welcome")
+
+            start_id = customer.client_id()
+            await customer.send(StartConversation(start_id, topic="Invoice"))
+            (ack,) = await customer.wait_for("ack", client_id=start_id)
+            conversation = ack.conversation_id
+            assert ack.seq == 1
+            await customer.wait_for("resumed", conversation_id=conversation)
+
+            message_id = customer.client_id()
+            await customer.send(SendMessage(message_id, conversation, "text", text="Hello, 你好"))
+            await customer.wait_for("ack", client_id=message_id)
+
+            (offer,) = await agent.wait_for("offer")
+            assert offer.conversation_id == conversation
+            assert offer.customer.topic == "Invoice"
+            await agent.send(AcceptOffer(offer.offer_id))
+            await agent.wait_for("resumed", conversation_id=conversation)
+            kinds = [event.kind for event in agent.events(conversation)]
+            assert kinds == ["queued", "message", "assigned"]
+            (assigned,) = await customer.wait_for("event", kind="assigned")
+            assert assigned.sender.display_name == "Anna"
+
+            await customer.send(SetTyping(conversation, True))
+            await agent.wait_for("typing", role="customer", active=True)
+
+            reply_id = agent.client_id()
+            await agent.send(SendMessage(reply_id, conversation, "text", text="How can I help?"))
+            (reply_ack,) = await agent.wait_for("ack", client_id=reply_id)
+            (reply,) = await customer.wait_for("event", client_id=reply_id)
+            assert reply.seq == reply_ack.seq and reply.text == "How can I help?"
+
+            note_id = agent.client_id()
+            await agent.send(AddNote(note_id, conversation, "VIP"))
+            await agent.wait_for("ack", client_id=note_id)
+
+            # a retry of the same client id gets the original ack and is stored once
+            await customer.send(SendMessage(message_id, conversation, "text", text="Hello, 你好"))
+            acks = await customer.wait_for("ack", 2, client_id=message_id)
+            assert acks[0].seq == acks[1].seq
+            close_id = agent.client_id()
+            await agent.send(CloseConversation(close_id, conversation, wrap_up_code="solved"))
+            await agent.wait_for("event", kind="wrapped_up")
+            await customer.wait_for("event", kind="closed")
+            await agent.wait_for("status", active_conversations=0)
+
+            # the customer never saw the note or the wrap-up; every seq it saw is in order
+            customer_kinds = [event.kind for event in customer.events(conversation)]
+            assert "note" not in customer_kinds and "wrapped_up" not in customer_kinds
+            seqs = [event.seq for event in customer.events(conversation)]
+            assert seqs == sorted(set(seqs))
+
+        rows = await center.fetch(
+            "SELECT seq, kind FROM conversation_events WHERE conversation_id = $1 ORDER BY seq", UUID(conversation)
+        )
+        assert [row["seq"] for row in rows] == list(range(1, len(rows) + 1))
+        assert [row["kind"] for row in rows] == [
+            "queued",
+            "message",
+            "assigned",
+            "message",
+            "note",
+            "closed",
+            "wrapped_up",
+        ]
+        nursery.cancel_scope.cancel()
+
+
+async def test_reconnect_and_resume_deliver_every_missed_event_once(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery:
+        anna = await center.add_agent("Anna")
+        visitor = await center.add_visitor()
+        url = f"{center.ws_base}/ws/customer?token={visitor.token}"
+        async with connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}") as agent:
+            await agent.wait_for("welcome")
+            await agent.send(SetStatus("online"))
+            async with connect(nursery, url) as customer:
+                start_id = customer.client_id()
+                await customer.send(StartConversation(start_id))
+                (ack,) = await customer.wait_for("ack")
+                conversation = ack.conversation_id
+                (offer,) = await agent.wait_for("offer")
+                await agent.send(AcceptOffer(offer.offer_id))
+                await customer.wait_for("event", kind="assigned")
+                last_seen = max(event.seq for event in customer.events(conversation))
+            # the customer is away while the agent writes
+            for number in range(5):
+                message_id = agent.client_id()
+                await agent.send(SendMessage(message_id, conversation, "text", text=f"message {number}"))
+                await agent.wait_for("ack", client_id=message_id)
+            async with connect(nursery, url) as customer:
+                (listing,) = await customer.wait_for("conversations")
+                assert [c.conversation_id for c in listing.conversations] == [conversation]
+                await customer.send(Resume(conversation, last_seen))
+                (resumed,) = await customer.wait_for("resumed")
+                replayed = customer.events(conversation)
+                assert [event.text for event in replayed] == [f"message {n}" for n in range(5)]
+                assert [event.seq for event in replayed] == list(range(last_seen + 1, resumed.to_seq + 1))
+                # live events follow the replay
+                message_id = agent.client_id()
+                await agent.send(SendMessage(message_id, conversation, "text", text="still there?"))
+                (live,) = await customer.wait_for("event", text="still there?")
+                assert live.seq == resumed.to_seq + 1
+        nursery.cancel_scope.cancel()
+
+
+# trio-websocket leaves the client socket of a connection the server closed during the
+# handshake for the garbage collector; the server side is closed properly.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_bad_frames_get_errors_and_change_nothing(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery:
+        visitor = await center.add_visitor()
+        other = await center.add_visitor()
+        async with (
+            connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}") as customer,
+            connect(nursery, f"{center.ws_base}/ws/customer?token={other.token}") as intruder,
+        ):
+            await customer.send(StartConversation("s-1"))
+            (ack,) = await customer.wait_for("ack")
+            await customer.send_raw("{not json")
+            (error,) = await customer.wait_for("error", code="malformed_json")
+            await customer.wait_closed()
+            await intruder.send(SendMessage("x-1", ack.conversation_id, "text", text="hi"))
+            (error,) = await intruder.wait_for("error", ref="x-1")
+            assert error.code == "forbidden"
+            await intruder.send(SendMessage("x-2", "00000000-0000-0000-0000-000000000000", "text", text="hi"))
+            (error,) = await intruder.wait_for("error", ref="x-2")
+            assert error.code == "not_found"
+        async with connect(nursery, f"{center.ws_base}/ws/agent?token=nonsense") as agent:
+            assert await agent.wait_closed() == 1008
+        rows = await center.fetch(
+            "SELECT kind FROM conversation_events WHERE conversation_id = $1 ORDER BY seq", UUID(ack.conversation_id)
+        )
+        # no agent is online, so the customer was told so; the intruder stored nothing
+        assert [row["kind"] for row in rows] == ["queued", "system"]
+        nursery.cancel_scope.cancel()
+
+
+async def _accept_everything(agent: Client, capacity: int, peak: list[int]) -> None:
+    """Play an agent who accepts each offer, recording the most conversations it held."""
+    seen = 0
+    while True:
+        offers = await agent.wait_for("offer", seen + 1, timeout=60)
+        offer = offers[seen]
+        seen += 1
+        await agent.send(AcceptOffer(offer.offer_id))
+        statuses = agent.of("status")
+        peak[0] = max([peak[0], *(status.active_conversations for status in statuses)])
+        assert peak[0] <= capacity
+
+
+async def test_least_load_spreads_evenly_and_no_agent_exceeds_capacity(database_dsn: str, tmp_path: Path) -> None:
+    capacity, agents_count = 3, 4
+    async with (
+        live_center(database_dsn, tmp_path) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        agents = [await center.add_agent(f"Agent {n}", capacity=capacity) for n in range(agents_count)]
+        visitors = [await center.add_visitor() for _ in range(capacity * agents_count + 2)]
+        clients: list[Client] = []
+        peaks: list[list[int]] = []
+        for agent in agents:
+            clients.append(await _online_agent(stack, nursery, center, agent))
+            peaks.append([0])
+        async with trio.open_nursery() as agent_tasks:
+            for client, peak in zip(clients, peaks, strict=True):
+                agent_tasks.start_soon(_accept_everything, client, capacity, peak)
+
+            async def customer(visitor) -> None:  # type: ignore[no-untyped-def]
+                async with connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}") as ws:
+                    await ws.send(StartConversation(ws.client_id()))
+                    await ws.wait_for("ack")
+                    with trio.move_on_after(6):
+                        await ws.wait_for("event", kind="assigned", timeout=6)
+                    await trio.sleep(1)
+
+            async with trio.open_nursery() as customers:
+                for visitor in visitors:
+                    customers.start_soon(customer, visitor)
+            agent_tasks.cancel_scope.cancel()
+        rows = await center.fetch(
+            "SELECT body->>'agent_id' AS agent, count(*) AS n FROM conversation_events"
+            " WHERE kind = 'assigned' AND account_id = (SELECT id FROM accounts WHERE slug = $1) GROUP BY 1",
+            center.slug,
+        )
+        per_agent = {row["agent"]: row["n"] for row in rows}
+        assert sorted(per_agent) == sorted(agent.id for agent in agents)
+        assert all(count == capacity for count in per_agent.values()), per_agent
+        assert all(peak[0] <= capacity for peak in peaks)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_crashed_session_is_rebuilt_from_the_store_and_loses_nothing(database_dsn: str, tmp_path: Path) -> None:
+    from kefu.actors.messages import InjectCrash
+
+    async with (
+        live_center(database_dsn, tmp_path) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna")
+        visitor = await center.add_visitor()
+        agent = await _online_agent(stack, nursery, center, anna)
+        async with connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}") as customer:
+            await customer.send(StartConversation(customer.client_id()))
+            (ack,) = await customer.wait_for("ack")
+            conversation = ack.conversation_id
+            (offer,) = await agent.wait_for("offer")
+            await agent.send(AcceptOffer(offer.offer_id))
+            await customer.wait_for("event", kind="assigned")
+            session = center.node.center.session(UUID(conversation))
+            assert session is not None
+            for round_number in range(3):
+                session.ref.tell_nowait(InjectCrash())
+                text = f"after crash {round_number}"
+                message_id = customer.client_id()
+                await customer.send(SendMessage(message_id, conversation, "text", text=text))
+                (message_ack,) = await customer.wait_for("ack", client_id=message_id)
+                (seen,) = await agent.wait_for("event", text=text)
+                assert seen.seq == message_ack.seq
+            assert session.mailbox.crashes == 3
+            seqs = [event.seq for event in agent.events(conversation)]
+            assert seqs == list(range(1, len(seqs) + 1))
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,148 @@
+"""Routing end to end: offers that time out, missed-offer breaks, overflow, transfers, auto-accept."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus, Transfer
+from kefu.protocol.common import SendMessage
+from kefu.protocol.customer import StartConversation
+from tests.server.live import Agent, Center, Client, connect, live_center
+
+
+async def _queue(center: Center, **fields: Any) -> str:
+    body = {"name": f"queue {fields.get('name', '')}".strip(), **fields}
+    response = await center.http.post("/api/v1/queues", json=body, headers=center.auth(center.admin_token))
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def _department(center: Center, name: str) -> str:
+    response = await center.http.post(
+        "/api/v1/departments", json={"name": name}, headers=center.auth(center.admin_token)
+    )
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+async def _online(stack: AsyncExitStack, nursery: trio.Nursery, center: Center, agent: Agent) -> Client:
+    client = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={agent.token}"))
+    await client.wait_for("welcome")
+    await client.send(SetStatus("online"))
+    await client.wait_for("status", status="online")
+    return client
+
+
+async def _customer(stack: AsyncExitStack, nursery: trio.Nursery, center: Center, **start: Any) -> tuple[Client, str]:
+    visitor = await center.add_visitor()
+    client = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}"))
+    await client.send(StartConversation(client.client_id(), **start))
+    (ack,) = await client.wait_for("ack")
+    return client, ack.conversation_id
+
+
+async def test_an_unanswered_offer_moves_on_and_missed_offers_mean_a_break(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path, max_missed_offers=2) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        await _queue(center, name="fast", offer_timeout_seconds=1, is_default=True)
+        sleepy_agent = await center.add_agent("Sleepy")
+        sleepy = await _online(stack, nursery, center, sleepy_agent)
+        _, first = await _customer(stack, nursery, center)
+        (offer,) = await sleepy.wait_for("offer", conversation_id=first)
+        await sleepy.wait_for("offer.revoked", offer_id=offer.offer_id, reason="expired")
+        # alone in the queue, the sleepy agent is offered it again (nobody else is eligible)
+        await sleepy.wait_for("offer", 2, conversation_id=first)
+        # a second expiry in a row: on break, and the offers stop
+        await sleepy.wait_for("status", status="break", reason="missed_offers", timeout=5)
+        offers_before = len(sleepy.of("offer"))
+        await trio.sleep(1.5)
+        assert len(sleepy.of("offer")) == offers_before
+
+        # an attentive agent comes online and gets the conversation
+        awake_agent = await center.add_agent("Awake")
+        awake = await _online(stack, nursery, center, awake_agent)
+        (offer,) = await awake.wait_for("offer", conversation_id=first)
+        await awake.send(AcceptOffer(offer.offer_id))
+        await awake.wait_for("event", kind="assigned", conversation_id=first)
+        # accepting a revoked offer is refused
+        await sleepy.send(AcceptOffer(sleepy.of("offer")[0].offer_id))
+        await sleepy.wait_for("error", code="offer_gone")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_declined_offer_goes_to_the_next_agent(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        first_agent, second_agent = await center.add_agent("First"), await center.add_agent("Second")
+        agents = [
+            await _online(stack, nursery, center, first_agent),
+            await _online(stack, nursery, center, second_agent),
+        ]
+        _, conversation = await _customer(stack, nursery, center)
+        with trio.fail_after(10):
+            while not any(agent.of("offer") for agent in agents):
+                await trio.sleep(0.02)
+        offered, other = agents if agents[0].of("offer") else agents[::-1]
+        await offered.send(DeclineOffer(offered.of("offer")[0].offer_id))
+        (offer,) = await other.wait_for("offer", conversation_id=conversation)
+        await other.send(AcceptOffer(offer.offer_id))
+        await other.wait_for("event", kind="assigned")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_conversation_waiting_too_long_overflows(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        sales = await _department(center, "Sales")
+        support = await _department(center, "Support")
+        support_queue = await _queue(center, name="support", department_id=support)
+        await _queue(
+            center, name="sales", department_id=sales, overflow_after_seconds=1, overflow_queue_id=support_queue
+        )
+        helper = await center.add_agent("Helper", departments=[support])
+        agent = await _online(stack, nursery, center, helper)
+        customer, conversation = await _customer(stack, nursery, center, department=sales)
+        # nobody in sales: after a second it moves to support, whose agent gets it
+        await customer.wait_for("event", kind="queued", queue_id=support_queue, timeout=5)
+        (offer,) = await agent.wait_for("offer", conversation_id=conversation, timeout=5)
+        assert offer.queue_id == support_queue
+        nursery.cancel_scope.cancel()
+
+
+async def test_transfers_to_an_agent_and_to_a_department(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        returns = await _department(center, "Returns")
+        await _queue(center, name="general", is_default=True, auto_accept=True)
+        await _queue(center, name="returns", department_id=returns, auto_accept=True)
+        anna_agent = await center.add_agent("Anna")
+        bo_agent = await center.add_agent("Bo")
+        anna = await _online(stack, nursery, center, anna_agent)
+        customer, conversation = await _customer(stack, nursery, center)
+        await anna.wait_for("event", kind="assigned", conversation_id=conversation)  # auto-accepted
+        bo = await _online(stack, nursery, center, bo_agent)
+
+        await anna.send(Transfer(anna.client_id(), conversation, to_agent_id=bo_agent.id, note="wants a refund"))
+        (offer,) = await bo.wait_for("offer", conversation_id=conversation)
+        await bo.send(AcceptOffer(offer.offer_id))
+        await bo.wait_for("event", kind="assigned", agent_id=bo_agent.id)
+        transferred = bo.of("event", kind="transferred")
+        assert transferred and transferred[0].text == "wants a refund"
+        (to_customer,) = await customer.wait_for("event", kind="transferred")
+        assert to_customer.text is None  # the note is for the agents
+        await anna.wait_for("status", active_conversations=0)
+        # Anna no longer holds it: her messages are refused
+        await anna.send(SendMessage("late-1", conversation, "text", text="still me"))
+        (error,) = await anna.wait_for("error", ref="late-1")
+        assert error.code == "forbidden"
+
+        returns_agent = await center.add_agent("Rita", departments=[returns])
+        rita = await _online(stack, nursery, center, returns_agent)
+        await bo.send(Transfer(bo.client_id(), conversation, to_department_id=returns))
+        await rita.wait_for("event", kind="assigned", agent_id=returns_agent.id, timeout=5)
+        await bo.wait_for("status", active_conversations=0)
+        nursery.cancel_scope.cancel()
