@@ -391,7 +391,7 @@ class CustomerSession(Actor[Any]):
         if not self.state.customer_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
         if isinstance(frame, SendMessage):
-            body = await self._message_body(frame)
+            body = await self._message_body(frame, row.customer_id)
             body["sender_name"] = row.customer_name
             if body["sender_name"] is None:
                 del body["sender_name"]
@@ -439,12 +439,13 @@ class CustomerSession(Actor[Any]):
         if self.state.is_closed:
             self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
-    async def _message_body(self, frame: SendMessage) -> dict[str, Any]:
+    async def _message_body(self, frame: SendMessage, sender_id: UUID) -> dict[str, Any]:
         body: dict[str, Any] = {"message_kind": frame.kind}
         if frame.text is not None:
             body["text"] = frame.text
         if frame.attachment_id is not None:
-            kind = await self.center.storage.attachment_kind(self.account_id, frame.attachment_id)
+            # Only the sender's own uploads: an id never lets one customer see another's file.
+            kind = await self.center.storage.attachment_kind(self.account_id, frame.attachment_id, sender_id)
             if kind is None:
                 raise Refused("not_found", "no such attachment")
             if kind != frame.kind:
@@ -482,7 +483,7 @@ class CustomerSession(Actor[Any]):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
         sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
         if isinstance(frame, SendMessage):
-            body = await self._message_body(frame)
+            body = await self._message_body(frame, message.agent_id)
             body["sender_name"] = message.agent_name
             event = await self._append("message", body, client_id=frame.client_id, **sender)
             self._ack(connection, frame.client_id, event.seq)

@@ -229,3 +229,18 @@ async def attachment_kind(database: Database, account_id: UUID, attachment_id: U
         "SELECT kind FROM attachments WHERE account_id = $1 AND id = $2", account_id, attachment_id
     )
     return kind
+
+
+async def visible_to_customer(database: Database, account_id: UUID, attachment_id: UUID, customer_id: UUID) -> bool:
+    """Did this customer upload it, or was it sent in one of the customer's conversations?"""
+    visible: bool = await database.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM attachments
+                           WHERE account_id = $1 AND id = $2 AND uploader_role = 'customer' AND uploader_id = $3)
+               OR EXISTS (SELECT 1 FROM conversations c JOIN conversation_events e ON e.conversation_id = c.id
+                           WHERE c.account_id = $1 AND c.customer_id = $3 AND e.kind = 'message'
+                             AND e.body->>'attachment_id' = $2::text)""",
+        account_id,
+        attachment_id,
+        customer_id,
+    )
+    return visible

@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import orjson
 import trio
 from quart import Response, jsonify, request, send_file
 from quart_trio import QuartTrio
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from kefu.actors.session import event_frame
+from kefu.protocol import encode_frame
 from kefu.server import attachments, audit, canned, openapi, queues, webchat
 from kefu.server.auth import SignedInUser, authenticate
 from kefu.server.directory import NotFound, parse_id
@@ -343,7 +346,9 @@ def register(
         account_id = visitor.account_id if visitor is not None else user.account_id  # type: ignore[union-attr]
         target = parse_id(attachment_id, "attachment")
         row = await attachments.find_attachment(node.database, account_id, target)
-        if visitor is not None and (row["uploader_role"] != "customer" or row["uploader_id"] != visitor.customer_id):
+        if visitor is not None and not await attachments.visible_to_customer(
+            node.database, account_id, target, visitor.customer_id
+        ):
             raise NotFound("no such attachment")
         path = attachments.attachments_dir(node.config.data_dir, account_id) / str(target)
         if not await trio.to_thread.run_sync(path.is_file):
@@ -354,6 +359,35 @@ def register(
         response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response.headers["Cache-Control"] = "private, max-age=3600"
         return response
+
+    # -- conversation history ---------------------------------------------------------------------
+
+    @app.get("/api/v1/customers/<customer_id>/conversations")
+    async def customer_conversations(customer_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        history = await node.conversations.customer_history(user.account_id, parse_id(customer_id, "customer"))
+        return jsonify({"conversations": history}), 200
+
+    @app.get("/api/v1/conversations/<conversation_id>/events")
+    async def conversation_events(conversation_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(conversation_id, "conversation")
+        if await node.conversations.conversation_account(target) != user.account_id:
+            raise NotFound("no such conversation")
+        try:
+            after = int(request.args.get("after", "0"))
+            limit = int(request.args.get("limit", "200"))
+        except ValueError:
+            return error_response("invalid_request", "after and limit must be integers", 400)
+        if after < 0 or not 1 <= limit <= 500:
+            return error_response("invalid_request", "after must be >= 0 and limit from 1 to 500", 400)
+        events = await node.conversations.events_after(target, after, limit)
+        frames = [orjson.loads(encode_frame(event_frame(target, event, for_customer=False))) for event in events]
+        return jsonify({"events": frames}), 200
 
     # -- the API's description -------------------------------------------------------------------
 

@@ -119,13 +119,16 @@ class PostgresConversations:
             last_seq,
         )
 
-    async def attachment_kind(self, account_id: UUID, attachment_id: str) -> str | None:
+    async def attachment_kind(self, account_id: UUID, attachment_id: str, uploader_id: UUID) -> str | None:
         try:
             key = UUID(attachment_id)
         except ValueError:
             return None
         return await self.database.fetchval(
-            "SELECT kind FROM attachments WHERE account_id = $1 AND id = $2", account_id, key
+            "SELECT kind FROM attachments WHERE account_id = $1 AND id = $2 AND uploader_id = $3",
+            account_id,
+            key,
+            uploader_id,
         )
 
     async def agent_profile(self, agent_id: UUID) -> AgentProfile | None:
@@ -259,6 +262,9 @@ class PostgresConversations:
         )
         return [(record["account_id"], record["id"]) for record in records]
 
+    async def conversation_account(self, conversation_id: UUID) -> UUID | None:
+        return await self.database.fetchval("SELECT account_id FROM conversations WHERE id = $1", conversation_id)
+
     async def customer_history(self, account_id: UUID, customer_id: UUID, limit: int = 50) -> list[dict[str, Any]]:
         records = await self.database.fetch(
             "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.closed_at, c.agent_id, c.last_seq,"
@@ -275,6 +281,8 @@ class PostgresConversations:
             {
                 "id": str(r["id"]),
                 "status": r["status"],
+                "agent_id": str(r["agent_id"]) if r["agent_id"] else None,
+                "agent_name": r["agent_name"],
                 "channel": r["channel"],
                 "topic": r["topic"],
                 "created_at": r["created_at"].isoformat(),

@@ -114,6 +114,23 @@ SCHEMAS: dict[str, Any] = {
             "last_seen_at": _nullable(TIMESTAMP),
         }
     ),
+    "ConversationSummary": _object(
+        {
+            "id": UUID_STRING,
+            "status": {
+                "type": "string",
+                "enum": ["queued", "offered", "assigned", "transferring", "wrap_up", "closed"],
+            },
+            "channel": {"type": "string"},
+            "topic": _nullable(_string(200)),
+            "created_at": TIMESTAMP,
+            "closed_at": _nullable(TIMESTAMP),
+            "last_seq": {"type": "integer", "minimum": 0},
+            "agent_id": _nullable(UUID_STRING),
+            "agent_name": _nullable(_string(200)),
+            "wrap_up_code": _nullable(_string(200)),
+        }
+    ),
     "CustomerUpdate": _object(
         {"display_name": _nullable(_string(200)), "level": _integer(0, 10)}, additionalProperties=False
     ),
@@ -389,6 +406,38 @@ def _paths() -> dict[str, Any]:
                 parameters=customer_id,
                 body=_body(_ref("CustomerUpdate")),
                 errors=(400, 401, 403, 404),
+            ),
+        },
+        "/api/v1/customers/{customer_id}/conversations": {
+            "get": _op(
+                "A customer's conversations, newest first, at most 50 (any user of the account)",
+                {
+                    "200": _ok(
+                        "conversations",
+                        _object({"conversations": {"type": "array", "items": _ref("ConversationSummary")}}),
+                    )
+                },
+                tag="conversations",
+                parameters=customer_id,
+                errors=(401, 404),
+            ),
+        },
+        "/api/v1/conversations/{conversation_id}/events": {
+            "get": _op(
+                "A conversation's stored events after `after` (default 0), at most `limit` (1-500, default 200)",
+                {
+                    "200": _ok(
+                        "events, as the websocket's `event` frames",
+                        _object({"events": {"type": "array", "items": {"type": "object"}}}),
+                    )
+                },
+                tag="conversations",
+                parameters=[
+                    _path_id("conversation_id", "conversation"),
+                    {"name": "after", "in": "query", "required": False, "schema": _integer(0, 2**63 - 1)},
+                    {"name": "limit", "in": "query", "required": False, "schema": _integer(1, 500)},
+                ],
+                errors=(400, 401, 404),
             ),
         },
         "/api/v1/queues": {

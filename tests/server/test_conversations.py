@@ -260,3 +260,77 @@ async def test_a_crashed_session_is_rebuilt_from_the_store_and_loses_nothing(dat
             seqs = [event.seq for event in agent.events(conversation)]
             assert seqs == list(range(1, len(seqs) + 1))
         nursery.cancel_scope.cancel()
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def test_attachments_and_history(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna")
+        visitor, stranger = await center.add_visitor("Li Wei"), await center.add_visitor()
+        agent = await _online_agent(stack, nursery, center, anna)
+        customer = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}")
+        )
+        await customer.send(StartConversation(customer.client_id()))
+        (ack,) = await customer.wait_for("ack")
+        conversation = ack.conversation_id
+        (offer,) = await agent.wait_for("offer")
+        await agent.send(AcceptOffer(offer.offer_id))
+        await customer.wait_for("event", kind="assigned")
+
+        upload = await center.http.post(
+            "/api/v1/attachments?filename=part.png",
+            content=PNG,
+            headers={"Authorization": f"Bearer {visitor.token}", "Content-Type": "image/png"},
+        )
+        assert upload.status_code == 201, upload.text
+        attachment = upload.json()["id"]
+        # the wrong kind, and someone else's upload, are refused
+        await customer.send(SendMessage("bad-kind", conversation, "video", attachment_id=attachment))
+        (error,) = await customer.wait_for("error", ref="bad-kind")
+        assert error.code == "invalid_field"
+        await customer.send(SendMessage("img-1", conversation, "image", attachment_id=attachment, text="broken"))
+        await customer.wait_for("ack", client_id="img-1")
+        (image,) = await agent.wait_for("event", message_kind="image")
+        assert image.attachment_id == attachment and image.text == "broken"
+        download = await center.http.get(f"/api/v1/attachments/{attachment}", headers=center.auth(anna.token))
+        assert download.status_code == 200 and download.content == PNG
+        assert (
+            await center.http.get(f"/api/v1/attachments/{attachment}", headers=center.auth(stranger.token))
+        ).status_code == 404
+
+        agent_upload = await center.http.post(
+            "/api/v1/attachments?filename=fix.png",
+            content=PNG,
+            headers={"Authorization": f"Bearer {anna.token}", "Content-Type": "image/png"},
+        )
+        sent = agent_upload.json()["id"]
+        await agent.send(SendMessage("img-2", conversation, "image", attachment_id=sent))
+        await customer.wait_for("event", attachment_id=sent)
+        # the customer may fetch what the agent sent in its conversation
+        response = await center.http.get(f"/api/v1/attachments/{sent}", headers=center.auth(visitor.token))
+        assert response.status_code == 200
+
+        # history for the agent: the customer's conversations and the events of one
+        response = await center.http.get(
+            f"/api/v1/customers/{visitor.customer_id}/conversations", headers=center.auth(anna.token)
+        )
+        assert response.status_code == 200
+        (listed,) = response.json()["conversations"]
+        assert listed["id"] == conversation and listed["status"] == "assigned" and listed["agent_name"] == "Anna"
+        response = await center.http.get(
+            f"/api/v1/conversations/{conversation}/events?after=1&limit=2", headers=center.auth(anna.token)
+        )
+        events = response.json()["events"]
+        assert [event["seq"] for event in events] == [2, 3]
+        other_account = await center.http.get(
+            "/api/v1/conversations/00000000-0000-0000-0000-000000000000/events", headers=center.auth(anna.token)
+        )
+        assert other_account.status_code == 404
+        nursery.cancel_scope.cancel()
