@@ -42,6 +42,10 @@ class Outbox(Protocol):
         """Close the connection (asynchronously); `send` returns False from now on."""
         ...
 
+    def room(self) -> int:
+        """Frames that can be sent now without cutting the connection off."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:

@@ -66,6 +66,10 @@ log = logging.getLogger("kefu.session")
 AGENT_ONLY_KINDS = frozenset({"note", "wrapped_up"})
 SYSTEM_RETRY_SECONDS = 0.5
 """How soon a system event that storage refused (unavailable) is tried again."""
+REPLAY_HEADROOM = 16
+"""Buffer slots a replay leaves free for live frames (acks, typing) to the same connection."""
+REPLAY_WAIT_SECONDS = 0.05
+"""How soon a replay that found the connection's buffer full looks again."""
 CLOSED_IDLE_SECONDS = 60.0
 """A closed conversation's session stays this long for late resumes, then stops."""
 
@@ -710,33 +714,42 @@ class CustomerSession(Actor[Any]):
     # -- replay ----------------------------------------------------------------------------------
 
     async def _replay(self, connection: Outbox, after_seq: int, from_seq: int) -> None:
-        """Send the events after `after_seq`, a page at a time, then `resumed`, then join."""
+        """Send the events after `after_seq` as the connection has room, then `resumed`, then join.
+
+        A replay never overfills the connection's buffer: it sends what fits (a page at
+        most), and comes back through the timer service when the client has read some.
+        The connection joins the live stream only once the replay is complete, so live
+        events follow the replay and never repeat or overtake it.
+        """
         if connection.closed:
             return
         self.shared.subscribers.discard(connection)
         connection.joined.discard(self.conversation_id)
-        page_size = self.center.settings.resume_page_size
         after_seq = min(after_seq, self.last_seq)
         if after_seq < self.last_seq:
-            try:
-                events = await self.center.storage.events_after(self.conversation_id, after_seq, page_size)
-            except Exception as error:
-                connection.send(
-                    error_bytes(
-                        "unavailable", f"cannot read the history now: {error.__class__.__name__}", retryable=True
-                    )
+            room = connection.room() - REPLAY_HEADROOM
+            if room <= 0:
+                self.center.timers.call_later(
+                    REPLAY_WAIT_SECONDS, self.ref, m.ResumeMore(connection, after_seq, from_seq)
                 )
+                return
+            limit = min(self.center.settings.resume_page_size, room)
+            try:
+                events = await self.center.storage.events_after(self.conversation_id, after_seq, limit)
+            except Exception as error:
+                message = f"cannot read the history now: {error.__class__.__name__}"
+                connection.send(error_bytes("unavailable", message, retryable=True))
                 return
             for_customer = connection.role == "customer"
             for event in events:
                 if for_customer and event.kind in AGENT_ONLY_KINDS:
                     continue
-                if not connection.send(
-                    encode_frame(event_frame(self.conversation_id, event, for_customer=for_customer))
-                ):
+                frame = event_frame(self.conversation_id, event, for_customer=for_customer)
+                if not connection.send(encode_frame(frame)):
                     return
             if events and events[-1].seq < self.last_seq:
-                await self.ref.tell(m.ResumeMore(connection, events[-1].seq, from_seq))
+                delay = 0.0 if len(events) == self.center.settings.resume_page_size else REPLAY_WAIT_SECONDS
+                self.center.timers.call_later(delay, self.ref, m.ResumeMore(connection, events[-1].seq, from_seq))
                 return
         connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.last_seq)))
         self.shared.subscribers.add(connection)

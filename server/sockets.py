@@ -94,6 +94,12 @@ class Connection:
             return False
         return True
 
+    def room(self) -> int:
+        if self._closed:
+            return 0
+        statistics = self._send_channel.statistics()
+        return int(statistics.max_buffer_size - statistics.current_buffer_used)
+
     def close(self, code: int, reason: str) -> None:
         if self._closed:
             return

@@ -80,11 +80,15 @@ class Client:
         self.frames: list[ServerFrame] = []
         self.raw: list[dict[str, Any]] = []
         self.closed_code: int | None = None
+        self.paused = False
+        """A paused client stops reading, like a browser tab that hangs."""
         self._changed = trio.Event()
 
     async def reader(self) -> None:
         try:
             while True:
+                while self.paused:
+                    await trio.sleep(0.05)
                 data = await self.ws.get_message()
                 self.frames.append(decode_server_frame(data))
                 self._changed.set()
@@ -148,7 +152,12 @@ async def connect(nursery: trio.Nursery, url: str) -> AsyncIterator[Client]:
     async with open_websocket_url(url) as ws:
         client = Client(ws)
         nursery.start_soon(client.reader)
-        yield client
+        try:
+            yield client
+        finally:
+            # trio-websocket's abort path (the server closed the connection) forgets to close
+            # its TCP stream, which the garbage collector would then report.
+            await trio.aclose_forcefully(ws._stream)
 
 
 @asynccontextmanager

@@ -6,7 +6,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from uuid import UUID
 
-import pytest
 import trio
 
 from kefu.protocol.agent import AcceptOffer, AddNote, SetStatus
@@ -141,9 +140,6 @@ async def test_reconnect_and_resume_deliver_every_missed_event_once(database_dsn
         nursery.cancel_scope.cancel()
 
 
-# trio-websocket leaves the client socket of a connection the server closed during the
-# handshake for the garbage collector; the server side is closed properly.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_bad_frames_get_errors_and_change_nothing(database_dsn: str, tmp_path: Path) -> None:
     async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery:
         visitor = await center.add_visitor()

@@ -1,0 +1,208 @@
+"""More of live conversations as users meet them: wrap-up, sign-out, slow consumers, live stats, many at once."""
+
+from __future__ import annotations
+
+import random
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import trio
+
+from kefu.protocol.agent import AcceptOffer, SetStatus
+from kefu.protocol.common import Resume, SendMessage
+from kefu.protocol.customer import CloseConversation, StartConversation
+from tests.server.live import Agent, Center, Client, connect, live_center
+
+
+async def _online(stack: AsyncExitStack, nursery: trio.Nursery, center: Center, agent: Agent) -> Client:
+    client = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={agent.token}"))
+    await client.wait_for("welcome")
+    await client.send(SetStatus("online"))
+    await client.wait_for("status", status="online")
+    return client
+
+
+async def _assigned(
+    stack: AsyncExitStack, nursery: trio.Nursery, center: Center, agent: Client
+) -> tuple[Client, str, str]:
+    visitor = await center.add_visitor()
+    customer = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}"))
+    await customer.send(StartConversation(customer.client_id()))
+    (ack,) = await customer.wait_for("ack")
+    (offer,) = await agent.wait_for("offer", conversation_id=ack.conversation_id)
+    await agent.send(AcceptOffer(offer.offer_id))
+    await customer.wait_for("event", kind="assigned")
+    return customer, ack.conversation_id, visitor.token
+
+
+async def test_wrap_up_holds_offers_until_it_ends(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path, wrap_up_seconds=1.5) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna")
+        agent = await _online(stack, nursery, center, anna)
+        customer, conversation, _ = await _assigned(stack, nursery, center, agent)
+        await customer.send(CloseConversation(customer.client_id(), conversation))
+        (status,) = await agent.wait_for("status", status="wrap_up")
+        assert status.active_conversations == 1 and status.wrap_up_seconds is not None
+        # a new customer waits while Anna wraps up
+        second = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={(await center.add_visitor()).token}")
+        )
+        await second.send(StartConversation(second.client_id()))
+        (ack,) = await second.wait_for("ack")
+        await trio.sleep(0.5)
+        assert not agent.of("offer", conversation_id=ack.conversation_id)
+        # the wrap-up time runs out: the conversation closes by itself and the offer comes
+        (wrapped,) = await agent.wait_for("event", kind="wrapped_up", conversation_id=conversation, timeout=5)
+        assert wrapped.reason == "timeout"
+        await agent.wait_for("offer", conversation_id=ack.conversation_id, timeout=5)
+        nursery.cancel_scope.cancel()
+
+
+async def test_signing_out_closes_the_agents_sockets(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        anna = await center.add_agent("Anna")
+        first = await _online(stack, nursery, center, anna)
+        second = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}"))
+        await second.wait_for("status", status="online")  # a second tab sees the status
+        response = await center.http.post("/api/v1/auth/sign-out", headers=center.auth(anna.token))
+        assert response.status_code == 204
+        assert await first.wait_closed() == 1008
+        assert await second.wait_closed() == 1008
+        # and the token no longer opens a socket
+        refused = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}"))
+        assert await refused.wait_closed() == 1008
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_slow_consumer_is_cut_off_and_resumes_without_loss(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path, send_buffer_frames=32) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna")
+        agent = await _online(stack, nursery, center, anna)
+        customer, conversation, token = await _assigned(stack, nursery, center, agent)
+        seen = max(event.seq for event in customer.events(conversation))
+        # the customer's client stops reading; the agent keeps writing
+        customer.paused = True
+        # large frames, so the socket buffers between server and client fill up quickly
+        texts = [f"line {n} " + "x" * 7000 for n in range(400)]
+        for text in texts:
+            message_id = agent.client_id()
+            await agent.send(SendMessage(message_id, conversation, "text", text=text))
+        await agent.wait_for("ack", len(texts), timeout=30)
+        # reading again, the stalled client finds what was buffered, then the close
+        customer.paused = False
+        assert await customer.wait_closed(timeout=20) == 4001
+        assert len(customer.events(conversation)) < len(texts) + seen
+        # the agent's connection and conversation were never held up
+        assert agent.closed_code is None
+        # a reconnect resumes from the last seq seen and gets every line once, in order
+        fresh = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/customer?token={token}"))
+        await fresh.send(Resume(conversation, seen))
+        await fresh.wait_for("resumed", conversation_id=conversation, timeout=20)
+        assert [event.text for event in fresh.events(conversation)] == texts
+        nursery.cancel_scope.cancel()
+
+
+async def test_supervisors_get_live_statistics_every_second(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        anna = await center.add_agent("Anna", capacity=2)
+        boss = await center.add_agent("Boss", role="supervisor")
+        supervisor = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={boss.token}"))
+        agent = await _online(stack, nursery, center, anna)
+        await _assigned(stack, nursery, center, agent)
+
+        def anna_load() -> int | None:
+            for frame in reversed(supervisor.of("stats")):
+                for row in frame.agents:
+                    if row.agent_id == anna.id:
+                        return row.load
+            return None
+
+        with trio.fail_after(10):
+            while anna_load() != 1:
+                await supervisor.wait_for("stats", len(supervisor.of("stats")) + 1)
+        latest = supervisor.of("stats")[-1]
+        (queue,) = latest.queues
+        assert queue.answered == 1 and queue.offered == 1 and queue.waiting == 0
+        assert queue.average_speed_of_answer_seconds is not None
+        # a plain agent receives no statistics
+        assert not agent.of("stats")
+        nursery.cancel_scope.cancel()
+
+
+async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_path: Path) -> None:
+    customers_count, agents_count, messages_each = 24, 4, 8
+    async with (
+        live_center(database_dsn, tmp_path) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        agents = [await center.add_agent(f"Agent {n}", capacity=6) for n in range(agents_count)]
+        clients = [await _online(stack, nursery, center, agent) for agent in agents]
+        visitors = [await center.add_visitor() for _ in range(customers_count)]
+        customers: dict[str, tuple[Client, str]] = {}
+
+        async def agent_loop(client: Client) -> None:
+            """Accept every offer; answer every customer message with an echo."""
+            accepted = answered = 0
+            while True:
+                await trio.sleep(0.02)
+                offers = client.of("offer")
+                for offer in offers[accepted:]:
+                    await client.send(AcceptOffer(offer.offer_id))
+                accepted = len(offers)
+                incoming = [e for e in client.of("event", kind="message") if e.sender.role == "customer"]
+                for event in incoming[answered:]:
+                    await client.send(
+                        SendMessage(client.client_id(), event.conversation_id, "text", text=f"re: {event.text}")
+                    )
+                answered = len(incoming)
+
+        async def customer_loop(number: int) -> None:
+            rng = random.Random(number)
+            url = f"{center.ws_base}/ws/customer?token={visitors[number].token}"
+            async with connect(nursery, url) as client:
+                await client.send(StartConversation(client.client_id()))
+                (ack,) = await client.wait_for("ack")
+                conversation = ack.conversation_id
+                customers[conversation] = (client, conversation)
+                await client.wait_for("event", kind="assigned", timeout=60)
+                for n in range(messages_each):
+                    await trio.sleep(rng.random() * 0.05)
+                    await client.send(SendMessage(client.client_id(), conversation, "text", text=f"{number}-{n}"))
+                with trio.fail_after(60):
+                    while sum((e.text or "").startswith("re: ") for e in client.events(conversation)) < messages_each:
+                        await trio.sleep(0.05)
+
+        async with trio.open_nursery() as agent_tasks:
+            for client in clients:
+                agent_tasks.start_soon(agent_loop, client)
+            async with trio.open_nursery() as customer_tasks:
+                for number in range(customers_count):
+                    customer_tasks.start_soon(customer_loop, number)
+            agent_tasks.cancel_scope.cancel()
+
+        for client, conversation in customers.values():
+            events = client.events(conversation)
+            seqs = [event.seq for event in events]
+            assert seqs == sorted(set(seqs)), "every event once, in order"
+            mine = [e.text for e in events if e.sender.role == "customer" and e.kind == "message"]
+            replies = [e.text for e in events if e.sender.role == "agent" and e.kind == "message"]
+            assert mine == [f"{mine[0].split('-')[0]}-{n}" for n in range(messages_each)]
+            assert sorted(replies) == sorted(f"re: {text}" for text in mine)
+        rows = await center.fetch(
+            "SELECT conversation_id, array_agg(seq ORDER BY seq) AS seqs FROM conversation_events"
+            " WHERE account_id = (SELECT id FROM accounts WHERE slug = $1) GROUP BY 1",
+            center.slug,
+        )
+        assert len(rows) == customers_count
+        for row in rows:
+            assert row["seqs"] == list(range(1, len(row["seqs"]) + 1))
+        nursery.cancel_scope.cancel()
