@@ -48,10 +48,8 @@ class Agent(Actor[Any]):
         self.agent_id = handle.agent_id
         self.account_id = handle.account_id
         self.profile: AgentProfile | None = None
-        self.status = "offline"
-        self.reason: str | None = None
         self.held: set[UUID] = set()
-        self.wrap_up: dict[UUID, float] = {}
+        self.wrap_up = handle.wrap_up
         self.tokens: dict[Outbox, bytes | None] = {}
         self._finished = trio.Event()
         self._last_update: tuple[Any, ...] | None = None
@@ -82,6 +80,22 @@ class Agent(Actor[Any]):
         for connection in self.shared.connections:
             self.tokens.setdefault(connection, None)
         await self._publish(force=True)
+
+    @property
+    def status(self) -> str:
+        return self.shared.status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self.shared.status = value
+
+    @property
+    def reason(self) -> str | None:
+        return self.shared.reason
+
+    @reason.setter
+    def reason(self, value: str | None) -> None:
+        self.shared.reason = value
 
     # -- derived state ---------------------------------------------------------------------
 

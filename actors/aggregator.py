@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -212,8 +213,17 @@ class Snapshot:
     reply: Reply[LiveStats]
 
 
+@dataclass(frozen=True, slots=True)
+class Folds:
+    """Several events in one message: the dispatcher sends what one of its messages caused
+    at once, so the aggregator pays one mailbox hop per batch, not per event."""
+
+    events: tuple[Any, ...]
+
+
 AggregatorMessage = (
-    QueueDescribed
+    Folds
+    | QueueDescribed
     | QueueRemoved
     | ConversationQueued
     | ConversationMoved
@@ -430,6 +440,7 @@ class Aggregator(Actor[AggregatorMessage]):
         self.wall_clock = wall_clock
         self._accounts: dict[UUID, _Account] = {}
         self._day: date = wall_clock().astimezone(UTC).date()
+        self._next_roll_check = -math.inf
         self.events_folded = 0
         self.events_ignored = 0
         self.snapshots_published = 0
@@ -446,6 +457,7 @@ class Aggregator(Actor[AggregatorMessage]):
             AgentChanged: self._agent_changed,
             AgentGone: self._agent_gone,
             QueueAvailability: self._availability,
+            Folds: self._folds,
         }
 
     # -- the loop ---------------------------------------------------------------------------
@@ -498,7 +510,11 @@ class Aggregator(Actor[AggregatorMessage]):
                 self.snapshots_published += 1
 
     async def handle(self, message: AggregatorMessage) -> None:
-        self._roll_over()
+        now = self.clock()
+        if now >= self._next_roll_check:
+            # the date is looked at once a second, not for every event
+            self._next_roll_check = now + 1.0
+            self._roll_over()
         if isinstance(message, Snapshot):
             account = self._accounts.get(message.account_id)
             at = utc_timestamp(self.wall_clock())
@@ -517,6 +533,21 @@ class Aggregator(Actor[AggregatorMessage]):
             log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(message)})
             return
         self.events_folded += 1
+
+    def _folds(self, message: Folds) -> None:
+        for event in message.events:
+            fold = self._fold.get(type(event))
+            if fold is None or type(event) is Folds:
+                self.events_ignored += 1
+                continue
+            try:
+                fold(event)
+            except Exception:
+                self.events_ignored += 1
+                log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(event)})
+                continue
+            self.events_folded += 1
+        self.events_folded -= 1  # the batch itself is counted by `handle`
 
     # -- folding ------------------------------------------------------------------------------
 

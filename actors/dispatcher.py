@@ -127,6 +127,8 @@ class Dispatcher(Actor[Any]):
         self._parked: dict[UUID, Waiting] = {}
         """Waiting records of conversations under offer, to requeue them if it lapses."""
         self.decisions = 0
+        self._stats: list[Any] = []
+        """Statistics events of the message being handled, sent to the aggregator at once after it."""
         self._nursery: trio.Nursery | None = None
 
     # -- life ----------------------------------------------------------------------------
@@ -179,10 +181,10 @@ class Dispatcher(Actor[Any]):
             else:
                 entry.settings = queue
             router.set_queue(_rules(queue))
-            self.center.tell_aggregator(agg.QueueDescribed(account_id, queue.queue_id, queue.name))
+            self._stat(agg.QueueDescribed(account_id, queue.queue_id, queue.name))
         for queue_id in known - fresh:
             del self.queues[queue_id]
-            self.center.tell_aggregator(agg.QueueRemoved(account_id, queue_id))
+            self._stat(agg.QueueRemoved(account_id, queue_id))
             for conversation_id in router.remove_queue(queue_id):
                 waiting = self.waiting[conversation_id]
                 waiting.queue_id = default
@@ -204,7 +206,18 @@ class Dispatcher(Actor[Any]):
 
     # -- messages --------------------------------------------------------------------------
 
+    def _stat(self, event: Any) -> None:
+        self._stats.append(event)
+
     async def handle(self, message: Any) -> None:
+        try:
+            await self._handle(message)
+        finally:
+            if self._stats:
+                self.center.tell_aggregator(agg.Folds(tuple(self._stats)))
+                self._stats.clear()
+
+    async def _handle(self, message: Any) -> None:
         if isinstance(message, m.Enqueue):
             await self._enqueue(message)
         elif isinstance(message, m.AgentUpdate):
@@ -238,7 +251,9 @@ class Dispatcher(Actor[Any]):
 
     async def _enqueue(self, message: m.Enqueue) -> None:
         conversation_id = message.conversation_id
-        if conversation_id in self.waiting or conversation_id in self.offer_of:
+        if conversation_id in self.waiting or conversation_id in self.offer_of or conversation_id in self.holder:
+            # Already waiting, offered, or assigned (a session rebuilt before it stored the
+            # assignment asks again; the Assign is still in its mailbox).
             return
         router = await self._router(message.account_id)
         queue_id = self._queue_of(message.account_id, message.queue_id)
@@ -249,7 +264,7 @@ class Dispatcher(Actor[Any]):
         self.holder.pop(conversation_id, None)
         router.enqueue(conversation_id, queue_id, customer_level=waiting.level, waiting_since=waiting.waiting_since)
         self.dirty_accounts.add(message.account_id)
-        self.center.tell_aggregator(agg.ConversationQueued(message.account_id, conversation_id, queue_id, now))
+        self._stat(agg.ConversationQueued(message.account_id, conversation_id, queue_id, now))
         if router.available_agents(queue_id) == 0:
             text = self.queues[queue_id].settings.no_agent_message or self.center.settings.no_agent_message
             self._tell_session(message.account_id, conversation_id, m.NoAgents(text))
@@ -275,15 +290,18 @@ class Dispatcher(Actor[Any]):
             entry.missed = 0
         entry.available = message.available
         router.set_available(profile.agent_id, message.available, now)
+        if not message.available:
+            # Away, on break, in wrap-up or disconnected: its offers go to someone else now,
+            # and are not counted as missed.
+            for offer in [offer for offer in self.offers.values() if offer.agent_id == profile.agent_id]:
+                self._lapse(offer, "cancelled", missed=False)
         self.dirty_accounts.add(profile.account_id)
         self._report_availability(profile.account_id, router)
 
     def _report_availability(self, account_id: UUID, router: Router) -> None:
         for queue_id, entry in self.queues.items():
             if entry.settings.account_id == account_id:
-                self.center.tell_aggregator(
-                    agg.QueueAvailability(account_id, queue_id, router.available_agents(queue_id))
-                )
+                self._stat(agg.QueueAvailability(account_id, queue_id, router.available_agents(queue_id)))
 
     def _agent_left(self, message: m.AgentLeft) -> None:
         for offer in [offer for offer in self.offers.values() if offer.agent_id == message.agent_id]:
@@ -312,9 +330,7 @@ class Dispatcher(Actor[Any]):
         waiting = self.waiting.pop(conversation_id)
         queue = self.queues[match.queue_id].settings
         agent = self.agents.get(match.agent_id)
-        self.center.tell_aggregator(
-            agg.ConversationOffered(account_id, conversation_id, match.queue_id, match.agent_id, now)
-        )
+        self._stat(agg.ConversationOffered(account_id, conversation_id, match.queue_id, match.agent_id, now))
         if queue.auto_accept and agent is not None:
             self.holder[conversation_id] = match.agent_id
             self._answered(
@@ -356,9 +372,7 @@ class Dispatcher(Actor[Any]):
                     else entry.answer_interval + ESTIMATE_SMOOTHING * (interval - entry.answer_interval)
                 )
             entry.last_answer = now
-        self.center.tell_aggregator(
-            agg.ConversationAnswered(account_id, conversation_id, queue_id, agent_id, max(0.0, waited), now)
-        )
+        self._stat(agg.ConversationAnswered(account_id, conversation_id, queue_id, agent_id, max(0.0, waited), now))
 
     # -- offers ------------------------------------------------------------------------------------
 
@@ -463,7 +477,7 @@ class Dispatcher(Actor[Any]):
             self._send_agent(offer.agent_id, encode_frame(OfferRevoked(offer_id, "customer_left")))
             waiting = self._parked.pop(conversation_id, None)
             if waiting is not None:
-                self.center.tell_aggregator(
+                self._stat(
                     agg.ConversationAbandoned(
                         message.account_id, conversation_id, waiting.queue_id, now - waiting.waiting_since, now
                     )
@@ -474,7 +488,7 @@ class Dispatcher(Actor[Any]):
             router = self.routers.get(waiting.account_id)
             if router is not None:
                 router.withdraw(conversation_id)
-            self.center.tell_aggregator(
+            self._stat(
                 agg.ConversationAbandoned(
                     message.account_id, conversation_id, waiting.queue_id, now - waiting.waiting_since, now
                 )
@@ -484,7 +498,7 @@ class Dispatcher(Actor[Any]):
         router = self.routers.get(message.account_id)
         if self.holder.get(message.conversation_id) == message.agent_id:
             del self.holder[message.conversation_id]
-            self.center.tell_aggregator(
+            self._stat(
                 agg.ConversationEnded(
                     message.account_id, message.conversation_id, message.agent_id, trio.current_time()
                 )
@@ -558,7 +572,7 @@ class Dispatcher(Actor[Any]):
             ):
                 router = self.routers[waiting.account_id]
                 router.move(conversation_id, overflow_to)
-                self.center.tell_aggregator(
+                self._stat(
                     agg.ConversationMoved(waiting.account_id, conversation_id, waiting.queue_id, overflow_to, now)
                 )
                 waiting.queue_id = overflow_to

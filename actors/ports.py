@@ -169,12 +169,17 @@ class SessionHandle:
 
 @dataclass(eq=False, slots=True)
 class AgentHandle:
-    """An Agent actor's mailbox and its open connections (one per browser tab)."""
+    """What outlives one incarnation of an Agent actor: its mailbox, its open connections
+    (one per browser tab), the status the agent chose and its wrap-up deadlines, so a crash
+    of the actor neither logs the agent out nor changes its status."""
 
     account_id: UUID
     agent_id: UUID
     mailbox: Mailbox[Any]
     connections: set[Outbox] = field(default_factory=set)
+    status: str = "offline"
+    reason: str | None = None
+    wrap_up: dict[UUID, float] = field(default_factory=dict)
 
     @property
     def ref(self) -> ActorRef[Any]:

@@ -136,6 +136,7 @@ class Mailbox(Generic[M]):
         self.name = name
         self.capacity = capacity
         self._send, self._receive = trio.open_memory_channel[M](capacity)
+        self._queued = 0
         self._peak = 0
         self._handled = 0
         self._refused = 0
@@ -182,27 +183,33 @@ class Mailbox(Generic[M]):
         except trio.ClosedResourceError:
             raise ActorStopped(self.name) from None
         self._note_peak()
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        # No scheduling point after a send that found room: the sender goes on and the
+        # receiver later takes every message that piled up meanwhile in one go. (A send
+        # is still a cancellation point, above, and waits, yielding, when the box is full.)
 
     @property
     def size(self) -> int:
         """Messages waiting in the mailbox now (taken by the channel, not yet by the actor)."""
-        return self._receive.statistics().current_buffer_used
+        return self._queued
 
     def _note_peak(self) -> None:
-        # The buffer only grows when a send succeeds (a waiting sender's message moves
-        # in as another is taken out), so checking after each send sees every maximum.
-        size = self.size
-        if size > self._peak:
-            self._peak = size
+        # Counted here rather than read from the channel's statistics (which builds a
+        # record on every call): one successful send in, one receive out.
+        self._queued += 1
+        if self._queued > self._peak:
+            self._peak = self._queued
 
     # -- receiving side (used by the actor loop) ---------------------------------------
 
     def receive_nowait(self) -> M:
-        return self._receive.receive_nowait()
+        message = self._receive.receive_nowait()
+        self._queued -= 1
+        return message
 
     async def receive(self) -> M:
-        return await self._receive.receive()
+        message = await self._receive.receive()
+        self._queued -= 1
+        return message
 
     def mark_handled(self) -> None:
         self._handled += 1
@@ -237,7 +244,10 @@ class ActorRef(Generic[M]):
         return self._mailbox.name
 
     async def tell(self, message: M) -> None:
-        """Enqueue `message`, waiting while the mailbox is full."""
+        """Enqueue `message`, waiting while the mailbox is full.
+
+        A cancellation point; it lets other tasks run only when it has to wait for room.
+        """
         await self._mailbox._put(message)
 
     def tell_nowait(self, message: M) -> None:
@@ -268,6 +278,10 @@ class ActorRef(Generic[M]):
 
     def __repr__(self) -> str:
         return f"<ActorRef {self.name}>"
+
+
+YIELD_EVERY = 32
+"""Messages an actor handles back to back before it lets other tasks run (if it did not wait)."""
 
 
 class Actor(Generic[M]):
@@ -316,10 +330,18 @@ class Actor(Generic[M]):
                     scope.cancel()
 
             nursery.start_soon(cancel_receive_on_stop)
+            handled_since_yield = 0
             while True:
                 # The checkpoint comes before a message is taken, never between taking
-                # and handling it: a cancel here leaves every queued message queued.
-                await trio.lowlevel.checkpoint()
+                # and handling it: a cancel here leaves every queued message queued. It
+                # is a cancellation point every time and lets other tasks run after
+                # every YIELD_EVERY messages, so a full mailbox is worked off in batches.
+                if handled_since_yield >= YIELD_EVERY:
+                    handled_since_yield = 0
+                    await trio.lowlevel.checkpoint()
+                else:
+                    handled_since_yield += 1
+                    await trio.lowlevel.checkpoint_if_cancelled()
                 if stop_requested.is_set():
                     break
                 try:

@@ -156,7 +156,19 @@ class CustomerSession(Actor[Any]):
             if self.wrap_up_timer is not None:
                 self.wrap_up_timer.cancel()
         if not stop_requested.is_set():
+            # Stopped idle (closed). Whatever reached the mailbox meanwhile goes to a fresh
+            # session of the conversation, so a late `resume` is answered, never lost.
             self.center.session_ended(self.conversation_id)
+            while True:
+                try:
+                    late = self.mailbox.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self.mailbox.mark_handled()
+                if isinstance(late, m.IdleStop | m.WrapUpExpired | m.QueueStatus):
+                    continue
+                successor = await self.center.ensure_session(self.account_id, self.conversation_id)
+                await successor.ref.tell(late)
 
     async def started(self) -> None:
         storage = self.center.storage
@@ -702,7 +714,7 @@ class CustomerSession(Actor[Any]):
             await self.center.storage.record_state(
                 self.conversation_id,
                 status=self.state.state.value,
-                agent_id=self.agent_id if self.state.is_held else None,
+                agent_id=self.agent_id,
                 queue_id=self.queue_id,
                 last_seq=self.last_seq,
             )

@@ -1,4 +1,4 @@
-"""The `kefu` command: serve, migrate, account create."""
+"""The `kefu` command: serve, migrate, account create, chat."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import trio
 import trio_asyncio
 
 from kefu.actors.supervisor import ChildStartError
+from kefu.server import console
 from kefu.server.accounts import AccountError, create_account, generate_password
 from kefu.server.config import Config, ConfigError, load_config
 from kefu.server.database import Database, DatabaseUnavailable, DurabilityOff, MigrationError, resolve_dsn
@@ -49,11 +50,14 @@ def _parser() -> argparse.ArgumentParser:
         help="read the admin password from standard input (otherwise asked, or generated when there is no terminal)",
     )
     create.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+    console.add_arguments(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "chat":
+        return console.main(args)
     try:
         config = load_config(
             args.config,

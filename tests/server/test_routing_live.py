@@ -146,3 +146,62 @@ async def test_transfers_to_an_agent_and_to_a_department(database_dsn: str, tmp_
         await rita.wait_for("event", kind="assigned", agent_id=returns_agent.id, timeout=5)
         await bo.wait_for("status", active_conversations=0)
         nursery.cancel_scope.cancel()
+
+
+async def test_priority_serves_the_important_customer_first_and_positions_are_told(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        await _queue(center, name="vip", strategy="priority", is_default=True)
+        first, first_id = await _customer(stack, nursery, center)
+        second, second_id = await _customer(stack, nursery, center)
+        # nobody online yet: both wait, and each is told its place
+        await first.wait_for("queue.position", position=1, timeout=5)
+        await second.wait_for("queue.position", position=2, timeout=5)
+        important = await center.add_visitor("VIP")
+        response = await center.http.patch(
+            f"/api/v1/customers/{important.customer_id}", json={"level": 5}, headers=center.auth(center.admin_token)
+        )
+        assert response.status_code == 200, response.text
+        vip = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/customer?token={important.token}"))
+        await vip.send(StartConversation(vip.client_id()))
+        (ack,) = await vip.wait_for("ack")
+        await vip.wait_for("queue.position", position=1, timeout=5)  # ahead of the two who came first
+        await second.wait_for("queue.position", position=3, timeout=5)
+
+        solo = await center.add_agent("Solo", capacity=1)
+        agent = await _online(stack, nursery, center, solo)
+        (offer,) = await agent.wait_for("offer")
+        assert offer.conversation_id == ack.conversation_id
+        assert offer.customer.level == 5 and offer.customer.display_name == "VIP"
+        await agent.send(AcceptOffer(offer.offer_id))
+        await vip.wait_for("event", kind="assigned")
+        await first.wait_for("queue.position", position=1, timeout=5)
+        assert first_id != second_id
+        nursery.cancel_scope.cancel()
+
+
+async def test_skills_queue_widens_to_lower_levels_as_the_wait_grows(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        response = await center.http.post(
+            "/api/v1/skills", json={"name": "French"}, headers=center.auth(center.admin_token)
+        )
+        french = response.json()["id"]
+        await _queue(
+            center,
+            name="french",
+            strategy="skills",
+            skill_id=french,
+            min_skill_level=4,
+            widen_after_seconds=1,
+            is_default=True,
+        )
+        beginner = await center.add_agent("Beginner", skills=[{"id": french, "level": 2}])
+        agent = await _online(stack, nursery, center, beginner)
+        _, conversation = await _customer(stack, nursery, center)
+        # level 2 is two levels short of 4: not eligible at first, then after the wait widened
+        # twice (about 2 s) it is
+        await trio.sleep(0.8)
+        assert not agent.of("offer")
+        await agent.wait_for("offer", conversation_id=conversation, timeout=10)
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,265 @@
+"""`kefu chat`: a terminal client for trying conversations without a browser.
+
+    kefu chat customer --account acme-support [--name "Li Wei"] [--department <id>]
+    kefu chat agent --account acme-support --email anna@acme.example
+
+The customer side gets a visitor token (kept in `~/.kefu-visitor-<account>` so a second run
+is the same customer, like a page reload), starts a conversation or resumes its open one,
+and sends each line typed as a message. The agent side signs in, goes online, and prints
+offers and messages; lines starting with `/` are commands (`/help`). Both speak the same
+websocket protocol as the web pages (docs/protocol.md) and resume after a reconnect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import itertools
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from kefu.protocol import decode_server_frame, encode_frame
+from kefu.protocol.agent import AcceptOffer, AddNote, DeclineOffer, SetStatus, Transfer
+from kefu.protocol.common import MarkRead, Resume, SendMessage
+from kefu.protocol.customer import CloseConversation, StartConversation
+
+AGENT_HELP = """commands:
+  /online, /break [reason], /offline      change your status
+  /accept, /decline                       answer the latest offer
+  /use <conversation>                     write to that conversation (the newest one by default)
+  /note <text>                            an internal note (the customer never sees it)
+  /transfer agent <id> | department <id>  hand the conversation over
+  /close [wrap-up code]                   end the conversation (the code also ends wrap-up)
+  /quit
+anything else is sent as a message"""
+
+CUSTOMER_HELP = """commands: /close (end the conversation), /quit; anything else is sent as a message"""
+
+
+def add_arguments(commands: Any) -> None:
+    chat = commands.add_parser("chat", help="talk over the websocket protocol from a terminal (customer or agent)")
+    chat.add_argument("role", choices=("customer", "agent"))
+    chat.add_argument("--url", default="http://127.0.0.1:8080", help="where kefu serves (default: %(default)s)")
+    chat.add_argument("--account", required=True, help="the account's slug")
+    chat.add_argument("--email", help="agent: the e-mail to sign in with (the password is asked)")
+    chat.add_argument("--name", help="customer: the display name to show the agent")
+    chat.add_argument("--department", help="customer: the id of the department to ask for")
+    chat.add_argument("--topic", help="customer: what it is about")
+
+
+def _post(url: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        detail = json.loads(error.read() or b"{}").get("error", {}).get("message", error.reason)
+        raise SystemExit(f"kefu: {detail}") from None
+    except urllib.error.URLError as error:
+        raise SystemExit(f"kefu: cannot reach {url}: {error.reason}") from None
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _describe(frame: Any) -> str | None:
+    kind = frame.TYPE
+    if kind == "event":
+        who = frame.sender.display_name or frame.sender.role
+        if frame.kind == "message":
+            body = frame.text or ""
+            if frame.attachment_id:
+                body = f"[{frame.message_kind} {frame.attachment_id}] {body}"
+            return f"#{frame.seq} {who}: {body}"
+        if frame.kind == "note":
+            return f"#{frame.seq} (note) {who}: {frame.text}"
+        if frame.kind == "system":
+            return f"#{frame.seq} * {frame.text}"
+        details = {
+            k: getattr(frame, k)
+            for k in ("agent_id", "queue_id", "to_agent_id", "to_department_id", "reason", "wrap_up_code")
+            if getattr(frame, k)
+        }
+        return f"#{frame.seq} * {frame.kind} {details or ''}".rstrip()
+    if kind == "offer":
+        customer = frame.customer
+        about = customer.topic or customer.preview or ""
+        return f"offer {frame.offer_id}: {customer.display_name or customer.customer_id} {about} (/accept)"
+    if kind == "queue.position":
+        wait = f", about {frame.estimated_wait_seconds}s" if frame.estimated_wait_seconds is not None else ""
+        return f"* you are number {frame.position} in the queue{wait}"
+    if kind == "status":
+        extra = f" ({frame.reason})" if frame.reason else ""
+        return f"* status {frame.status}{extra}: {frame.active_conversations}/{frame.capacity} conversations"
+    if kind == "typing":
+        return f"* the {frame.role} is typing…" if frame.active else None
+    if kind == "error":
+        return f"! {frame.code}: {frame.message}"
+    if kind == "offer.revoked":
+        return f"* offer {frame.offer_id} withdrawn ({frame.reason})"
+    return None
+
+
+class ChatClient:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.base = args.url.rstrip("/")
+        self.ids = itertools.count(1)
+        self.last_seq: dict[str, int] = {}
+        self.current: str | None = None
+        self.offer: str | None = None
+        self.token = ""
+
+    def client_id(self) -> str:
+        return f"{self.args.role}-{trio.current_time():.0f}-{next(self.ids)}"
+
+    def ws_url(self, path: str) -> str:
+        return self.base.replace("http", "ws", 1) + f"{path}?token={self.token}"
+
+    async def run(self) -> None:
+        if self.args.role == "customer":
+            self.token = await trio.to_thread.run_sync(self.visitor_token)
+            path = "/ws/customer"
+            _say(CUSTOMER_HELP)
+        else:
+            self.token = await trio.to_thread.run_sync(self.sign_in)
+            path = "/ws/agent"
+            _say(AGENT_HELP)
+        delay = 0.5
+        while True:
+            try:
+                async with open_websocket_url(self.ws_url(path)) as ws:
+                    delay = 0.5
+                    await self.session(ws)
+                    return
+            except (ConnectionClosed, OSError) as error:
+                code = getattr(getattr(error, "reason", None), "code", None)
+                if code in (1008, 4000, 4003):
+                    raise SystemExit(f"kefu: the server closed the connection ({code})") from None
+                _say(f"* connection lost; reconnecting in {delay:.1f}s")
+                await trio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    def visitor_token(self) -> str:
+        store = Path.home() / f".kefu-visitor-{self.args.account}"
+        if store.exists():
+            return store.read_text().strip()
+        body: dict[str, Any] = {"account": self.args.account}
+        if self.args.name:
+            body["display_name"] = self.args.name
+        token = str(_post(f"{self.base}/api/v1/webchat/visitors", body)["token"])
+        store.write_text(token)
+        store.chmod(0o600)
+        return token
+
+    def sign_in(self) -> str:
+        if not self.args.email:
+            raise SystemExit("kefu: an agent signs in with --email")
+        password = getpass.getpass(f"password for {self.args.email}: ")
+        body = {"account": self.args.account, "email": self.args.email, "password": password}
+        return str(_post(f"{self.base}/api/v1/auth/sign-in", body)["token"])
+
+    async def session(self, ws: Any) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.read, ws, nursery.cancel_scope)
+            if self.args.role == "agent":
+                await ws.send_message(encode_frame(SetStatus("online")).decode())
+            await self.type(ws)
+            nursery.cancel_scope.cancel()
+
+    async def read(self, ws: Any, done: trio.CancelScope) -> None:
+        while True:
+            frame = decode_server_frame(await ws.get_message())
+            if frame.TYPE == "conversations":
+                for summary in frame.conversations:
+                    self.current = summary.conversation_id
+                    after = self.last_seq.get(summary.conversation_id, 0)
+                    await ws.send_message(encode_frame(Resume(summary.conversation_id, after)).decode())
+                if self.args.role == "customer" and not frame.conversations:
+                    start = StartConversation(self.client_id(), department=self.args.department, topic=self.args.topic)
+                    await ws.send_message(encode_frame(start).decode())
+                continue
+            if frame.TYPE == "ack" and self.current is None:
+                self.current = frame.conversation_id
+            if frame.TYPE == "offer":
+                self.offer = frame.offer_id
+            if frame.TYPE == "event":
+                if frame.seq <= self.last_seq.get(frame.conversation_id, 0):
+                    continue
+                self.last_seq[frame.conversation_id] = frame.seq
+                if frame.kind == "assigned" and self.args.role == "agent":
+                    self.current = frame.conversation_id
+                await ws.send_message(encode_frame(MarkRead(frame.conversation_id, frame.seq)).decode())
+            text = _describe(frame)
+            if text:
+                _say(text)
+
+    async def type(self, ws: Any) -> None:
+        while True:
+            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            if not line:
+                return
+            line = line.strip()
+            if not line:
+                continue
+            if line == "/quit":
+                return
+            frame = self.command(line)
+            if frame is not None:
+                await ws.send_message(encode_frame(frame).decode())
+
+    def command(self, line: str) -> Any:
+        words = line.split(maxsplit=2)
+        head = words[0]
+        conversation = self.current
+        if not line.startswith("/"):
+            if conversation is None:
+                _say("! no conversation yet")
+                return None
+            return SendMessage(self.client_id(), conversation, "text", text=line)
+        if head == "/help":
+            _say(AGENT_HELP if self.args.role == "agent" else CUSTOMER_HELP)
+            return None
+        if head == "/close" and conversation:
+            code = line.partition(" ")[2].strip() or None
+            return CloseConversation(self.client_id(), conversation, wrap_up_code=code)
+        if self.args.role == "agent":
+            rest = line.partition(" ")[2].strip() or None
+            if head in ("/online", "/offline"):
+                return SetStatus(head[1:])  # type: ignore[arg-type]
+            if head == "/break":
+                return SetStatus("break", rest)
+            if head in ("/accept", "/decline") and self.offer:
+                offer, self.offer = self.offer, None
+                return AcceptOffer(offer) if head == "/accept" else DeclineOffer(offer)
+            if head == "/use" and rest:
+                self.current = rest
+                return None
+            if head == "/note" and conversation and rest:
+                return AddNote(self.client_id(), conversation, rest)
+            if head == "/transfer" and conversation and len(words) == 3:
+                target = words[2]
+                if words[1] == "agent":
+                    return Transfer(self.client_id(), conversation, to_agent_id=target)
+                return Transfer(self.client_id(), conversation, to_department_id=target)
+        _say("! unknown command, or nothing to do it on (/help)")
+        return None
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        trio.run(ChatClient(args).run)
+    except KeyboardInterrupt:
+        return 130
+    return 0
