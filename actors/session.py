@@ -393,6 +393,7 @@ class CustomerSession(Actor[Any]):
         self._ack(connection, message.client_id, event.seq)
         await self._replay(connection, 0, 1)
         await self._enqueue()
+        await self._record_state()
 
     async def _customer_frame(self, message: m.CustomerInput) -> None:
         connection, frame = message.connection, message.frame
@@ -486,6 +487,8 @@ class CustomerSession(Actor[Any]):
                 raise Refused("forbidden", "this conversation is not yours")
             await self._replay(connection, frame.last_seq, frame.last_seq + 1)
             return
+        if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.assignees:
+            return  # reading a conversation one no longer holds tells the customer nothing
         if not is_holder:
             if client_id is not None and client_id in self.client_ids and message.agent_id in self.assignees:
                 self._ack(connection, client_id, self.client_ids[client_id])

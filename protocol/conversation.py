@@ -7,7 +7,8 @@ Rules
 2. It changes state only through an ``Event``, and only as the ``TRANSITIONS`` table says.
    An event the table does not list for the current state is a bug in the caller
    (``LocalProtocolError``), not a decision to make at run time.
-3. ``CLOSED`` is terminal: no event leaves it, and no frame but ``resume`` touches it.
+3. ``CLOSED`` is terminal: no event leaves it, and no frame but ``resume`` (and ``read``,
+   which only tells the other side how far one has read) touches it.
 4. At most one agent holds a conversation, and only in ``ASSIGNED``, ``TRANSFERRING`` and
    ``WRAP_UP``. An offer is only a question; the conversation is held after ``ACCEPT``.
 5. A conversation is offered to one agent at a time: from ``QUEUED`` (to any agent of the
@@ -126,7 +127,7 @@ CUSTOMER_FRAMES: Final[dict[State, frozenset[str]]] = {
     State.ASSIGNED: _TALKING,
     State.TRANSFERRING: _TALKING,
     State.WRAP_UP: frozenset({"read", "resume", "conversation.close"}),
-    State.CLOSED: frozenset({"resume"}),
+    State.CLOSED: frozenset({"read", "resume"}),
 }
 
 # Frame types an agent may send about a conversation, by state (rule 7). The offer frames
@@ -150,7 +151,7 @@ AGENT_FRAMES: Final[dict[State, frozenset[str]]] = {
         }
     ),
     State.WRAP_UP: frozenset({"note.add", "conversation.close", "read", "resume"}),
-    State.CLOSED: frozenset({"resume"}),
+    State.CLOSED: frozenset({"read", "resume"}),
 }
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from kefu.protocol import decode_server_frame, encode_frame
 from kefu.protocol.agent import AcceptOffer, AddNote, DeclineOffer, SetStatus, Transfer
@@ -49,6 +49,9 @@ def add_arguments(commands: Any) -> None:
     chat.add_argument("--url", default="http://127.0.0.1:8080", help="where kefu serves (default: %(default)s)")
     chat.add_argument("--account", required=True, help="the account's slug")
     chat.add_argument("--email", help="agent: the e-mail to sign in with (the password is asked)")
+    chat.add_argument(
+        "--password-stdin", action="store_true", help="agent: read the password from the first line of standard input"
+    )
     chat.add_argument("--name", help="customer: the display name to show the agent")
     chat.add_argument("--department", help="customer: the id of the department to ask for")
     chat.add_argument("--topic", help="customer: what it is about")
@@ -120,6 +123,8 @@ class ChatClient:
         self.current: str | None = None
         self.offer: str | None = None
         self.token = ""
+        self.pending: list[str] = []
+        """Customer lines typed before its (new) conversation was acknowledged."""
 
     def client_id(self) -> str:
         return f"{self.args.role}-{trio.current_time():.0f}-{next(self.ids)}"
@@ -143,7 +148,7 @@ class ChatClient:
                     delay = 0.5
                     await self.session(ws)
                     return
-            except (ConnectionClosed, OSError) as error:
+            except (ConnectionClosed, HandshakeError, OSError) as error:
                 code = getattr(getattr(error, "reason", None), "code", None)
                 if code in (1008, 4000, 4003):
                     raise SystemExit(f"kefu: the server closed the connection ({code})") from None
@@ -166,19 +171,35 @@ class ChatClient:
     def sign_in(self) -> str:
         if not self.args.email:
             raise SystemExit("kefu: an agent signs in with --email")
-        password = getpass.getpass(f"password for {self.args.email}: ")
+        if self.args.password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password for {self.args.email}: ")
         body = {"account": self.args.account, "email": self.args.email, "password": password}
         return str(_post(f"{self.base}/api/v1/auth/sign-in", body)["token"])
 
     async def session(self, ws: Any) -> None:
+        closed: list[ConnectionClosed] = []
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.read, ws, nursery.cancel_scope)
-            if self.args.role == "agent":
-                await ws.send_message(encode_frame(SetStatus("online")).decode())
-            await self.type(ws)
+            nursery.start_soon(self.read, ws, nursery.cancel_scope, closed)
+            try:
+                if self.args.role == "agent":
+                    await ws.send_message(encode_frame(SetStatus("online")).decode())
+                await self.type(ws)
+            except ConnectionClosed as error:
+                closed.append(error)
             nursery.cancel_scope.cancel()
+        if closed:
+            raise closed[0]  # outside the nursery, so `run` sees it bare and reconnects
 
-    async def read(self, ws: Any, done: trio.CancelScope) -> None:
+    async def read(self, ws: Any, done: trio.CancelScope, closed: list[ConnectionClosed]) -> None:
+        try:
+            await self._read(ws)
+        except ConnectionClosed as error:
+            closed.append(error)
+            done.cancel()
+
+    async def _read(self, ws: Any) -> None:
         while True:
             frame = decode_server_frame(await ws.get_message())
             if frame.TYPE == "conversations":
@@ -192,6 +213,11 @@ class ChatClient:
                 continue
             if frame.TYPE == "ack" and self.current is None:
                 self.current = frame.conversation_id
+                for text in self.pending:
+                    await ws.send_message(
+                        encode_frame(SendMessage(self.client_id(), self.current, "text", text=text)).decode()
+                    )
+                self.pending.clear()
             if frame.TYPE == "offer":
                 self.offer = frame.offer_id
             if frame.TYPE == "event":
@@ -200,6 +226,9 @@ class ChatClient:
                 self.last_seq[frame.conversation_id] = frame.seq
                 if frame.kind == "assigned" and self.args.role == "agent":
                     self.current = frame.conversation_id
+                if frame.kind == "closed" and self.args.role == "customer" and frame.conversation_id == self.current:
+                    self.current = None
+                    _say("* the conversation has ended; type to start a new one")
                 await ws.send_message(encode_frame(MarkRead(frame.conversation_id, frame.seq)).decode())
             text = _describe(frame)
             if text:
@@ -225,7 +254,13 @@ class ChatClient:
         conversation = self.current
         if not line.startswith("/"):
             if conversation is None:
-                _say("! no conversation yet")
+                if self.args.role == "agent":
+                    _say("! no conversation yet")
+                    return None
+                first = not self.pending
+                self.pending.append(line)
+                if first:
+                    return StartConversation(self.client_id(), department=self.args.department, topic=self.args.topic)
                 return None
             return SendMessage(self.client_id(), conversation, "text", text=line)
         if head == "/help":

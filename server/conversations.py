@@ -250,15 +250,19 @@ class PostgresConversations:
 
     async def open_conversations_of_customer(self, customer_id: UUID) -> list[asyncpg.Record]:
         return await self.database.fetch(
-            "SELECT id, status, last_seq, customer_id, channel, queue_id, agent_id, topic FROM conversations"
-            " WHERE customer_id = $1 AND status <> 'closed' ORDER BY created_at",
+            "SELECT * FROM (SELECT c.id, c.status, c.customer_id, c.channel, c.queue_id, c.agent_id, c.topic,"
+            " c.created_at, (SELECT coalesce(max(e.seq), 0) FROM conversation_events e"
+            " WHERE e.conversation_id = c.id) AS last_seq"
+            " FROM conversations c WHERE c.customer_id = $1 AND c.status <> 'closed') open"
+            " WHERE last_seq > 0 ORDER BY created_at",
             customer_id,
         )
 
     async def open_conversation_ids(self) -> list[tuple[UUID, UUID]]:
         """(account, conversation) of every conversation not closed: their sessions restart."""
         records = await self.database.fetch(
-            "SELECT account_id, id FROM conversations WHERE status <> 'closed' AND last_seq > 0"
+            "SELECT account_id, id FROM conversations c WHERE status <> 'closed'"
+            " AND EXISTS (SELECT 1 FROM conversation_events e WHERE e.conversation_id = c.id)"
         )
         return [(record["account_id"], record["id"]) for record in records]
 
@@ -267,7 +271,8 @@ class PostgresConversations:
 
     async def customer_history(self, account_id: UUID, customer_id: UUID, limit: int = 50) -> list[dict[str, Any]]:
         records = await self.database.fetch(
-            "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.closed_at, c.agent_id, c.last_seq,"
+            "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.closed_at, c.agent_id,"
+            " (SELECT coalesce(max(e.seq), 0) FROM conversation_events e WHERE e.conversation_id = c.id) AS last_seq,"
             " u.display_name AS agent_name,"
             " (SELECT e.body->>'wrap_up_code' FROM conversation_events e WHERE e.conversation_id = c.id"
             "   AND e.kind = 'wrapped_up' ORDER BY e.seq DESC LIMIT 1) AS wrap_up_code"

@@ -69,6 +69,8 @@ class Node:
         self.database = database
         self.registry = Registry()
         self.urls: list[str] = []
+        self.closing = trio.Event()
+        """Set when the HTTP server starts to stop: every websocket is closed with 1001."""
         self.queue_changes: Counter[UUID] = Counter()
         """Queue changes told to the dispatcher, per account."""
         self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
@@ -150,7 +152,11 @@ class Node:
                 self.urls = list(urls)
                 task_status.started(urls)
 
-        await hypercorn_serve(self.app, hc, shutdown_trigger=stop_requested.wait, task_status=_Started())
+        async def shutdown_trigger() -> None:
+            await stop_requested.wait()
+            self.closing.set()
+
+        await hypercorn_serve(self.app, hc, shutdown_trigger=shutdown_trigger, task_status=_Started())
 
     # -- what the edge asks -------------------------------------------------------------
 

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kefu.sockets")
 
+CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_SLOW_CONSUMER = 4001
@@ -215,6 +216,12 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
         async with trio.open_nursery() as nursery:
             reading = trio.CancelScope()
+
+            async def going_away() -> None:
+                await node.closing.wait()
+                connection.close(CLOSE_GOING_AWAY, "server restarting: reconnect and resume")
+
+            nursery.start_soon(going_away)
 
             async def stop_reading_on_close() -> None:
                 await connection.close_requested.wait()

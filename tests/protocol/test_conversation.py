@@ -180,7 +180,7 @@ class ConversationMachine(RuleBasedStateMachine):
         assert conversation.customer_may_send("resume")
         assert conversation.agent_may_send("resume")
         if conversation.is_closed:
-            assert CUSTOMER_FRAMES[State.CLOSED] == AGENT_FRAMES[State.CLOSED] == {"resume"}
+            assert CUSTOMER_FRAMES[State.CLOSED] == AGENT_FRAMES[State.CLOSED] == {"read", "resume"}
         # Only the agent holding the conversation writes to the customer.
         assert conversation.agent_may_send("message.send") == (
             conversation.state in (State.ASSIGNED, State.TRANSFERRING)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +33,8 @@ class Center:
     admin_token: str
     ws_base: str
     dsn: str
+    restart: Callable[[], Awaitable[None]] = field(default=None)  # type: ignore[assignment]
+    """Stop the node and start a new one on the same database (new port)."""
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         async with open_database(self.dsn) as database:
@@ -162,6 +164,7 @@ async def connect(nursery: trio.Nursery, url: str) -> AsyncIterator[Client]:
 
 @asynccontextmanager
 async def live_center(database_dsn: str, tmp_path: Path, **settings: Any) -> AsyncIterator[Center]:
+    """A running node with a fresh account; `center.restart()` stops it and starts another."""
     config = Config(
         port=0,
         database_url=database_dsn,
@@ -176,13 +179,40 @@ async def live_center(database_dsn: str, tmp_path: Path, **settings: Any) -> Asy
             database, name="Acme", slug=slug, admin_email=f"admin@{slug}.example", admin_password=PASSWORD
         )
     async with trio.open_nursery() as nursery:
-        with trio.fail_after(20):
-            node: Node = await nursery.start(serve, config)
+
+        async def start() -> tuple[Node, trio.CancelScope, trio.Event]:
+            scope = trio.CancelScope()
+            done = trio.Event()
+
+            async def scoped(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                try:
+                    with scope:
+                        await serve(config, task_status=task_status)
+                finally:
+                    done.set()
+
+            with trio.fail_after(20):
+                node: Node = await nursery.start(scoped)
+            return node, scope, done
+
+        node, scope, done = await start()
         base = node.urls[0]
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:
             response = await http.post(
                 "/api/v1/auth/sign-in", json={"account": slug, "email": account.admin_email, "password": PASSWORD}
             )
             assert response.status_code == 200, response.text
-            yield Center(node, http, slug, response.json()["token"], base.replace("http://", "ws://"), database_dsn)
+            center = Center(node, http, slug, response.json()["token"], base.replace("http://", "ws://"), database_dsn)
+
+            async def restart() -> None:
+                nonlocal scope, done
+                scope.cancel()
+                with trio.fail_after(20):
+                    await done.wait()
+                center.node, scope, done = await start()
+                center.http.base_url = httpx.URL(center.node.urls[0])
+                center.ws_base = center.node.urls[0].replace("http://", "ws://")
+
+            center.restart = restart
+            yield center
         nursery.cancel_scope.cancel()

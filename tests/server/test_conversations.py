@@ -330,3 +330,45 @@ async def test_attachments_and_history(database_dsn: str, tmp_path: Path) -> Non
         )
         assert other_account.status_code == 404
         nursery.cancel_scope.cancel()
+
+
+async def test_a_restart_recovers_waiting_and_assigned_conversations(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery:
+        anna = await center.add_agent("Anna", capacity=1)
+        waiting_visitor, talking_visitor = await center.add_visitor(), await center.add_visitor()
+        async with (
+            connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}") as agent,
+            connect(nursery, f"{center.ws_base}/ws/customer?token={talking_visitor.token}") as talking,
+            connect(nursery, f"{center.ws_base}/ws/customer?token={waiting_visitor.token}") as waiting,
+        ):
+            await agent.send(SetStatus("online"))
+            await talking.send(StartConversation("t-1"))
+            (ack,) = await talking.wait_for("ack")
+            held = ack.conversation_id
+            (offer,) = await agent.wait_for("offer")
+            await agent.send(AcceptOffer(offer.offer_id))
+            await talking.wait_for("event", kind="assigned")
+            await waiting.send(StartConversation("w-1"))  # Anna is full: this one waits
+            (ack,) = await waiting.wait_for("ack")
+            queued = ack.conversation_id
+        await center.restart()
+        async with (
+            connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}") as agent,
+            connect(nursery, f"{center.ws_base}/ws/customer?token={waiting_visitor.token}") as waiting,
+        ):
+            (listing,) = await agent.wait_for("conversations")
+            assert [c.conversation_id for c in listing.conversations] == [held]
+            (status,) = await agent.wait_for("status")
+            assert status.active_conversations == 1
+            (listing,) = await waiting.wait_for("conversations")
+            assert [(c.conversation_id, c.state) for c in listing.conversations] == [(queued, "queued")]
+            await agent.send(SetStatus("online"))
+            close_id = agent.client_id()
+            await agent.send(CloseConversation(close_id, held, wrap_up_code="done"))
+            await agent.wait_for("ack", client_id=close_id)
+            # the slot frees up and the conversation that waited through the restart is offered
+            (offer,) = await agent.wait_for("offer", conversation_id=queued, timeout=10)
+            await agent.send(AcceptOffer(offer.offer_id))
+            await waiting.send(Resume(queued, 0))
+            await waiting.wait_for("event", kind="assigned", conversation_id=queued)
+        nursery.cancel_scope.cancel()
