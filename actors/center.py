@@ -99,9 +99,11 @@ class ContactCenter:
             )
         )
 
-    async def audit_denial(self, account_id: UUID, actor_id: UUID, action: str, conversation_id: UUID) -> None:
+    async def audit_denial(
+        self, account_id: UUID, actor_role: str, actor_id: UUID, action: str, conversation_id: UUID
+    ) -> None:
         try:
-            await self.storage.record_denial(account_id, actor_id, action, conversation_id)
+            await self.storage.record_denial(account_id, actor_role, actor_id, action, conversation_id)
         except Exception:
             log.warning("could not write an audit record", extra={"action": action})
 

@@ -144,7 +144,9 @@ class ConversationStorage(Protocol):
         """The queue that serves `department_id` (its own, else the default); None: no such department."""
         ...
 
-    async def record_denial(self, account_id: UUID, actor_id: UUID, action: str, conversation_id: UUID) -> None:
+    async def record_denial(
+        self, account_id: UUID, actor_role: str, actor_id: UUID, action: str, conversation_id: UUID
+    ) -> None:
         """Append a refused attempt to the audit log."""
         ...
 

@@ -192,14 +192,13 @@ class CustomerSession(Actor[Any]):
             self.client_ids[event.client_id] = event.seq
         body = event.body
         kind = event.kind
-        state = self.state
         if kind == "queued":
             self.queue_id = _uuid(body.get("queue_id")) or self.queue_id
-            if self.waiting_since is None or state.state is not State.QUEUED:
+            if self.waiting_since is None or self.state.state is not State.QUEUED:
                 self.waiting_since = event.created_at
             self.agent_id = None
             self.transfer_to = None
-            state._state = State.QUEUED
+            self.state = ConversationState(State.QUEUED)
             self.told_no_agents = False
         elif kind == "assigned":
             self.agent_id = _uuid(body.get("agent_id"))
@@ -207,25 +206,25 @@ class CustomerSession(Actor[Any]):
             if self.agent_id is not None:
                 self.assignees.add(self.agent_id)
             self.transfer_to = None
-            state._state = State.ASSIGNED
+            self.state = ConversationState(State.ASSIGNED)
         elif kind == "transferred":
             if body.get("to_agent_id"):
                 self.transfer_to = _uuid(body.get("to_agent_id"))
-                state._state = State.TRANSFERRING
+                self.state = ConversationState(State.TRANSFERRING)
             else:
                 self.agent_id = None
                 self.waiting_since = event.created_at
         elif kind == "note" and body.get("transfer_outcome"):
             self.transfer_to = None
-            if state.state is State.TRANSFERRING:
-                state._state = State.ASSIGNED
+            if self.state.state is State.TRANSFERRING:
+                self.state = ConversationState(State.ASSIGNED)
         elif kind == "closed":
             self.closed_seq = event.seq
             self.transfer_to = None
-            state._state = State.WRAP_UP if state.state in (State.ASSIGNED, State.TRANSFERRING) else State.CLOSED
+            self.state = ConversationState(State.WRAP_UP if self.state.is_held else State.CLOSED)
             self.closed_at = event.created_at
         elif kind == "wrapped_up":
-            state._state = State.CLOSED
+            self.state = ConversationState(State.CLOSED)
         elif kind == "message" and event.sender_role == "customer" and self.preview is None:
             self.preview = body.get("text")
 
@@ -400,6 +399,9 @@ class CustomerSession(Actor[Any]):
         row = self.row
         assert row is not None
         if connection.user_id != row.customer_id:
+            await self.center.audit_denial(
+                self.account_id, "customer", connection.user_id, frame.TYPE, self.conversation_id
+            )
             raise Refused("forbidden", "this conversation belongs to another customer")
         client_id = getattr(frame, "client_id", None)
         if client_id is not None and client_id in self.client_ids:
@@ -483,7 +485,9 @@ class CustomerSession(Actor[Any]):
                 or message.agent_id == self.transfer_to
                 or message.role in ("supervisor", "admin")
             ):
-                await self.center.audit_denial(self.account_id, message.agent_id, "resume", self.conversation_id)
+                await self.center.audit_denial(
+                    self.account_id, "agent", message.agent_id, "resume", self.conversation_id
+                )
                 raise Refused("forbidden", "this conversation is not yours")
             await self._replay(connection, frame.last_seq, frame.last_seq + 1)
             return
@@ -493,7 +497,7 @@ class CustomerSession(Actor[Any]):
             if client_id is not None and client_id in self.client_ids and message.agent_id in self.assignees:
                 self._ack(connection, client_id, self.client_ids[client_id])
                 return
-            await self.center.audit_denial(self.account_id, message.agent_id, frame.TYPE, self.conversation_id)
+            await self.center.audit_denial(self.account_id, "agent", message.agent_id, frame.TYPE, self.conversation_id)
             raise Refused("forbidden", "this conversation is not yours")
         if client_id is not None and client_id in self.client_ids:
             self._ack(connection, client_id, self.client_ids[client_id])

@@ -52,6 +52,8 @@ from kefu.protocol.server import CustomerSummary
 
 TARGET_LOAD = 0.7
 """Share of all agent slots kept busy in the steady state."""
+DISPATCHER_TARGET = 20_000
+"""Assignments/s the Dispatcher actor must reach at 10,000 agents (issue 3's target)."""
 CORE_TARGET = 50_000
 """Decisions/s the core should beat at 10,000 agents (the dispatcher's target is 20,000/s)."""
 STEP_SECONDS = 0.01
@@ -398,7 +400,7 @@ def run(config: BenchConfig, rounds: int) -> dict[str, Any]:
         "rounds": rounds,
         "runs": runs,
         "ratios_to_channel_round_trip": {r["name"]: r["per_second"] / baseline for r in runs},
-        "targets": {"router_core_per_second": CORE_TARGET},
+        "targets": {"router_core_per_second": CORE_TARGET, "dispatcher_per_second": DISPATCHER_TARGET},
     }
 
 
@@ -445,6 +447,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['name']}: mean load {r['mean_load']:.0%}, {r['waiting_at_end']} waiting at the end, "
                 f"target >= {CORE_TARGET:,}/s {verdict}"
             )
+        if r["name"].startswith("dispatcher"):
+            verdict = "ok" if r["per_second"] >= DISPATCHER_TARGET else "BELOW TARGET"
+            print(f"{r['name']}: target >= {DISPATCHER_TARGET:,}/s {verdict}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -180,11 +180,14 @@ class PostgresConversations:
             return None
         return record["own"] or record["fallback"] or account_id
 
-    async def record_denial(self, account_id: UUID, actor_id: UUID, action: str, conversation_id: UUID) -> None:
+    async def record_denial(
+        self, account_id: UUID, actor_role: str, actor_id: UUID, action: str, conversation_id: UUID
+    ) -> None:
         await self.database.execute(
             "INSERT INTO audit_log (account_id, actor_role, actor_id, action, target_type, target_id, detail)"
-            " VALUES ($1, 'agent', $2, $3, 'conversation', $4, '{\"outcome\": \"denied\"}'::jsonb)",
+            " VALUES ($1, $2, $3, $4, 'conversation', $5, '{\"outcome\": \"denied\"}'::jsonb)",
             account_id,
+            actor_role,
             str(actor_id),
             f"denied:{action}",
             str(conversation_id),

@@ -271,8 +271,10 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                 )
                 return
         if handle is None:
-            if conversation_id is not None and connection.role == "agent":
-                await node.center.audit_denial(connection.account_id, connection.user_id, frame.TYPE, conversation_id)
+            if conversation_id is not None:
+                await node.center.audit_denial(
+                    connection.account_id, connection.role, connection.user_id, frame.TYPE, conversation_id
+                )
             connection.send(_error("not_found", "no such conversation", ref=getattr(frame, "client_id", None)))
             return
         await handle.ref.tell(message)

@@ -166,6 +166,14 @@ async def test_bad_frames_get_errors_and_change_nothing(database_dsn: str, tmp_p
         )
         # no agent is online, so the customer was told so; the intruder stored nothing
         assert [row["kind"] for row in rows] == ["queued", "system"]
+        denials = await center.fetch(
+            "SELECT actor_role, actor_id, action, target_id FROM audit_log WHERE actor_id = $1 ORDER BY id",
+            other.customer_id,
+        )
+        assert [(row["actor_role"], row["action"], row["target_id"]) for row in denials] == [
+            ("customer", "denied:message.send", ack.conversation_id),
+            ("customer", "denied:message.send", "00000000-0000-0000-0000-000000000000"),
+        ]
         nursery.cancel_scope.cancel()
 
 
