@@ -10,7 +10,7 @@ import trio
 
 from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus, Transfer
 from kefu.protocol.common import SendMessage
-from kefu.protocol.customer import StartConversation
+from kefu.protocol.customer import CloseConversation, StartConversation
 from tests.server.live import Agent, Center, Client, connect, live_center
 
 
@@ -204,4 +204,44 @@ async def test_skills_queue_widens_to_lower_levels_as_the_wait_grows(database_ds
         await trio.sleep(0.8)
         assert not agent.of("offer")
         await agent.wait_for("offer", conversation_id=conversation, timeout=10)
+        nursery.cancel_scope.cancel()
+
+
+async def _assign_to(center: Center, stack: AsyncExitStack, nursery: trio.Nursery, agents: dict[str, Client]) -> str:
+    """Start one conversation (auto-accepted) and say which agent took it."""
+    _, conversation = await _customer(stack, nursery, center)
+    with trio.fail_after(10):
+        while True:
+            for name, agent in agents.items():
+                if agent.of("event", kind="assigned", conversation_id=conversation):
+                    return name
+            await trio.sleep(0.02)
+
+
+async def test_round_robin_takes_turns_whatever_the_load(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        await _queue(center, name="turns", strategy="round_robin", auto_accept=True, is_default=True)
+        agents = {"A": await _online(stack, nursery, center, await center.add_agent("A"))}
+        assert [await _assign_to(center, stack, nursery, agents) for _ in range(2)] == ["A", "A"]
+        agents["B"] = await _online(stack, nursery, center, await center.add_agent("B"))
+        # least load would give both to B (0 against 2); the ring alternates
+        assert [await _assign_to(center, stack, nursery, agents) for _ in range(2)] == ["B", "A"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_longest_idle_goes_to_the_agent_whose_last_conversation_is_oldest(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        await _queue(center, name="idle", strategy="longest_idle", auto_accept=True, is_default=True)
+        agents = {"A": await _online(stack, nursery, center, await center.add_agent("A"))}
+        assert await _assign_to(center, stack, nursery, agents) == "A"
+        agents["B"] = await _online(stack, nursery, center, await center.add_agent("B"))
+        assert await _assign_to(center, stack, nursery, agents) == "B"
+        # B finishes its conversation: fewer conversations than A, but assigned more recently
+        (assigned,) = agents["B"].of("event", kind="assigned")
+        close_id = agents["B"].client_id()
+        await agents["B"].send(CloseConversation(close_id, assigned.conversation_id, wrap_up_code="done"))
+        await agents["B"].wait_for("event", kind="wrapped_up")
+        assert await _assign_to(center, stack, nursery, agents) == "A"
         nursery.cancel_scope.cancel()
