@@ -98,7 +98,8 @@ def _describe(frame: Any) -> str | None:
     if kind == "offer":
         customer = frame.customer
         about = customer.topic or customer.preview or ""
-        return f"offer {frame.offer_id}: {customer.display_name or customer.customer_id} {about} (/accept)"
+        who = customer.display_name or customer.customer_id
+        return f"offer {frame.offer_id}: {who} {about} (/accept)".replace("  ", " ")
     if kind == "queue.position":
         wait = f", about {frame.estimated_wait_seconds}s" if frame.estimated_wait_seconds is not None else ""
         return f"* you are number {frame.position} in the queue{wait}"
@@ -133,12 +134,32 @@ class ChatClient:
         return self.base.replace("http", "ws", 1) + f"{path}?token={self.token}"
 
     async def run(self) -> None:
+        # One reader of standard input for the whole run: lines typed while reconnecting wait
+        # in the channel and are sent once connected again (a reader thread per connection
+        # would be abandoned at a disconnect and take the next line with it).
         if self.args.role == "customer":
             self.token = await trio.to_thread.run_sync(self.visitor_token)
+        else:
+            self.token = await trio.to_thread.run_sync(self.sign_in)  # may read the password from stdin first
+        self.lines_in, self.lines = trio.open_memory_channel[str](100)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read_stdin)
+            await self._run()
+            nursery.cancel_scope.cancel()
+
+    async def _read_stdin(self) -> None:
+        async with self.lines_in:
+            while True:
+                line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+                if not line:
+                    return
+                await self.lines_in.send(line)
+
+    async def _run(self) -> None:
+        if self.args.role == "customer":
             path = "/ws/customer"
             _say(CUSTOMER_HELP)
         else:
-            self.token = await trio.to_thread.run_sync(self.sign_in)
             path = "/ws/agent"
             _say(AGENT_HELP)
         delay = 0.5
@@ -236,8 +257,9 @@ class ChatClient:
 
     async def type(self, ws: Any) -> None:
         while True:
-            line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
-            if not line:
+            try:
+                line = await self.lines.receive()
+            except trio.EndOfChannel:
                 return
             line = line.strip()
             if not line:
