@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
+WEB_PAGES = ("agent", "supervisor", "admin", "chat")
+"""Pages served at /<name> from web/<name>.html."""
+
+VENDOR_FILES = {"echarts.min.js": "echarts/dist/echarts.min.js"}
+"""Browser libraries served at /vendor/<name>, from web/node_modules (see web/package.json)."""
+
 
 MAX_CREDENTIAL_CHARS = 1024
 """Longest account slug, e-mail or password a sign-in request may carry."""
@@ -235,6 +241,53 @@ def create_app(node: Node) -> QuartTrio:
     @app.get("/")
     async def index() -> Response:
         return await send_from_directory(WEB_DIR, "index.html")
+
+    # -- the web pages: files of web/, and the browser libraries npm installed -----------------
+
+    def _page(name: str) -> Any:
+        async def page() -> Response:
+            response = await send_from_directory(WEB_DIR, f"{name}.html")
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Cache-Control"] = "no-cache"
+            return response
+
+        page.__name__ = f"page_{name}"
+        return page
+
+    for name in WEB_PAGES:
+        app.get(f"/{name}")(_page(name))
+
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        return await send_from_directory(WEB_DIR / "static", "favicon.svg", mimetype="image/svg+xml")
+
+    @app.get("/widget.js")
+    async def widget_script() -> Response:
+        response = await send_from_directory(WEB_DIR, "widget.js")
+        response.headers["Access-Control-Allow-Origin"] = "*"  # embedded on other sites
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.get("/static/<path:path>")
+    async def static_file(path: str) -> Response:
+        response = await send_from_directory(WEB_DIR / "static", path)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @app.get("/vendor/<name>")
+    async def vendor_file(name: str) -> Response | tuple[Response, int]:
+        """Third-party browser files, straight from web/node_modules (installed by `make`)."""
+        relative = VENDOR_FILES.get(name)
+        if relative is None:
+            return error_response("not_found", "no such file", 404)
+        path = WEB_DIR / "node_modules" / relative
+        if not path.is_file():
+            return error_response("not_installed", "browser libraries are missing: run `make run` to install them", 404)
+        response = await send_from_directory(path.parent, path.name)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        return response
 
     @app.errorhandler(404)
     async def not_found(_error: Exception) -> tuple[Response, int]:

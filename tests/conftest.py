@@ -7,9 +7,10 @@ database (created from a migrated template), so modules cannot see each other's 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -46,6 +47,24 @@ def postgres_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.cleanup()
 
 
+def _in_fresh_thread(work: Callable[[], object]) -> None:
+    """Run `work` in a thread of its own: no event loop of the caller's (Playwright's sync
+    API keeps an asyncio loop running in the main thread during browser tests) gets in its way."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            work()
+        except BaseException as error:
+            failure.append(error)
+
+    thread = threading.Thread(target=target, name="fixture-setup")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
 @pytest.fixture(scope="session")
 def template_database(postgres_dsn: str) -> str:
     """A migrated database that per-module databases are copied from."""
@@ -64,8 +83,8 @@ def template_database(postgres_dsn: str) -> str:
 
     import asyncio
 
-    asyncio.run(prepare())
-    trio.run(migrate)
+    _in_fresh_thread(lambda: asyncio.run(prepare()))
+    _in_fresh_thread(lambda: trio.run(migrate))
     return TEMPLATE
 
 
@@ -90,9 +109,9 @@ def database_dsn(postgres_dsn: str, template_database: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(create())
+    _in_fresh_thread(lambda: asyncio.run(create()))
     yield _admin_dsn(postgres_dsn, name)
-    asyncio.run(drop())
+    _in_fresh_thread(lambda: asyncio.run(drop()))
 
 
 @asynccontextmanager
