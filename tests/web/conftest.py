@@ -240,3 +240,100 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+class WebsocketPeer:
+    """The other side of a browser test, speaking the websocket protocol from a thread.
+
+    `WebsocketPeer(url)` connects (its own trio run in a background thread); `send(frame)`
+    sends a dict; `wait_for(type, **fields)` blocks until a frame of that type whose fields
+    match has arrived and returns it; `frames` holds everything received; `close()` ends it.
+    """
+
+    def __init__(self, url: str) -> None:
+        import queue
+        import threading
+
+        self.url = url
+        self.frames: list[dict[str, Any]] = []
+        self._lock = threading.Condition()
+        self._outgoing: queue.Queue[str | None] = queue.Queue()
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="websocket-peer", daemon=True)
+        self._thread.start()
+        self.wait_for("welcome")
+
+    def _run(self) -> None:
+        import json
+
+        import trio
+        from trio_websocket import ConnectionClosed, open_websocket_url
+
+        async def main() -> None:
+            async with open_websocket_url(self.url) as ws, trio.open_nursery() as nursery:
+
+                async def reader() -> None:
+                    try:
+                        while True:
+                            frame = json.loads(await ws.get_message())
+                            with self._lock:
+                                self.frames.append(frame)
+                                self._lock.notify_all()
+                    except ConnectionClosed:
+                        pass
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(reader)
+                while True:
+                    data = await trio.to_thread.run_sync(self._outgoing.get)
+                    if data is None:
+                        break
+                    await ws.send_message(data)
+                nursery.cancel_scope.cancel()
+
+        try:
+            trio.run(main)
+        except BaseException as error:  # reported by wait_for
+            self._error = error
+        finally:
+            with self._lock:
+                self._closed = True
+                self._lock.notify_all()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        import json
+
+        self._outgoing.put(json.dumps({"v": 1, **frame}))
+
+    def of(self, frame_type: str, **fields: Any) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                f for f in self.frames if f.get("type") == frame_type and all(f.get(k) == v for k, v in fields.items())
+            ]
+
+    def wait_for(self, frame_type: str, timeout: float = 15, count: int = 1, **fields: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                found = [
+                    f
+                    for f in self.frames
+                    if f.get("type") == frame_type and all(f.get(k) == v for k, v in fields.items())
+                ]
+                if len(found) >= count:
+                    return found[count - 1]
+                if self._closed:
+                    raise AssertionError(f"connection closed ({self._error!r}) while waiting for {frame_type} {fields}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {frame_type} {fields} within {timeout} s; got {self.frames[-5:]}")
+                self._lock.wait(left)
+
+    def close(self) -> None:
+        self._outgoing.put(None)
+        self._thread.join(timeout=10)
+
+
+def ws_url(server: KefuProcess, path: str, token: str) -> str:
+    return server.url.replace("http://", "ws://") + f"{path}?token={token}"
