@@ -145,6 +145,13 @@ def test_workbench_survives_a_server_restart(
         page.wait_for_timeout(500)
         expect(page.locator("#events .message.incoming", has_text="sent while you were away")).to_have_count(1)
         expect(page.locator("#events .message.outgoing", has_text="back after the restart")).to_have_count(1)
+        # A reload keeps the session, reopens the conversation with its draft and shows it once.
+        page.fill("#composer-text", "a draft kept across a reload")
+        page.reload()
+        expect(connection).to_have_attribute("data-state", "online")
+        expect(page.locator("#composer-text")).to_have_value("a draft kept across a reload")
+        expect(page.locator("#events .message.incoming", has_text="sent while you were away")).to_have_count(1)
+        expect(page.locator("#events .message.outgoing", has_text="back after the restart")).to_have_count(1)
     finally:
         customer.close()
 

@@ -68,6 +68,7 @@
   const $ = (id) => document.getElementById(id);
   const TOKEN_KEY = "kefu.agent.token";
   const DRAFT_PREFIX = "kefu.agent.draft.";
+  const SELECTED_KEY = "kefu.agent.selected";
   let token = sessionStorage.getItem(TOKEN_KEY);
   let me = null;
   let conn = null;
@@ -156,6 +157,7 @@
     conn = null;
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(SELECTED_KEY);
     conversations.clear(); offers.clear(); selected = null; presence = null; desiredStatus = null;
     $("workbench").hidden = true; $("signin").hidden = false; $("sign-out").hidden = true; $("notify-enable").hidden = true;
     $("me-name").textContent = "";
@@ -194,12 +196,18 @@
         break;
       case "conversations":
         for (const item of frame.conversations) {
+          const known = conversations.has(item.conversation_id);
           const conv = conversation(item.conversation_id);
+          if (!known) conv.historySeq = item.last_seq; // shown before this page load: not counted as unread
           conv.mine = true;
           conv.state = item.state;
           Object.assign(conv.customer, {customer_id: item.customer_id, channel: item.channel,
             display_name: item.display_name || conv.customer.display_name, topic: item.topic || conv.customer.topic});
           if (!conn.following.has(conv.id)) conn.follow(conv.id);
+        }
+        if (!selected) {
+          const previous = sessionStorage.getItem(SELECTED_KEY);
+          if (previous && conversations.has(previous)) select(previous);
         }
         break;
       case "status":
@@ -265,7 +273,8 @@
       case "message":
         if (event.sender.role === "customer") {
           conv.customerTypingUntil = 0;
-          if (selected !== conv.id || document.visibilityState !== "visible") conv.unread += 1;
+          const old = conv.historySeq && event.seq <= conv.historySeq;
+          if (!old && (selected !== conv.id || document.visibilityState !== "visible")) conv.unread += 1;
         }
         break;
       default:
@@ -383,6 +392,7 @@
   function select(id) {
     if (selected && selected !== id) sendTyping(false);
     selected = id;
+    sessionStorage.setItem(SELECTED_KEY, id);
     const conv = conversation(id);
     conv.unread = 0;
     $("composer-text").value = localStorage.getItem(DRAFT_PREFIX + id) || "";
