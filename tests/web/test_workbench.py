@@ -65,6 +65,18 @@ def test_agent_takes_an_offer_and_chats(kefu_server: KefuProcess, tenant: Tenant
         customer.wait_for("event", kind="message", text="Let me check that for you")
         expect(page.locator("#composer-text")).to_have_value("")
 
+        # A canned response by its shortcut, and an internal note the customer never sees.
+        canned = {"scope": "account", "shortcut": "thanks", "title": "Thanks", "body": "Thank you for waiting."}
+        assert tenant.api("POST", "/api/v1/canned-responses", json=canned).status_code == 201
+        page.fill("#composer-text", "/tha")
+        page.locator("#canned-list button", has_text="/thanks").click()
+        expect(page.locator("#composer-text")).to_have_value("Thank you for waiting.")
+        page.check("#note-mode")
+        page.fill("#composer-text", "VIP customer")
+        page.press("#composer-text", "Enter")
+        expect(page.locator("#events .note", has_text="VIP customer")).to_have_count(1)
+        page.uncheck("#note-mode")
+
         uploaded = httpx.post(
             f"{kefu_server.url}/api/v1/attachments?filename=photo.png",
             content=TINY_PNG,
@@ -91,6 +103,7 @@ def test_agent_takes_an_offer_and_chats(kefu_server: KefuProcess, tenant: Tenant
         # The customer's side sees the read receipt the page sent.
         customer.wait_for("read", role="agent")
         screenshot(page, "workbench")
+        assert not customer.of("event", kind="note")
     finally:
         customer.close()
 
