@@ -60,7 +60,10 @@ def test_agent_takes_an_offer_and_chats(kefu_server: KefuProcess, tenant: Tenant
     try:
         conversation = start_and_accept(page, kefu_server, customer, "My invoice is wrong")
         expect(page.locator("#view-mine")).to_contain_text("1")
+        customer.send({"type": "typing", "conversation_id": conversation, "active": True})
+        expect(page.locator("#typing")).to_have_text("The customer is typing…")
         page.fill("#composer-text", "Let me check that for you")
+        customer.wait_for("typing", role="agent", active=True)
         page.press("#composer-text", "Enter")
         customer.wait_for("event", kind="message", text="Let me check that for you")
         expect(page.locator("#composer-text")).to_have_value("")
