@@ -337,42 +337,72 @@
     return conv.customer.display_name || t("customer") + " " + (conv.customer.customer_id || conv.id).slice(0, 8);
   }
 
+  // List items are kept between renders (keyed), so a click is never lost to a re-render
+  // and keyboard focus stays where it was; only their changing parts are updated.
+  const listNodes = new Map(); // key -> {li, signature}
+
+  function keyed(key, signature, build) {
+    let entry = listNodes.get(key);
+    if (!entry || entry.signature !== signature) {
+      const li = build();
+      if (entry && entry.li.contains(document.activeElement)) {
+        const focusKey = document.activeElement.dataset.key;
+        entry.li.replaceWith(li);
+        const again = focusKey && li.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
+        if (again) again.focus();
+      }
+      entry = {li, signature};
+      listNodes.set(key, entry);
+    }
+    return entry.li;
+  }
+
   function renderList() {
     const mine = [...conversations.values()].filter((c) => c.mine && c.state !== "closed");
     $("view-mine").textContent = t("views.mine", {count: mine.length});
     $("view-offers").textContent = t("views.offers", {count: offers.size});
     $("view-mine").setAttribute("aria-pressed", String(view === "mine"));
     $("view-offers").setAttribute("aria-pressed", String(view === "offers"));
-    const list = $("conversation-list");
-    const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.key : null;
-    list.replaceChildren();
+    const wanted = [];
     if (view === "mine") {
       for (const conv of mine) {
-        const button = el("button", {type: "button", class: "conversation", "data-key": "c:" + conv.id, "data-conversation": conv.id,
-                                     "aria-current": selected === conv.id ? "true" : null, onclick: () => select(conv.id)},
-          el("span", {class: "name"}, customerName(conv)),
-          conv.state === "wrap_up" ? el("span", {class: "badge"}, t("status.wrap_up")) : null,
-          conv.unread ? el("span", {class: "unread", "aria-label": t("list.unread", {count: conv.unread})}, String(conv.unread)) : null);
-        list.append(el("li", {}, button));
+        const signature = [Kefu.language(), customerName(conv), conv.state, conv.unread, selected === conv.id].join("|");
+        wanted.push(keyed("c:" + conv.id, signature, () => el("li", {},
+          el("button", {type: "button", class: "conversation", "data-key": "c:" + conv.id, "data-conversation": conv.id,
+                        "aria-current": selected === conv.id ? "true" : null, onclick: () => select(conv.id)},
+            el("span", {class: "name"}, customerName(conv)),
+            conv.state === "wrap_up" ? el("span", {class: "badge"}, t("status.wrap_up")) : null,
+            conv.unread ? el("span", {class: "unread", "aria-label": t("list.unread", {count: conv.unread})}, String(conv.unread)) : null))));
       }
-      if (!mine.length) list.append(el("li", {class: "empty"}, t("list.empty")));
+      if (!mine.length) wanted.push(keyed("empty", Kefu.language(), () => el("li", {class: "empty"}, t("list.empty"))));
     } else {
       for (const offer of offers.values()) {
         const customer = offer.customer || {};
-        list.append(el("li", {class: "offer", "data-offer": offer.offer_id},
+        const li = keyed("o:" + offer.offer_id, Kefu.language(), () => el("li", {class: "offer", "data-offer": offer.offer_id},
           el("strong", {}, customer.display_name || customer.customer_id || ""),
           el("span", {class: "meta"}, [customer.channel, customer.topic].filter(Boolean).join(" · ")),
           customer.preview ? el("q", {}, customer.preview) : null,
-          el("span", {class: "countdown"}, t("offer.expires", {seconds: secondsLeft(offer.expiresAt)})),
+          el("span", {class: "countdown"}),
           el("span", {class: "offer-actions"},
             el("button", {type: "button", class: "accept", "data-key": "a:" + offer.offer_id, onclick: () => accept(offer)}, t("offer.accept")),
             el("button", {type: "button", class: "decline", "data-key": "d:" + offer.offer_id, onclick: () => decline(offer)}, t("offer.decline")))));
+        li.querySelector(".countdown").textContent = t("offer.expires", {seconds: secondsLeft(offer.expiresAt)});
+        wanted.push(li);
       }
-      if (!offers.size) list.append(el("li", {class: "empty"}, t("list.empty")));
+      if (!offers.size) wanted.push(keyed("empty", Kefu.language(), () => el("li", {class: "empty"}, t("list.empty"))));
     }
-    if (focused) {
-      const again = list.querySelector(`[data-key="${CSS.escape(focused)}"]`);
+    const list = $("conversation-list");
+    const current = [...list.children];
+    if (current.length !== wanted.length || current.some((node, i) => node !== wanted[i])) {
+      const focusKey = list.contains(document.activeElement) ? document.activeElement.dataset.key : null;
+      list.replaceChildren(...wanted);
+      const again = focusKey && list.querySelector(`[data-key="${CSS.escape(focusKey)}"]`);
       if (again) again.focus();
+    }
+    for (const key of listNodes.keys()) {
+      if (key === "empty") continue;
+      const id = key.slice(2);
+      if (key.startsWith("o:") ? !offers.has(id) : !conversations.has(id)) listNodes.delete(key);
     }
   }
 
