@@ -407,14 +407,14 @@
   }
 
   function accept(offer) {
-    conn.sendRaw({type: "offer.accept", offer_id: offer.offer_id});
+    if (!conn.sendRaw({type: "offer.accept", offer_id: offer.offer_id})) { showError(t("conn." + connState)); return; }
     offers.delete(offer.offer_id);
     view = "mine";
     select(offer.conversation_id);
   }
 
   function decline(offer) {
-    conn.sendRaw({type: "offer.decline", offer_id: offer.offer_id});
+    if (!conn.sendRaw({type: "offer.decline", offer_id: offer.offer_id})) { showError(t("conn." + connState)); return; }
     offers.delete(offer.offer_id);
     scheduleRender();
   }
