@@ -107,6 +107,17 @@ def test_agent_takes_an_offer_and_chats(kefu_server: KefuProcess, tenant: Tenant
         customer.wait_for("read", role="agent")
         screenshot(page, "workbench")
         assert not customer.of("event", kind="note")
+
+        # The agent uploads an image; the customer receives it as an image message.
+        page.set_input_files("#attach", files=[{"name": "reply.png", "mimeType": "image/png", "buffer": TINY_PNG}])
+        customer.wait_for("event", kind="message", message_kind="image")
+        expect(page.locator("#events .outgoing img.media")).to_have_count(1)
+
+        # Closing with a wrap-up code ends it for the customer and takes it off the agent's list.
+        page.fill("#wrap-up-code", "billing-question")
+        page.click("#close-form button[type=submit]")
+        customer.wait_for("event", kind="closed")
+        expect(page.locator("#view-mine")).to_have_text("Mine (0)")
     finally:
         customer.close()
 
