@@ -67,6 +67,9 @@ def test_agent_takes_an_offer_and_chats(kefu_server: KefuProcess, tenant: Tenant
         page.press("#composer-text", "Enter")
         customer.wait_for("event", kind="message", text="Let me check that for you")
         expect(page.locator("#composer-text")).to_have_value("")
+        reply = customer.wait_for("event", kind="message", text="Let me check that for you")
+        customer.send({"type": "read", "conversation_id": conversation, "seq": reply["seq"]})
+        expect(page.locator("#events .outgoing .receipt").first).to_have_text("✓ Read")
 
         # A canned response by its shortcut, and an internal note the customer never sees.
         canned = {"scope": "account", "shortcut": "thanks", "title": "Thanks", "body": "Thank you for waiting."}
