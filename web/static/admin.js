@@ -19,7 +19,7 @@
       "adm.overflow_after": "Overflow after (seconds, empty: never)", "adm.overflow_queue": "Overflow queue",
       "adm.no_agent_message": "No-agent message", "adm.shortcut": "Shortcut", "adm.canned_title": "Title", "adm.body": "Text",
       "adm.canned.edit": "Account-wide response", "adm.timezone": "Time zone (IANA, e.g. Asia/Shanghai)",
-      "adm.hours.help": "Open intervals per weekday, HH:MM-HH:MM, separated by commas; empty: closed.", "adm.saved": "Saved.",
+      "adm.hours.help": "Open intervals per weekday, HH:MM-HH:MM, separated by commas; empty: closed.", "adm.saved": "Saved.", "adm.closed": "closed (e.g. 09:00-12:00, 13:00-18:00)",
       "adm.none": "(none)", "adm.yes": "yes", "adm.confirm_delete": "Delete {name}?", "adm.name_of": "Name of {name}",
       "adm.capacity_of": "Capacity of {name}", "adm.disabled_of": "{name} disabled", "adm.level_of": "Level of {name}",
       "role.agent": "Agent", "role.supervisor": "Supervisor", "role.admin": "Admin",
@@ -41,7 +41,7 @@
       "adm.overflow_after": "溢出等待（秒，留空表示不溢出）", "adm.overflow_queue": "溢出队列",
       "adm.no_agent_message": "无坐席提示语", "adm.shortcut": "快捷键", "adm.canned_title": "标题", "adm.body": "内容",
       "adm.canned.edit": "全账户快捷回复", "adm.timezone": "时区（IANA 名称，如 Asia/Shanghai）",
-      "adm.hours.help": "每天的营业时段，格式 HH:MM-HH:MM，用逗号分隔；留空表示休息。", "adm.saved": "已保存。",
+      "adm.hours.help": "每天的营业时段，格式 HH:MM-HH:MM，用逗号分隔；留空表示休息。", "adm.saved": "已保存。", "adm.closed": "休息（例如 09:00-12:00, 13:00-18:00）",
       "adm.none": "（无）", "adm.yes": "是", "adm.confirm_delete": "删除 {name}？", "adm.name_of": "{name} 的名称",
       "adm.capacity_of": "{name} 的接待上限", "adm.disabled_of": "停用 {name}", "adm.level_of": "{name} 等级",
       "role.agent": "坐席", "role.supervisor": "主管", "role.admin": "管理员",
@@ -285,7 +285,7 @@
     const days = $("hours-days");
     for (const day of WEEKDAYS) {
       days.append(el("label", {for: "hours-" + day, "data-i18n": "day." + day, text: Kefu.t("day." + day)}),
-        el("input", {id: "hours-" + day, name: day, placeholder: "09:00-12:00, 13:00-18:00", pattern: "\\s*(\\d\\d:\\d\\d-\\d\\d:\\d\\d\\s*(,\\s*\\d\\d:\\d\\d-\\d\\d:\\d\\d\\s*)*)?"}));
+        el("input", {id: "hours-" + day, name: day, placeholder: Kefu.t("adm.closed"), "data-i18n-placeholder": "adm.closed", pattern: "\\s*(\\d\\d:\\d\\d-\\d\\d:\\d\\d\\s*(,\\s*\\d\\d:\\d\\d-\\d\\d:\\d\\d\\s*)*)?"}));
     }
     const zones = (Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : ["UTC", "Asia/Shanghai"]);
     $("timezones").replaceChildren(...zones.map((zone) => el("option", {value: zone})));
@@ -330,6 +330,9 @@
   }
 
   buildHours();
-  global.addEventListener("kefu:language", () => { if (state.hours) renderAll(); });
+  global.addEventListener("kefu:language", () => {
+    $("hours-saved").textContent = "";
+    if (state.hours) renderAll();
+  });
   Kefu.staff.start(["admin"], () => loadAll().catch((error) => showError("agents-list-error", error)));
 })(window);
