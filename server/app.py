@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import auth, contact_center, directory, metrics, sockets
+from kefu.server import auth, business_hours, contact_center, directory, metrics, sockets
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -217,6 +217,7 @@ def create_app(node: Node) -> QuartTrio:
             node.agent_changed(changed)
         return jsonify(agent), 200
 
+    business_hours.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
         app,
         node,

@@ -152,6 +152,30 @@ SCHEMAS: dict[str, Any] = {
             "created_at": TIMESTAMP,
         }
     ),
+    "BusinessHoursInput": _object(
+        {
+            "timezone": _string(64, description="an IANA time zone name, e.g. Asia/Shanghai"),
+            "schedule": _object(
+                {
+                    day: {
+                        "type": "array",
+                        "maxItems": 10,
+                        "items": {"type": "string", "pattern": "^\\d{2}:\\d{2}-\\d{2}:\\d{2}$"},
+                    }
+                    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+                }
+            ),
+        },
+        ["timezone", "schedule"],
+    ),
+    "BusinessHours": _object(
+        {
+            "timezone": {"type": "string"},
+            "schedule": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+            "updated_at": _nullable(TIMESTAMP),
+        },
+        ["timezone", "schedule", "updated_at"],
+    ),
     "CannedResponse": _object(
         {
             "id": UUID_STRING,
@@ -561,6 +585,21 @@ def _paths() -> dict[str, Any]:
                 parameters=attachment_id,
                 security=[{"bearerAuth": []}, {"visitorToken": []}],
                 errors=(401, 404),
+            ),
+        },
+        "/api/v1/business-hours": {
+            "get": _op(
+                "The account's time zone and weekly open intervals (any user; UTC and closed when unset)",
+                {"200": _ok("the business hours", _ref("BusinessHours"))},
+                tag="business hours",
+                errors=(401,),
+            ),
+            "put": _op(
+                "Replace the business hours (admin; audited)",
+                {"200": _ok("the business hours", _ref("BusinessHours"))},
+                tag="business hours",
+                body=_body(_ref("BusinessHoursInput")),
+                errors=(400, 401, 403),
             ),
         },
         "/api/v1/openapi.json": {

@@ -1,0 +1,93 @@
+"""The admin pages: a department, a round-robin queue in it, an agent in it with capacity 3, an
+account-wide canned response and business hours, made in the browser and checked over REST."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import ADMIN_PASSWORD, KefuProcess, Tenant, screenshot
+
+
+def test_admin_sets_up_the_contact_center(
+    kefu_server: KefuProcess, tenant: Tenant, new_context: Any, request: pytest.FixtureRequest
+) -> None:
+    from playwright.sync_api import expect
+
+    # The one refused request below is deliberate; Chromium logs any 4xx fetch as a console error.
+    request.node.allowed_console_errors = ("the server responded with a status of 400",)
+
+    page = new_context().new_page()
+    page.goto(kefu_server.url + "/admin")
+    signin = page.locator("#signin")
+    signin.get_by_label("Account").fill(tenant.slug)
+    signin.get_by_label("E-mail").fill(tenant.admin_email)
+    signin.get_by_label("Password").fill(ADMIN_PASSWORD)
+    signin.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#app")).to_be_visible()
+
+    page.locator("#department-name").fill("Billing")
+    page.locator("#department-form").get_by_role("button", name="Add").click()
+    expect(page.locator("#departments-list input")).to_have_value("Billing")
+
+    # A bad value shows the server's error next to the form.
+    page.locator("#hours-timezone").fill("Mars/Olympus")
+    page.locator("#hours-form").get_by_role("button", name="Save").click()
+    expect(page.locator("#hours-error")).to_contain_text("timezone")
+
+    page.locator("#queue-name").fill("Billing queue")
+    page.locator("#queue-department").select_option(label="Billing")
+    page.locator("#queue-strategy").select_option("round_robin")
+    page.locator("#queue-timeout").fill("25")
+    page.locator("#queue-form").get_by_role("button", name="Save").click()
+    expect(page.locator("#queues-table tbody tr")).to_have_count(1)
+
+    page.locator("#agent-name").fill("Bea")
+    page.locator("#agent-email").fill(f"bea@{tenant.slug}.example")
+    page.locator("#agent-password").fill("bea password 1")
+    page.locator("#agent-capacity").fill("3")
+    page.locator("#agent-departments").get_by_label("Billing").check()
+    page.locator("#agent-form").get_by_role("button", name="Create").click()
+    expect(page.locator("#agents-table tbody tr")).to_have_count(2)
+
+    page.locator("#canned-shortcut").fill("hello")
+    page.locator("#canned-title").fill("Greeting")
+    page.locator("#canned-body").fill("Hello, how can I help?")
+    page.locator("#canned-form").get_by_role("button", name="Save").click()
+    expect(page.locator("#canned-table tbody tr")).to_have_count(1)
+
+    page.locator("#hours-timezone").fill("Asia/Shanghai")
+    page.locator("#hours-mon").fill("09:00-12:00, 13:00-18:00")
+    page.locator("#hours-fri").fill("09:00-17:00")
+    page.locator("#hours-form").get_by_role("button", name="Save").click()
+    expect(page.locator("#hours-saved")).to_have_text("Saved.")
+    expect(page.locator("#hours-error")).to_have_text("")
+
+    departments = tenant.api("GET", "/api/v1/departments").json()["departments"]
+    assert [d["name"] for d in departments] == ["Billing"]
+    billing = departments[0]["id"]
+    (queue,) = tenant.api("GET", "/api/v1/queues").json()["queues"]
+    assert queue["name"] == "Billing queue" and queue["strategy"] == "round_robin"
+    assert queue["department_id"] == billing and queue["offer_timeout_seconds"] == 25
+    bea = next(a for a in tenant.api("GET", "/api/v1/agents").json()["agents"] if a["display_name"] == "Bea")
+    assert bea["max_concurrent_conversations"] == 3 and [d["id"] for d in bea["departments"]] == [billing]
+    (canned,) = tenant.api("GET", "/api/v1/canned-responses").json()["canned_responses"]
+    assert (canned["scope"], canned["shortcut"], canned["title"]) == ("account", "hello", "Greeting")
+    hours = tenant.api("GET", "/api/v1/business-hours").json()
+    assert hours["timezone"] == "Asia/Shanghai"
+    assert hours["schedule"]["mon"] == ["09:00-12:00", "13:00-18:00"] and hours["schedule"]["fri"] == ["09:00-17:00"]
+    assert hours["schedule"]["sun"] == []
+
+    # Editing an agent's capacity from the table.
+    row = page.locator("#agents-table tbody tr", has_text="Bea")
+    row.get_by_label("Capacity of Bea").fill("4")
+    row.get_by_role("button", name="Save").click()
+    expect(page.locator("#agents-table tbody tr", has_text="Bea").get_by_label("Capacity of Bea")).to_have_value("4")
+    assert tenant.api("GET", f"/api/v1/agents/{bea['id']}").json()["max_concurrent_conversations"] == 4
+    screenshot(page, "admin")
+
+    page.get_by_label("Language").select_option("zh-CN")
+    expect(page.get_by_role("heading", name="营业时间")).to_be_visible()
+    expect(page.get_by_label("星期一")).to_have_value("09:00-12:00, 13:00-18:00")
+    screenshot(page, "admin-zh")
