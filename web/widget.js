@@ -89,7 +89,7 @@
       "widget.state.reconnecting": "正在重新连接…",
       "widget.state.offline": "离线",
       "widget.state.signed-out": "会话已过期",
-      "widget.queue": "您前面排队第 {position} 位。",
+      "widget.queue": "您在队列中排第 {position} 位。",
       "widget.queue.wait": "您排在第 {position} 位，预计等待约 {minutes} 分钟。",
       "widget.joined": "{name} 已加入对话",
       "widget.agent": "客服",
@@ -107,6 +107,8 @@
       "widget.error": "消息发送失败（{code}）。",
     },
   };
+
+  const PAPERCLIP = '<svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true" focusable="false"><path d="M21.4 11.1l-9.2 9.2a6 6 0 0 1-8.5-8.5l9.2-9.2a4 4 0 0 1 5.7 5.7l-9.2 9.2a2 2 0 0 1-2.8-2.8l8.5-8.5"/></svg>';
 
   const CSS = `
     :host { all: initial; }
@@ -137,6 +139,7 @@
     .kw-status { display: block; font-size: 11px; opacity: .8; text-align: right; margin-top: 2px; }
     .kw-msg img { max-width: 100%; max-height: 220px; border-radius: 6px; display: block; }
     .kw-msg a { color: inherit; }
+    .kw-msg svg, .kw-attach svg { vertical-align: middle; }
     .kw-note { align-self: center; font-size: 12px; color: #5c6579; text-align: center; background: #e9edf3; border-radius: 10px; padding: 4px 10px; max-width: 90%; }
     .kw-typing { font-size: 12px; color: #5c6579; padding: 2px 12px; min-height: 18px; background: #f7f8fa; }
     .kw-form { display: flex; gap: 6px; padding: 8px; border-top: 1px solid #dde2ea; align-items: flex-end; }
@@ -210,7 +213,8 @@
       this.input = h("textarea", {id: "kw-input", rows: "1", "data-i18n-placeholder": "widget.input", "data-i18n-aria-label": "widget.input"});
       this.file = h("input", {type: "file", class: "kw-visually-hidden", tabindex: "-1", "aria-hidden": "true"});
       const attach = h("button", {class: "kw-attach", type: "button", "data-i18n-aria-label": "widget.attach", "data-i18n-title": "widget.attach",
-        onclick: () => this.file.click()}, "📎");
+        onclick: () => this.file.click()});
+      attach.innerHTML = PAPERCLIP;
       const send = h("button", {class: "kw-send", type: "submit", "data-i18n": "widget.send"});
       const form = h("form", {class: "kw-form"}, attach, this.file, this.input, send);
       this.panel = h("section", {class: "kw-panel", id: "kw-panel", role: "dialog", "aria-labelledby": "kw-title", hidden: true},
@@ -453,7 +457,9 @@
             const url = await this.fetchAttachment(message.attachment_id);
             if (url) window.open(url, "_blank", "noopener");
           });
-          body.append("📎 ", link);
+          const icon = h("span", {"aria-hidden": "true"});
+          icon.innerHTML = PAPERCLIP;
+          body.append(icon, " ", link);
         }
         if (message.text) body.append(h("div", {}, message.text));
       } else {

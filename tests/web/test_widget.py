@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import pytest
 from playwright.sync_api import expect
 
 from tests.web.conftest import AGENT_PASSWORD, KefuProcess, Tenant, WebsocketPeer, screenshot, sign_in, ws_url
@@ -138,3 +139,22 @@ def test_phone_layout_and_chinese(kefu_server: KefuProcess, tenant: Tenant, new_
     expect(page.get_by_role("textbox", name="输入消息")).to_be_visible()
     expect(panel.locator(".kw-own .kw-status")).to_have_text("已发送")
     screenshot(page, "widget-zh")
+
+
+def test_reconnects_and_sends_what_was_typed_offline(
+    kefu_server: KefuProcess, tenant: Tenant, new_context: Any, request: pytest.FixtureRequest
+) -> None:
+    # the browser logs each refused connection attempt while the server is down
+    request.node.allowed_console_errors = ("ERR_CONNECTION_REFUSED",)
+    page = new_context().new_page()
+    panel = open_widget(page, kefu_server, tenant.slug)
+    send(page, "Before the restart")
+    expect(panel.locator(".kw-own .kw-status")).to_have_text("Sent")
+    kefu_server.stop()
+    expect(panel.locator(".kw-conn")).to_have_attribute("data-state", "reconnecting")
+    send(page, "While the server is down")
+    expect(panel.locator(".kw-own .kw-status")).to_have_text(["Sent", "Sending…"])
+    kefu_server.start()
+    expect(panel.locator(".kw-conn")).to_have_attribute("data-state", "online", timeout=15000)
+    expect(panel.locator(".kw-own .kw-status")).to_have_text(["Sent", "Sent"], timeout=15000)
+    expect(panel.locator(".kw-own")).to_have_count(2)
