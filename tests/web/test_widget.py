@@ -4,8 +4,11 @@ agent played by a WebsocketPeer."""
 from __future__ import annotations
 
 import base64
+import http.server
+import threading
 from typing import Any
 
+import httpx
 import pytest
 from playwright.sync_api import expect
 
@@ -158,3 +161,58 @@ def test_reconnects_and_sends_what_was_typed_offline(
     expect(panel.locator(".kw-conn")).to_have_attribute("data-state", "online", timeout=15000)
     expect(panel.locator(".kw-own .kw-status")).to_have_text(["Sent", "Sent"], timeout=15000)
     expect(panel.locator(".kw-own")).to_have_count(2)
+
+
+def test_widget_api_allows_other_origins(kefu_server: KefuProcess, tenant: Tenant) -> None:
+    origin = {"Origin": "https://shop.example"}
+    preflight = httpx.options(
+        kefu_server.url + "/api/v1/attachments?filename=a.png",
+        headers={**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"},
+        timeout=10,
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "Authorization" in preflight.headers["access-control-allow-headers"]
+    visitor = httpx.post(
+        kefu_server.url + "/api/v1/webchat/visitors", json={"account": tenant.slug}, headers=origin, timeout=10
+    )
+    assert visitor.status_code == 201, visitor.text
+    assert visitor.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-origin" not in httpx.get(kefu_server.url + "/api/v1/agents", timeout=10).headers
+
+
+def test_embedded_on_another_site(kefu_server: KefuProcess, tenant: Tenant, new_context: Any) -> None:
+    page = new_context().new_page()
+    html = (
+        "<!doctype html><title>Other shop</title><h1>Other shop</h1>"
+        f'<script src="{kefu_server.url}/widget.js" data-account="{tenant.slug}" data-lang="zh-CN" async></script>'
+    )
+
+    # another origin: a little HTTP server of the test's own, on another port
+    class Shop(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    shop = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Shop)
+    threading.Thread(target=shop.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://127.0.0.1:{shop.server_address[1]}/")
+
+        page.locator(".kw-launcher").click()
+        expect(page.locator(".kw-conn")).to_have_attribute("data-state", "online")
+        expect(page.get_by_role("button", name="发送")).to_be_visible()
+        box = page.get_by_role("textbox", name="输入消息")
+        box.fill("你好")
+        box.press("Enter")
+        expect(page.locator(".kw-own .kw-status")).to_have_text("已发送")
+    finally:
+        shop.shutdown()
+        shop.server_close()
