@@ -262,6 +262,27 @@ def create_app(node: Node) -> QuartTrio:
     async def favicon() -> Response:
         return await send_from_directory(WEB_DIR / "static", "favicon.svg", mimetype="image/svg+xml")
 
+    # The chat widget runs on other sites: its requests (visitor token, attachments) are
+    # cross-origin. They carry a bearer token, never cookies, so any origin may make them.
+    def _widget_api(path: str) -> bool:
+        return path.startswith(("/api/v1/webchat/", "/api/v1/attachments"))
+
+    @app.before_request
+    async def widget_preflight() -> Response | None:
+        if request.method == "OPTIONS" and _widget_api(request.path):
+            response = Response("", status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+            return response
+        return None
+
+    @app.after_request
+    async def widget_cors(response: Response) -> Response:
+        if _widget_api(request.path):
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
     @app.get("/widget.js")
     async def widget_script() -> Response:
         response = await send_from_directory(WEB_DIR, "widget.js")
