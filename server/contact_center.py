@@ -370,6 +370,22 @@ def register(
         history = await node.conversations.customer_history(user.account_id, parse_id(customer_id, "customer"))
         return jsonify({"conversations": history}), 200
 
+    @app.get("/api/v1/conversations")
+    async def list_open_conversations() -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        view = request.args.get("view", "departments")
+        if view not in ("queued", "departments"):
+            return error_response("invalid_request", "view must be 'queued' or 'departments'", 400)
+        listed = await node.conversations.open_conversations(
+            user.account_id,
+            user.user_id,
+            queued_only=view == "queued",
+            every_department=user.role in ("supervisor", "admin"),
+        )
+        return jsonify({"conversations": listed}), 200
+
     @app.get("/api/v1/conversations/<conversation_id>/events")
     async def conversation_events(conversation_id: str) -> ErrorResponse:
         user = await signed_in()

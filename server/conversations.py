@@ -269,6 +269,49 @@ class PostgresConversations:
         )
         return [(record["account_id"], record["id"]) for record in records]
 
+    async def open_conversations(
+        self, account_id: UUID, user_id: UUID, *, queued_only: bool, every_department: bool
+    ) -> list[dict[str, Any]]:
+        """Open conversations an agent may see in the workbench's lists: those of its departments
+        (by the conversation's or its queue's department) and those of no department;
+        supervisors and admins (`every_department`) see the whole account's."""
+        records = await self.database.fetch(
+            "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.agent_id,"
+            " u.display_name AS agent_name, cu.display_name AS customer_name, q.name AS queue_name,"
+            " d.name AS department_name"
+            " FROM conversations c"
+            " LEFT JOIN customers cu ON cu.account_id = c.account_id AND cu.id = c.customer_id"
+            " LEFT JOIN users u ON u.id = c.agent_id"
+            " LEFT JOIN queues q ON q.id = c.queue_id"
+            " LEFT JOIN departments d ON d.id = coalesce(c.department_id, q.department_id)"
+            " WHERE c.account_id = $1 AND c.status <> 'closed'"
+            " AND (NOT $2 OR c.status IN ('queued', 'offered'))"
+            " AND ($3 OR coalesce(c.department_id, q.department_id) IS NULL"
+            "      OR coalesce(c.department_id, q.department_id) IN"
+            "         (SELECT department_id FROM user_departments WHERE user_id = $4))"
+            " AND EXISTS (SELECT 1 FROM conversation_events e WHERE e.conversation_id = c.id)"
+            " ORDER BY c.created_at LIMIT 500",
+            account_id,
+            queued_only,
+            every_department,
+            user_id,
+        )
+        return [
+            {
+                "id": str(r["id"]),
+                "status": r["status"],
+                "channel": r["channel"],
+                "topic": r["topic"],
+                "created_at": r["created_at"].isoformat(),
+                "customer_name": r["customer_name"],
+                "agent_id": str(r["agent_id"]) if r["agent_id"] else None,
+                "agent_name": r["agent_name"],
+                "queue_name": r["queue_name"],
+                "department_name": r["department_name"],
+            }
+            for r in records
+        ]
+
     async def conversation_account(self, conversation_id: UUID) -> UUID | None:
         return await self.database.fetchval("SELECT account_id FROM conversations WHERE id = $1", conversation_id)
 

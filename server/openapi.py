@@ -8,6 +8,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from kefu.protocol.server import CONVERSATION_STATES
 from kefu.server import queues
 
 JSON = "application/json"
@@ -129,6 +130,20 @@ SCHEMAS: dict[str, Any] = {
             "agent_id": _nullable(UUID_STRING),
             "agent_name": _nullable(_string(200)),
             "wrap_up_code": _nullable(_string(200)),
+        }
+    ),
+    "OpenConversation": _object(
+        {
+            "id": UUID_STRING,
+            "status": {"type": "string", "enum": sorted(CONVERSATION_STATES)},
+            "channel": {"type": "string"},
+            "topic": _nullable(_string(200)),
+            "created_at": TIMESTAMP,
+            "customer_name": _nullable(_string(200)),
+            "agent_id": _nullable(UUID_STRING),
+            "agent_name": _nullable(_string(200)),
+            "queue_name": _nullable(_string(100)),
+            "department_name": _nullable(_string(100)),
         }
     ),
     "CustomerUpdate": _object(
@@ -444,6 +459,28 @@ def _paths() -> dict[str, Any]:
                 tag="conversations",
                 parameters=customer_id,
                 errors=(401, 404),
+            ),
+        },
+        "/api/v1/conversations": {
+            "get": _op(
+                "Open conversations of the caller's departments (and of none); supervisors and admins see all."
+                " `view=queued` lists only those waiting, `view=departments` (default) every open one",
+                {
+                    "200": _ok(
+                        "conversations",
+                        _object({"conversations": {"type": "array", "items": _ref("OpenConversation")}}),
+                    )
+                },
+                tag="conversations",
+                parameters=[
+                    {
+                        "name": "view",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["queued", "departments"]},
+                    }
+                ],
+                errors=(400, 401),
             ),
         },
         "/api/v1/conversations/{conversation_id}/events": {

@@ -197,3 +197,41 @@ def test_workbench_in_chinese(kefu_server: KefuProcess, tenant: Tenant, new_cont
     expect(page.locator("#connection")).to_have_text("已连接")
     expect(page.locator("html")).to_have_attribute("lang", "zh-CN")
     screenshot(page, "workbench-zh")
+
+
+def test_queued_and_department_views_list_open_conversations(
+    kefu_server: KefuProcess, tenant: Tenant, new_context: Any
+) -> None:
+    sales = tenant.api("POST", "/api/v1/departments", json={"name": "Sales"}).json()["id"]
+    support = tenant.api("POST", "/api/v1/departments", json={"name": "Support"}).json()["id"]
+    assert tenant.api("POST", "/api/v1/queues", json={"name": "Sales queue", "department_id": sales}).status_code == 201
+    agent = tenant.add_agent("Dana", departments=[sales])
+    page = new_context().new_page()
+    sign_in_page(page, kefu_server, tenant, agent)
+    page.click("#status-break")  # on break: new customers wait
+    expect(page.locator("#status-break")).to_have_attribute("aria-pressed", "true")
+    sales_customer = WebsocketPeer(ws_url(kefu_server, "/ws/customer", visitor(kefu_server, tenant.slug)))
+    support_customer = WebsocketPeer(ws_url(kefu_server, "/ws/customer", visitor(kefu_server, tenant.slug)))
+    try:
+        sales_customer.send({"type": "conversation.start", "client_id": "s-1", "department": sales, "topic": "Prices"})
+        sales_customer.wait_for("ack")
+        support_customer.send({"type": "conversation.start", "client_id": "s-2", "department": support})
+        support_customer.wait_for("ack")
+        page.click("#view-queued")
+        rows = page.locator("#conversation-list li.overview")
+        # only the conversation of Dana's department is listed
+        expect(rows).to_have_count(1, timeout=10000)
+        expect(rows.first).to_contain_text("Sales queue")
+        expect(rows.first).to_contain_text("Prices")
+        expect(page.locator("#view-queued")).to_have_text("Queued (1)")
+        # once she takes it, it shows under her departments with her name
+        page.click("#status-online")
+        page.click("#view-offers")
+        page.locator(".offer", has_text="Prices").locator(".accept").click()
+        sales_customer.wait_for("event", kind="assigned")
+        page.click("#view-departments")
+        expect(rows).to_have_count(1, timeout=10000)
+        expect(rows.first).to_contain_text("with Dana")
+    finally:
+        sales_customer.close()
+        support_customer.close()

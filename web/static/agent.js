@@ -14,6 +14,8 @@
       "status.wrap_up": "Wrap-up", "status.reason": "Break reason", "status.capacity": "Load",
       "status.wrap_up_left": "Wrap-up: {seconds} s left", "status.missed_offers": "put on break after missed offers",
       "views.label": "Views", "views.mine": "Mine ({count})", "views.offers": "Offers ({count})",
+      "views.queued": "Queued ({count})", "views.departments": "My departments", "customer.anonymous": "Customer",
+      "overview.waiting": "waiting {minutes} min", "overview.with": "with {agent}", "overview.failed": "Could not load the list: {error}",
       "list.empty": "Nothing here.", "list.unread": "{count} unread",
       "offer.accept": "Accept", "offer.decline": "Decline", "offer.expires": "expires in {seconds} s",
       "chat.none": "No conversation selected", "chat.with": "Conversation with {name}",
@@ -43,6 +45,8 @@
       "status.wrap_up": "话后处理", "status.reason": "小休原因", "status.capacity": "接待量",
       "status.wrap_up_left": "话后处理：剩余 {seconds} 秒", "status.missed_offers": "多次未接，已转为小休",
       "views.label": "视图", "views.mine": "我的会话（{count}）", "views.offers": "待接入（{count}）",
+      "views.queued": "排队中（{count}）", "views.departments": "本部门会话", "customer.anonymous": "访客",
+      "overview.waiting": "已等待 {minutes} 分钟", "overview.with": "接待坐席：{agent}", "overview.failed": "无法加载列表：{error}",
       "list.empty": "暂无。", "list.unread": "{count} 条未读",
       "offer.accept": "接入", "offer.decline": "拒绝", "offer.expires": "{seconds} 秒后过期",
       "chat.none": "未选择会话", "chat.with": "与 {name} 的会话",
@@ -77,6 +81,25 @@
   let wrapUpEnds = 0;
   let desiredStatus = null;     // what the agent chose; said again after a reconnect
   let view = "mine";
+  // Read-only lists from GET /api/v1/conversations: what waits, and everything open in my departments.
+  const overview = {queued: [], departments: []};
+  let overviewLoading = false;
+
+  async function refreshOverview() {
+    if (!me || overviewLoading || (view !== "queued" && view !== "departments")) return;
+    overviewLoading = true;
+    const wanted = view;
+    try {
+      const body = await api("GET", "/api/v1/conversations?view=" + wanted);
+      overview[wanted] = body.conversations;
+      if (wanted === "departments") overview.queued = body.conversations.filter((c) => c.status === "queued" || c.status === "offered");
+    } catch (error) {
+      showError(t("overview.failed", {error: error.message}));
+    } finally {
+      overviewLoading = false;
+    }
+    scheduleRender();
+  }
   let selected = null;
   const conversations = new Map(); // id -> conversation
   const offers = new Map();        // offer id -> offer frame + expiresAt
@@ -363,8 +386,24 @@
     $("view-offers").textContent = t("views.offers", {count: offers.size});
     $("view-mine").setAttribute("aria-pressed", String(view === "mine"));
     $("view-offers").setAttribute("aria-pressed", String(view === "offers"));
+    $("view-queued").textContent = t("views.queued", {count: overview.queued.length});
+    $("view-departments").textContent = t("views.departments");
+    $("view-queued").setAttribute("aria-pressed", String(view === "queued"));
+    $("view-departments").setAttribute("aria-pressed", String(view === "departments"));
     const wanted = [];
-    if (view === "mine") {
+    if (view === "queued" || view === "departments") {
+      const now = Date.now();
+      for (const item of overview[view]) {
+        const minutes = Math.max(0, Math.floor((now - Date.parse(item.created_at)) / 60000));
+        const details = [item.queue_name || item.department_name, item.topic,
+          item.agent_name ? t("overview.with", {agent: item.agent_name}) : t("overview.waiting", {minutes})];
+        const signature = [Kefu.language(), item.status, item.agent_name, minutes].join("|");
+        wanted.push(keyed("v:" + view + ":" + item.id, signature, () => el("li", {class: "overview", "data-conversation": item.id},
+          el("strong", {}, item.customer_name || t("customer.anonymous")),
+          el("span", {class: "meta"}, details.filter(Boolean).join(" · ")))));
+      }
+      if (!overview[view].length) wanted.push(keyed("empty", Kefu.language(), () => el("li", {class: "empty"}, t("list.empty"))));
+    } else if (view === "mine") {
       for (const conv of mine) {
         const signature = [Kefu.language(), customerName(conv), conv.state, conv.unread, selected === conv.id].join("|");
         wanted.push(keyed("c:" + conv.id, signature, () => el("li", {},
@@ -401,6 +440,10 @@
     }
     for (const key of listNodes.keys()) {
       if (key === "empty") continue;
+      if (key.startsWith("v:")) {
+        if (!wanted.some((node) => listNodes.get(key) && listNodes.get(key).li === node)) listNodes.delete(key);
+        continue;
+      }
       const id = key.slice(2);
       if (key.startsWith("o:") ? !offers.has(id) : !conversations.has(id)) listNodes.delete(key);
     }
@@ -637,7 +680,10 @@
         if (conn) conn.sendRaw(frame);
       });
     }
-    for (const button of document.querySelectorAll("[data-view]")) button.addEventListener("click", () => { view = button.dataset.view; render(); });
+    for (const button of document.querySelectorAll("[data-view]")) {
+      button.addEventListener("click", () => { view = button.dataset.view; render(); refreshOverview(); });
+    }
+    setInterval(refreshOverview, 5000);
     const textarea = $("composer-text");
     textarea.addEventListener("input", () => {
       if (!selected) return;
