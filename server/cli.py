@@ -1,4 +1,4 @@
-"""The `kefu` command: serve, migrate, account create, chat."""
+"""The `kefu` command: serve, migrate, account create, backup, restore, chat."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import trio
 import trio_asyncio
 
 from kefu.actors.supervisor import ChildStartError
-from kefu.server import console
+from kefu.server import backup, console
 from kefu.server.accounts import AccountError, create_account, generate_password
 from kefu.server.config import Config, ConfigError, load_config
 from kefu.server.database import Database, DatabaseUnavailable, DurabilityOff, MigrationError, resolve_dsn
@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
         help="read the admin password from standard input (otherwise asked, or generated when there is no terminal)",
     )
     create.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+    dump = commands.add_parser("backup", help="write a backup of the database (pg_dump, custom format)")
+    dump.add_argument("--output", type=Path, help="the file to write (default: <data_dir>/backups/kefu-<time>.dump)")
+    dump.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+
+    load = commands.add_parser("restore", help="replace the database's contents with a backup (stop kefu first)")
+    load.add_argument("file", type=Path, help="a file written by `kefu backup`")
+    load.add_argument("--yes", action="store_true", help="really replace everything in the database")
+    load.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+
     console.add_arguments(commands)
     return parser
 
@@ -76,6 +85,21 @@ def main(argv: list[str] | None = None) -> int:
             return trio.run(_migrate, config)
         if args.command == "account" and args.account_command == "create":
             return _account_create(config, args)
+        if args.command == "backup":
+            written = backup.backup(resolve_dsn(config), args.output or backup.default_backup_path(config.data_dir))
+            print(f"kefu: backup written to {written}")
+            return 0
+        if args.command == "restore":
+            if not args.yes:
+                print(
+                    f"kefu: this replaces everything in the database with {args.file}; stop kefu, then run again"
+                    " with --yes",
+                    file=sys.stderr,
+                )
+                return 2
+            backup.restore(resolve_dsn(config), args.file)
+            print(f"kefu: restored {args.file}; start kefu again")
+            return 0
     except BaseException as error:
         # Errors raised inside trio nurseries (trio-asyncio's loop among them) arrive wrapped
         # in exception groups; a user should see one line saying what is wrong, not a traceback.
@@ -107,7 +131,7 @@ def _leaves(error: BaseException) -> Iterator[BaseException]:
 
 def _explain(error: BaseException, config: Config) -> str | None:
     """A one-line explanation of an expected failure, or None for a bug (shown with its traceback)."""
-    if isinstance(error, DurabilityOff | MigrationError):
+    if isinstance(error, DurabilityOff | MigrationError | backup.BackupError):
         return str(error)
     if isinstance(error, OSError) and error.errno in _LISTEN_ERRNOS:
         return f"cannot listen on {config.host}:{config.port}: {error.strerror or error}"
