@@ -72,6 +72,10 @@ class Config:
     """Largest attachment accepted by POST /api/v1/attachments."""
     upload_content_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_CONTENT_TYPES))
     """Allowed upload content types, each mapped to its kind (image, voice, video or file)."""
+    tls_certfile: str = ""
+    """PEM certificate chain: with `tls_keyfile`, kefu serves HTTPS and WSS only (empty: plain HTTP)."""
+    tls_keyfile: str = ""
+    """PEM private key of `tls_certfile`."""
     wrap_up_seconds: float = 30
     """After-contact work an agent gets after a conversation ends, before it closes by itself."""
     max_missed_offers: int = 3
@@ -210,6 +214,12 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"setting 'upload_content_types': {content_type!r} is not a content type")
     if config.session_ttl_hours <= 0:
         raise ConfigError("setting 'session_ttl_hours' must be positive")
+    if bool(config.tls_certfile) != bool(config.tls_keyfile):
+        raise ConfigError("settings 'tls_certfile' and 'tls_keyfile' go together: set both or neither")
+    for name in ("tls_certfile", "tls_keyfile"):
+        value = getattr(config, name)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"setting {name!r}: no file at {value}")
     if config.wrap_up_seconds < 0:
         raise ConfigError("setting 'wrap_up_seconds' must not be negative")
     if config.shutdown_grace < 0:

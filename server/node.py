@@ -144,6 +144,10 @@ class Node:
         hc.bind = [bind_address(self.config.host, self.config.port)]
         hc.graceful_timeout = self.config.shutdown_grace
         hc.websocket_max_message_size = self.config.max_frame_bytes
+        if self.config.tls_certfile:
+            # TLS only: hypercorn serves HTTPS and WSS on the bound address (TLS 1.2 and newer).
+            hc.certfile = self.config.tls_certfile
+            hc.keyfile = self.config.tls_keyfile
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
 
