@@ -72,6 +72,10 @@ class Config:
     """Largest attachment accepted by POST /api/v1/attachments."""
     upload_content_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_CONTENT_TYPES))
     """Allowed upload content types, each mapped to its kind (image, voice, video or file)."""
+    widget_origins: str = "*"
+    """Comma-separated origins (https://shop.example) whose pages may open /ws/customer; * for any."""
+    staff_origins: str = ""
+    """Comma-separated extra origins that may open /ws/agent; kefu's own pages always may."""
     tls_certfile: str = ""
     """PEM certificate chain: with `tls_keyfile`, kefu serves HTTPS and WSS only (empty: plain HTTP)."""
     tls_keyfile: str = ""

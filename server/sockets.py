@@ -175,6 +175,19 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         await websocket.accept()
         await websocket.close(CLOSE_POLICY, reason)
 
+    staff_origins = {origin.strip().rstrip("/") for origin in config.staff_origins.split(",") if origin.strip()}
+    widget_origins = {origin.strip().rstrip("/") for origin in config.widget_origins.split(",") if origin.strip()}
+
+    def origin_allowed(allowed: set[str]) -> bool:
+        """Browsers send Origin; other clients (apps, the load test) do not and are let through.
+        kefu's own pages (same scheme, host and port) are always allowed."""
+        origin = websocket.headers.get("Origin")
+        if origin is None or "*" in allowed:
+            return True
+        origin = origin.rstrip("/")
+        own = f"{'https' if websocket.scheme in ('wss', 'https') else 'http'}://{websocket.headers.get('Host', '')}"
+        return origin == own or origin in allowed
+
     async def pump(connection: Connection, on_frame: Any, decode: Any) -> None:
         """Run one connection: the writer drains the buffer, the reader feeds `on_frame`."""
 
@@ -283,6 +296,9 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
     @app.websocket("/ws/customer")
     async def customer_socket() -> None:
+        if not origin_allowed(widget_origins):
+            await refuse("this site may not open the chat (widget_origins)")
+            return
         token = websocket.args.get("token", "")
         try:
             visitor = await authenticate_visitor(node.database, token)
@@ -357,6 +373,9 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
     @app.websocket("/ws/agent")
     async def agent_socket() -> None:
+        if not origin_allowed(staff_origins):
+            await refuse("the workbench may only be opened from kefu's own pages (staff_origins)")
+            return
         token = websocket.args.get("token", "")
         try:
             user = await auth.authenticate(node.database, token)

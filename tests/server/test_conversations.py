@@ -7,7 +7,9 @@ from pathlib import Path
 from uuid import UUID
 
 import trio
+from trio_websocket import ConnectionClosed
 
+from kefu.protocol import decode_server_frame
 from kefu.protocol.agent import AcceptOffer, AddNote, SetStatus
 from kefu.protocol.common import Resume, SendMessage, SetTyping
 from kefu.protocol.customer import CloseConversation, StartConversation
@@ -379,4 +381,36 @@ async def test_a_restart_recovers_waiting_and_assigned_conversations(database_ds
             await agent.send(AcceptOffer(offer.offer_id))
             await waiting.send(Resume(queued, 0))
             await waiting.wait_for("event", kind="assigned", conversation_id=queued)
+        nursery.cancel_scope.cancel()
+
+
+async def test_browser_origins_are_checked_on_the_handshake(database_dsn: str, tmp_path: Path) -> None:
+    from trio_websocket import open_websocket_url
+
+    async with (
+        live_center(database_dsn, tmp_path, widget_origins="https://shop.example") as center,
+        trio.open_nursery() as nursery,
+    ):
+        anna = await center.add_agent("Anna")
+        visitor = await center.add_visitor()
+        own = center.ws_base.replace("ws://", "http://")
+
+        async def first_frame(path: str, token: str, origin: str | None) -> object:
+            headers = [("Origin", origin)] if origin else []
+            async with open_websocket_url(f"{center.ws_base}{path}?token={token}", extra_headers=headers) as ws:
+                try:
+                    return decode_server_frame(await ws.get_message()).TYPE
+                except ConnectionClosed as closed:
+                    return closed.reason.code
+                finally:
+                    await trio.aclose_forcefully(ws._stream)  # see tests.server.live.connect
+
+        # the workbench only from kefu's own pages (or from clients that send no Origin)
+        assert await first_frame("/ws/agent", anna.token, own) == "welcome"
+        assert await first_frame("/ws/agent", anna.token, None) == "welcome"
+        assert await first_frame("/ws/agent", anna.token, "https://evil.example") == 1008
+        # the widget from the configured shop, kefu's own demo page, and nowhere else
+        assert await first_frame("/ws/customer", visitor.token, "https://shop.example") == "welcome"
+        assert await first_frame("/ws/customer", visitor.token, own) == "welcome"
+        assert await first_frame("/ws/customer", visitor.token, "https://evil.example") == 1008
         nursery.cancel_scope.cancel()
