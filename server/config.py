@@ -72,6 +72,10 @@ class Config:
     """Largest attachment accepted by POST /api/v1/attachments."""
     upload_content_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_CONTENT_TYPES))
     """Allowed upload content types, each mapped to its kind (image, voice, video or file)."""
+    max_frames_per_second: int = 20
+    """Frames one websocket may send per second on average (bursts of twice as many); more get `rate_limited`."""
+    max_connections_per_address: int = 1000
+    """Open websockets from one client address; more are closed with 1013 (try again later)."""
     widget_origins: str = "*"
     """Comma-separated origins (https://shop.example) whose pages may open /ws/customer; * for any."""
     staff_origins: str = ""
@@ -203,6 +207,8 @@ def _validate(config: Config) -> None:
         "max_missed_offers",
         "heartbeat_seconds",
         "send_buffer_frames",
+        "max_frames_per_second",
+        "max_connections_per_address",
     ):
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+import orjson
 import trio
 from quart import websocket
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kefu.sockets")
 
 CLOSE_GOING_AWAY = 1001
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY = 1008
 CLOSE_INTERNAL = 1011
 CLOSE_SLOW_CONSUMER = 4001
@@ -120,6 +122,15 @@ def _error(code: str, message: str, *, ref: str | None = None, retryable: bool =
     return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
 
 
+def _client_id_of(raw: str) -> str | None:
+    """The client_id of a frame that is refused unread (rate limit), when one is easy to see."""
+    try:
+        value = orjson.loads(raw).get("client_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID_CHARS else None
+
+
 def _uuid(value: str | None) -> UUID | None:
     if value is None:
         return None
@@ -178,6 +189,19 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
     staff_origins = {origin.strip().rstrip("/") for origin in config.staff_origins.split(",") if origin.strip()}
     widget_origins = {origin.strip().rstrip("/") for origin in config.widget_origins.split(",") if origin.strip()}
 
+    connections_by_address: dict[str, int] = defaultdict(int)
+
+    def client_address() -> str:
+        remote = websocket.scope.get("client") or ("unknown", 0)
+        return str(remote[0])
+
+    async def over_connection_limit() -> bool:
+        if connections_by_address[client_address()] >= config.max_connections_per_address:
+            await websocket.accept()
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "too many connections from this address")
+            return True
+        return False
+
     def origin_allowed(allowed: set[str]) -> bool:
         """Browsers send Origin; other clients (apps, the load test) do not and are let through.
         kefu's own pages (same scheme, host and port) are always allowed."""
@@ -189,6 +213,17 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         return origin == own or origin in allowed
 
     async def pump(connection: Connection, on_frame: Any, decode: Any) -> None:
+        """Run one connection (counted against its address's limit) until it closes."""
+        address = client_address()
+        connections_by_address[address] += 1
+        try:
+            await _pump(connection, on_frame, decode)
+        finally:
+            connections_by_address[address] -= 1
+            if connections_by_address[address] <= 0:
+                del connections_by_address[address]
+
+    async def _pump(connection: Connection, on_frame: Any, decode: Any) -> None:
         """Run one connection: the writer drains the buffer, the reader feeds `on_frame`."""
 
         async def writer() -> None:
@@ -201,6 +236,10 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
         async def reader() -> None:
             invalid = 0
+            # Token bucket: `max_frames_per_second` on average, bursts of twice as many.
+            rate = float(config.max_frames_per_second)
+            tokens = burst = 2 * rate
+            refilled = trio.current_time()
             while True:
                 with trio.move_on_after(idle_seconds) as idle:
                     raw = await websocket.receive()
@@ -210,6 +249,14 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                 if isinstance(raw, bytes):
                     connection.close(1003, "binary messages are not accepted")
                     return
+                now = trio.current_time()
+                tokens = min(burst, tokens + (now - refilled) * rate)
+                refilled = now
+                if tokens < 1:
+                    ref = _client_id_of(raw)
+                    connection.send(_error("rate_limited", "too many frames: slow down", ref=ref, retryable=True))
+                    continue
+                tokens -= 1
                 try:
                     frame = decode(raw, max_bytes=config.max_frame_bytes)
                 except RemoteProtocolError as error:
@@ -296,6 +343,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
     @app.websocket("/ws/customer")
     async def customer_socket() -> None:
+        if await over_connection_limit():
+            return
         if not origin_allowed(widget_origins):
             await refuse("this site may not open the chat (widget_origins)")
             return
@@ -373,6 +422,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
     @app.websocket("/ws/agent")
     async def agent_socket() -> None:
+        if await over_connection_limit():
+            return
         if not origin_allowed(staff_origins):
             await refuse("the workbench may only be opened from kefu's own pages (staff_origins)")
             return

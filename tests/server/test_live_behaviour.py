@@ -80,7 +80,8 @@ async def test_signing_out_closes_the_agents_sockets(database_dsn: str, tmp_path
 
 async def test_a_slow_consumer_is_cut_off_and_resumes_without_loss(database_dsn: str, tmp_path: Path) -> None:
     async with (
-        live_center(database_dsn, tmp_path, send_buffer_frames=32) as center,
+        # the agent writes far faster than a person; the rate limit is not what this tests
+        live_center(database_dsn, tmp_path, send_buffer_frames=32, max_frames_per_second=10_000) as center,
         trio.open_nursery() as nursery,
         AsyncExitStack() as stack,
     ):
@@ -140,7 +141,7 @@ async def test_supervisors_get_live_statistics_every_second(database_dsn: str, t
 async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_path: Path) -> None:
     customers_count, agents_count, messages_each = 24, 4, 8
     async with (
-        live_center(database_dsn, tmp_path) as center,
+        live_center(database_dsn, tmp_path, max_frames_per_second=10_000) as center,
         trio.open_nursery() as nursery,
         AsyncExitStack() as stack,
     ):
@@ -205,4 +206,52 @@ async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_pat
         assert len(rows) == customers_count
         for row in rows:
             assert row["seqs"] == list(range(1, len(row["seqs"]) + 1))
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_flooding_connection_is_rate_limited_and_others_are_not(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path, max_frames_per_second=5) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna")
+        agent = await _online(stack, nursery, center, anna)
+        customer, conversation, _ = await _assigned(stack, nursery, center, agent)
+        calm, calm_conversation, _ = await _assigned(stack, nursery, center, agent)
+        for number in range(40):  # far over 5/s with a burst of 10
+            await customer.send(SendMessage(f"f-{number}", conversation, "text", text=f"flood {number}"))
+        refused = (await customer.wait_for("error", code="rate_limited"))[0]
+        assert refused.retryable and refused.ref is not None
+        # the well-behaved customer on the same server is not affected
+        await calm.send(SendMessage("calm-1", calm_conversation, "text", text="hello"))
+        await calm.wait_for("ack", client_id="calm-1")
+        assert not calm.of("error")
+        # what was let through was stored once each, in order; a refused frame changed nothing
+        await trio.sleep(0.5)
+        stored = [e.text for e in agent.events(conversation) if e.kind == "message"]
+        assert stored == sorted(stored, key=lambda text: int(text.split()[1]))
+        assert len(stored) + len(customer.of("error", code="rate_limited")) == 40
+        nursery.cancel_scope.cancel()
+
+
+async def test_connections_per_address_are_capped(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path, max_connections_per_address=2) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        visitor = await center.add_visitor()
+        url = f"{center.ws_base}/ws/customer?token={visitor.token}"
+        first = await stack.enter_async_context(connect(nursery, url))
+        second = await stack.enter_async_context(connect(nursery, url))
+        await first.wait_for("welcome")
+        await second.wait_for("welcome")
+        third = await stack.enter_async_context(connect(nursery, url))
+        assert await third.wait_closed() == 1013
+        await first.ws.aclose()  # one leaves: there is room again
+        await first.wait_closed()
+        await trio.sleep(0.5)  # the server notices the close
+        fourth = await stack.enter_async_context(connect(nursery, url))
+        await fourth.wait_for("welcome")
         nursery.cancel_scope.cancel()
