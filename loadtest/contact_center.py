@@ -839,10 +839,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         check_target(config.url, config.allow_hosts)
-    except RefusedTarget as e:
+        result = trio.run(run_load, config)
+    except ValueError as e:  # RefusedTarget, or a setting out of bounds
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = trio.run(run_load, config)
     summary = {k: v for k, v in result.to_json().items() if k != "timeline"}
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     if args.json:

@@ -67,3 +67,6 @@ def test_non_loopback_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None
     args = ["--url", "http://192.0.2.10", "--account", "a", "--admin-email", "e", "--admin-password", "p"]
     assert main(args) == 2
     assert "refusing" in capsys.readouterr().err
+    args = ["--url", "http://127.0.0.1:9", "--account", "a", "--admin-email", "e", "--admin-password", "p"]
+    assert main([*args, "--duration", "3601"]) == 2
+    assert "--duration" in capsys.readouterr().err
