@@ -51,21 +51,12 @@ class Agent(Actor[Any]):
         self.held: set[UUID] = set()
         self.wrap_up = handle.wrap_up
         self.tokens: dict[Outbox, bytes | None] = {}
-        self._finished = trio.Event()
         self._last_update: tuple[Any, ...] | None = None
 
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.started()
         task_status.started(self.ref)
-        async with trio.open_nursery() as nursery:
-
-            async def relay_stop() -> None:
-                await stop_requested.wait()
-                self._finished.set()
-
-            nursery.start_soon(relay_stop)
-            await self.message_loop(self._finished)
-            nursery.cancel_scope.cancel()
+        await self.message_loop(stop_requested)
         if not stop_requested.is_set():
             self.center.agent_ended(self.agent_id)
             await self.center.tell_dispatcher(m.AgentLeft(self.account_id, self.agent_id))
@@ -217,4 +208,4 @@ class Agent(Actor[Any]):
 
     def _maybe_stop(self) -> None:
         if self.status == "offline" and not self.held and not any(not c.closed for c in self.shared.connections):
-            self._finished.set()
+            self.finish()

@@ -114,31 +114,43 @@ class ContactCenter:
 
     async def ensure_session(self, account_id: UUID, conversation_id: UUID) -> SessionHandle:
         """The running session of a conversation, started (and rebuilt from the store) if needed."""
+        running = self.sessions.get(conversation_id)
+        if running is not None:
+            return running
+        factory = self.session_factory
+        assert factory is not None, "the node sets session_factory"
+        handle = SessionHandle(
+            account_id, conversation_id, Mailbox(f"session:{conversation_id}", SESSION_MAILBOX_CAPACITY)
+        )
+        return await self._ensure(self.sessions, conversation_id, handle, factory, self._session_supervisor)
+
+    async def _ensure(
+        self, table: dict[UUID, Any], key: UUID, handle: Any, factory: Callable[[Any], Actor[Any]], supervisor: Any
+    ) -> Any:
+        """The running actor of `key` in `table`, or `handle`'s, started now under `supervisor`.
+
+        Concurrent callers for the same key wait for the one start instead of starting two.
+        """
         while True:
-            handle = self.sessions.get(conversation_id)
-            if handle is not None:
-                return handle
-            starting = self._starting.get(conversation_id)
+            running = table.get(key)
+            if running is not None:
+                return running
+            starting = self._starting.get(key)
             if starting is None:
                 break
             await starting.wait()
-        starting = self._starting[conversation_id] = trio.Event()
+        starting = self._starting[key] = trio.Event()
         try:
-            handle = SessionHandle(
-                account_id, conversation_id, Mailbox(f"session:{conversation_id}", SESSION_MAILBOX_CAPACITY)
-            )
-            factory = self.session_factory
-            assert factory is not None, "the node sets session_factory"
             spec = actor_child(lambda _mailbox: factory(handle), handle.mailbox, restart=Restart.TRANSIENT)
-            self.sessions[conversation_id] = handle
+            table[key] = handle
             try:
-                await self._session_supervisor.start_child(spec)
+                await supervisor.start_child(spec)
             except BaseException:
-                self.sessions.pop(conversation_id, None)
+                table.pop(key, None)
                 raise
             return handle
         finally:
-            del self._starting[conversation_id]
+            del self._starting[key]
             starting.set()
 
     def session_ended(self, conversation_id: UUID) -> None:
@@ -150,30 +162,13 @@ class ContactCenter:
         return self.agents.get(agent_id)
 
     async def ensure_agent(self, account_id: UUID, agent_id: UUID) -> AgentHandle:
-        while True:
-            handle = self.agents.get(agent_id)
-            if handle is not None:
-                return handle
-            starting = self._starting.get(agent_id)
-            if starting is None:
-                break
-            await starting.wait()
-        starting = self._starting[agent_id] = trio.Event()
-        try:
-            handle = AgentHandle(account_id, agent_id, Mailbox(f"agent:{agent_id}", AGENT_MAILBOX_CAPACITY))
-            factory = self.agent_factory
-            assert factory is not None, "the node sets agent_factory"
-            spec = actor_child(lambda _mailbox: factory(handle), handle.mailbox, restart=Restart.TRANSIENT)
-            self.agents[agent_id] = handle
-            try:
-                await self._agent_supervisor.start_child(spec)
-            except BaseException:
-                self.agents.pop(agent_id, None)
-                raise
-            return handle
-        finally:
-            del self._starting[agent_id]
-            starting.set()
+        running = self.agents.get(agent_id)
+        if running is not None:
+            return running
+        factory = self.agent_factory
+        assert factory is not None, "the node sets agent_factory"
+        handle = AgentHandle(account_id, agent_id, Mailbox(f"agent:{agent_id}", AGENT_MAILBOX_CAPACITY))
+        return await self._ensure(self.agents, agent_id, handle, factory, self._agent_supervisor)
 
     def agent_ended(self, agent_id: UUID) -> None:
         self.agents.pop(agent_id, None)

@@ -294,6 +294,15 @@ class Actor(Generic[M]):
 
     def __init__(self, mailbox: Mailbox[M]) -> None:
         self.mailbox = mailbox
+        self._finishing = False
+        self._receive_scopes: list[trio.CancelScope] = []
+
+    def finish(self) -> None:
+        """End this incarnation after the message being handled: a normal exit, not a crash
+        (a transient child that finishes is not restarted)."""
+        self._finishing = True
+        for scope in self._receive_scopes:
+            scope.cancel()
 
     @property
     def ref(self) -> ActorRef[M]:
@@ -322,7 +331,7 @@ class Actor(Generic[M]):
         mailbox = self.mailbox
         crash: BaseException | None = None
         async with trio.open_nursery() as nursery:
-            receive_scope: list[trio.CancelScope] = []
+            receive_scope = self._receive_scopes
 
             async def cancel_receive_on_stop() -> None:
                 await stop_requested.wait()
@@ -342,7 +351,7 @@ class Actor(Generic[M]):
                 else:
                     handled_since_yield += 1
                     await trio.lowlevel.checkpoint_if_cancelled()
-                if stop_requested.is_set():
+                if stop_requested.is_set() or self._finishing:
                     break
                 try:
                     message = mailbox.receive_nowait()

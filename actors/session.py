@@ -135,7 +135,6 @@ class CustomerSession(Actor[Any]):
         self.told_no_agents = False
         self.last_position: tuple[int, int | None] | None = None
         self.closed_at: datetime | None = None
-        self._finished = trio.Event()
 
     # -- life ----------------------------------------------------------------------------
 
@@ -143,15 +142,7 @@ class CustomerSession(Actor[Any]):
         try:
             await self.started()
             task_status.started(self.ref)
-            async with trio.open_nursery() as nursery:
-
-                async def relay_stop() -> None:
-                    await stop_requested.wait()
-                    self._finished.set()
-
-                nursery.start_soon(relay_stop)
-                await self.message_loop(self._finished)
-                nursery.cancel_scope.cancel()
+            await self.message_loop(stop_requested)
         finally:
             if self.wrap_up_timer is not None:
                 self.wrap_up_timer.cancel()
@@ -337,7 +328,7 @@ class CustomerSession(Actor[Any]):
                 await self._retry_later(message, self._finish_wrap_up)
         elif isinstance(message, m.IdleStop):
             if self.state.is_closed:
-                self._finished.set()
+                self.finish()
         elif isinstance(message, m.InjectCrash):
             raise RuntimeError("injected crash")
         else:
