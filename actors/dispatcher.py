@@ -291,7 +291,7 @@ class Dispatcher(Actor[Any]):
         entry.available = message.available
         router.set_available(profile.agent_id, message.available, now)
         if not message.available:
-            # Away, on break, in wrap-up or disconnected: its offers go to someone else now,
+            # Away, on break or disconnected: its offers go to someone else now,
             # and are not counted as missed.
             for offer in [offer for offer in self.offers.values() if offer.agent_id == profile.agent_id]:
                 self._lapse(offer, "cancelled", missed=False)
