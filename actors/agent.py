@@ -21,9 +21,9 @@ Rules
    meanwhile, and one with capacity 3 can take two more chats while it writes its notes.
    (Making the whole agent unavailable instead would also withdraw every offer pending to
    it each time one of its chats ended.)
-3. Sign-out closes the sockets of that session, and a role change all of the agent's
-   (close code 1008); a department change only reloads the profile (routing and the
-   REST checks read departments live, so nothing needs to reconnect).
+3. Sign-out closes the sockets of that session, disabling and a role change (which
+   revoke every session) all of the agent's (close code 1008); a department change only
+   reloads the profile (the access checks read departments live, so nothing reconnects).
 4. The actor stops when the agent is offline with no connection and nothing held.
 """
 
@@ -183,16 +183,6 @@ class Agent(Actor[Any]):
             await self._publish()
             self._maybe_stop()
         elif isinstance(message, m.ProfileChanged):
-            profile = await self.center.storage.agent_profile(self.agent_id)
-            if profile is not None:
-                self.profile = profile
-            await self._publish()
-        elif isinstance(message, m.AccessChanged):
-            # The role is fixed per socket on the handshake: reconnecting picks up the new one.
-            for connection in list(self.shared.connections):
-                connection.close(CLOSE_POLICY, message.reason)
-                self.shared.connections.discard(connection)
-                self.tokens.pop(connection, None)
             profile = await self.center.storage.agent_profile(self.agent_id)
             if profile is not None:
                 self.profile = profile

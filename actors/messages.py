@@ -269,13 +269,6 @@ class ProfileChanged:
 
 
 @dataclass(frozen=True, slots=True)
-class AccessChanged:
-    """The agent's role changed: its sockets close (1008) and reconnect with the new role."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class Denied:
     """The dispatcher refused one of this agent's frames: the Agent actor writes the audit record
     (the dispatcher never waits for storage)."""

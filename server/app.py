@@ -253,11 +253,9 @@ def create_app(node: Node) -> QuartTrio:
             audit=audit_and_keep,
         )
         changed = directory.parse_id(agent_id, "agent")
-        if agent.get("disabled"):
+        if agent.get("disabled") or "role" in recorded:
+            # Their sessions were revoked (a socket carries the role of its handshake): close the sockets.
             node.signed_out(changed, None)
-        elif "role" in recorded:
-            # Sockets carry the role of their handshake: close them, the client reconnects with the new one.
-            node.access_changed(changed, "your role changed: reconnect")
         else:
             # Departments are read live by every check; routing reloads the profile.
             node.agent_changed(changed)

@@ -383,6 +383,7 @@ async def update_agent(
 
     Only the fields present change; `departments` and `skills` replace the whole list. An
     admin cannot disable or demote themself (so an account never loses its last admin that way).
+    Disabling and a role change revoke the user's sessions: it signs in again, with the new role.
     """
     body = _object(body)
     known = {"display_name", "role", "max_concurrent_conversations", "disabled", "departments", "skills"}
@@ -428,7 +429,9 @@ async def update_agent(
                 capacity,
                 disabled,
             )
-            if disabled:
+            role_changes = role is not None and role != before["role"]
+            if disabled or role_changes:
+                # A new role means signing in again: the sessions (and their sockets) end.
                 await conn.execute(
                     """UPDATE user_sessions SET revoked_at = now()
                        WHERE account_id = $1 AND user_id = $2 AND revoked_at IS NULL""",

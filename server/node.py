@@ -194,16 +194,6 @@ class Node:
             except MailboxFull:
                 log.warning("agent busy: profile change not applied", extra={"agent_id": str(agent_id)})
 
-    def access_changed(self, agent_id: UUID, reason: str) -> None:
-        """An agent's role changed: close its sockets (1008) so they reconnect with the new role."""
-        handle = self.center.agent(agent_id)
-        if handle is not None:
-            try:
-                handle.ref.tell_nowait(m.AccessChanged(reason))
-            except MailboxFull:
-                for connection in list(handle.connections):
-                    connection.close(1008, reason)
-
     def signed_out(self, agent_id: UUID, session_token_hash: bytes | None) -> None:
         """A session was revoked (None: every session of the agent): close its sockets."""
         handle = self.center.agent(agent_id)
