@@ -261,14 +261,20 @@ class PostgresConversations:
         return _access(record)
 
     async def attachment_access(self, account_id: UUID, user_id: UUID, role: str, attachment_id: UUID) -> Access:
-        """A staff upload is readable by its uploader and by who may read a conversation it was sent in."""
+        """An attachment is readable by its uploader, by who may read a conversation it was sent in,
+        and, for a customer's upload, by who may read that customer (see `customer_access`)."""
         record = await self.database.fetchrow(
             "SELECT a.account_id = $1 AS same_account,"
             " ($3 OR (a.uploader_role <> 'customer' AND a.uploader_id = $2)"
             "  OR EXISTS (SELECT 1 FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id"
             "   LEFT JOIN queues q ON q.id = c.queue_id"
             "   WHERE c.account_id = a.account_id AND e.kind = 'message' AND e.body->>'attachment_id' = a.id::text"
-            "   AND " + _MAY_READ + ")) AS allowed"
+            "   AND " + _MAY_READ + ")"
+            "  OR (a.uploader_role = 'customer'"
+            "   AND (NOT EXISTS (SELECT 1 FROM conversations c WHERE c.customer_id = a.uploader_id)"
+            "    OR EXISTS (SELECT 1 FROM conversations c LEFT JOIN queues q ON q.id = c.queue_id"
+            "     WHERE c.account_id = a.account_id AND c.customer_id = a.uploader_id AND " + _MAY_READ + ")))"
+            " ) AS allowed"
             " FROM attachments a WHERE a.id = $4",
             account_id,
             user_id,
