@@ -21,7 +21,9 @@ Rules
    meanwhile, and one with capacity 3 can take two more chats while it writes its notes.
    (Making the whole agent unavailable instead would also withdraw every offer pending to
    it each time one of its chats ended.)
-3. Sign-out closes the sockets of that session (close code 1008).
+3. Sign-out closes the sockets of that session, disabling and a role change (which
+   revoke every session) all of the agent's (close code 1008); a department change only
+   reloads the profile (the access checks read departments live, so nothing reconnects).
 4. The actor stops when the agent is offline with no connection and nothing held.
 """
 
@@ -185,6 +187,12 @@ class Agent(Actor[Any]):
             if profile is not None:
                 self.profile = profile
             await self._publish()
+        elif isinstance(message, m.Denied):
+            profile = self.profile
+            role = profile.role if profile is not None else "agent"
+            await self.center.audit_denial(
+                self.account_id, role, self.agent_id, message.action, message.target_id, target_type=message.target_type
+            )
         elif isinstance(message, m.InjectCrash):
             raise RuntimeError("injected crash")
 

@@ -9,7 +9,9 @@ connection drains it onto the socket.
 
 Rules
 -----
-1. A missing or bad token closes the socket with 1008 before anything else is sent.
+1. A missing or bad token closes the socket with 1008 before anything else is sent; an
+   agent's socket is closed with 1008 when its session token expires (sign-out, disabling
+   and a role change close it through the Agent actor).
 2. A frame the protocol refuses is answered with an `error` frame (and, for the errors
    that carry one, a close code); it never reaches an actor.
 3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
@@ -511,8 +513,18 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                     connection, frame, m.AgentInput(connection, user.user_id, user.display_name, user.role, frame)
                 )
 
+        async def expire() -> None:
+            # The session token's end ends the socket too; sign-out, disabling and a role change
+            # close it earlier through the Agent actor.
+            await trio.sleep(max(0.0, (user.expires_at - datetime.now(UTC)).total_seconds()))
+            connection.send(_error("session_expired", "your session expired: sign in again"))
+            connection.close(CLOSE_POLICY, "session expired")
+
         try:
-            await pump(connection, on_frame, decode_agent_frame)
+            async with trio.open_nursery() as guard:
+                guard.start_soon(expire)
+                await pump(connection, on_frame, decode_agent_frame)
+                guard.cancel_scope.cancel()
         finally:
             connection.mark_gone()
             if watching:
