@@ -239,6 +239,12 @@ async def _stop_on_signals(stop: trio.Event, cancel_scope: trio.CancelScope) -> 
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run kefu until SIGINT/SIGTERM (or cancellation); returns after a graceful stop."""
     keys = await trio.to_thread.run_sync(load_data_keys, config.data_key, config.data_dir)
+    if not config.data_key and not config.embedded_database:
+        log.warning(
+            "customers' personal data is encrypted with the key in the data folder, but the database is"
+            " shared: give every node the same key with KEFU_DATA_KEY",
+            extra={"key": keys.source},
+        )
     dsn = await trio.to_thread.run_sync(resolve_dsn, config)
     async with trio_asyncio.open_loop():
         database = await Database.open(dsn, pool_size=config.database_pool_size)
