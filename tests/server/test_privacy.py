@@ -382,3 +382,11 @@ async def test_erasure_waits_for_open_conversations_and_the_cli_erases(database_
                 check=False,
             )
         assert missing.returncode == 1 and "no such customer" in missing.stderr.decode()
+
+
+def test_the_privacy_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from kefu.loadtest.bench_privacy import main
+
+    assert main(["--operations", "2", "--rounds", "1"]) == 0
+    assert "AES-256-GCM encrypt" in capsys.readouterr().out
+    assert main(["--rounds", "0"]) == 2
