@@ -390,3 +390,19 @@ def test_the_privacy_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--operations", "2", "--rounds", "1"]) == 0
     assert "AES-256-GCM encrypt" in capsys.readouterr().out
     assert main(["--rounds", "0"]) == 2
+
+
+async def test_names_stored_in_plaintext_before_0007_are_encrypted_at_start(database_dsn: str, tmp_path: Path) -> None:
+    async with _center(database_dsn, tmp_path) as center:
+        (account,) = await center.fetch("SELECT id FROM accounts WHERE slug = $1", center.slug)
+        (legacy,) = await center.fetch(
+            "INSERT INTO customers (account_id, display_name) VALUES ($1, 'Old Wang') RETURNING id", account["id"]
+        )
+        admin = center.auth(center.admin_token)
+        shown = (await center.http.get(f"/api/v1/customers/{legacy['id']}", headers=admin)).json()
+        assert shown["display_name"] == "Old Wang"  # readable before it is sealed
+        await center.restart()
+        (row,) = await center.fetch("SELECT c::text AS raw, c.* FROM customers c WHERE id = $1", legacy["id"])
+        assert row["display_name"] is None and row["display_name_enc"] is not None and "Wang" not in row["raw"]
+        shown = (await center.http.get(f"/api/v1/customers/{legacy['id']}", headers=admin)).json()
+        assert shown["display_name"] == "Old Wang"
