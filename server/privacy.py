@@ -122,7 +122,8 @@ class DataKeys:
             return self._aead.decrypt(nonce, sealed, self._context(account_id, customer_id, field)).decode()
         except InvalidTag:
             raise DataKeyError(
-                f"cannot decrypt customer {customer_id}'s {field}: {self.source} is not the key it was encrypted with"
+                f"cannot decrypt customer {customer_id}'s {field}: {self.source} is not the key it was encrypted"
+                " with (or the stored value was altered or moved to another row)"
             ) from None
 
     def blind_index(self, account_id: UUID, field: str, normalized: str) -> bytes:
