@@ -48,6 +48,7 @@ from kefu.protocol.agent import AddNote, Transfer
 from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
 from kefu.protocol.conversation import ConversationState, Event, State
 from kefu.protocol.customer import CloseConversation
+from kefu.protocol.masking import mask_text
 from kefu.protocol.server import (
     Ack,
     ConversationEvent,
@@ -689,8 +690,9 @@ class CustomerSession(Actor[Any]):
             channel=row.channel,
             display_name=row.customer_name,
             level=row.customer_level,
-            topic=row.topic,
-            preview=self.preview,
+            topic=None if row.topic is None else mask_text(row.topic),
+            # Agents see the summary before any permission check: numbers and addresses masked.
+            preview=None if self.preview is None else mask_text(self.preview),
         )
 
     async def _enqueue(self) -> None:

@@ -402,7 +402,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             return
         token = websocket.args.get("token", "")
         try:
-            visitor = await authenticate_visitor(node.database, token)
+            visitor = await authenticate_visitor(node.database, token, node.privacy)
         except DatabaseUnavailable:
             await websocket.accept()
             await websocket.close(CLOSE_INTERNAL, "storage is unavailable")

@@ -19,7 +19,7 @@ from kefu.protocol.server import ServerFrame
 from kefu.server.accounts import create_account
 from kefu.server.config import Config
 from kefu.server.node import Node, serve
-from tests.conftest import open_database
+from tests.conftest import TEST_DATA_KEY, open_database
 
 PASSWORD = "correct horse battery"
 AGENT_PASSWORD = "agent password 1"
@@ -171,7 +171,7 @@ async def live_center(database_dsn: str, tmp_path: Path, **settings: Any) -> Asy
         data_dir=tmp_path,
         database_pool_size=6,
         shutdown_grace=1.0,
-        **settings,
+        **{"data_key": TEST_DATA_KEY, **settings},
     )
     async with open_database(database_dsn) as database:
         slug = f"acme-{uuid.uuid4().hex[:8]}"
