@@ -115,3 +115,58 @@ def assert_delivered_once_in_order(rows: list[Any], peers: list[Peer]) -> None:
                 f"duplicates {sorted({s for s in received if received.count(s) > 1})[:5]}, "
                 f"missing {sorted(set(expected) - set(received))[:5]}"
             )
+
+
+async def talk(peer: Peer, count: int, pause: float = 0.005) -> None:
+    """`count` rounds of one message to each of the peer's conversations."""
+    import trio
+
+    for n in range(count):
+        for conversation in peer.conversations:
+            await peer.say(conversation, f"{peer.name}:{conversation[:8]}:{n}")
+        await trio.sleep(pause)
+
+
+async def conversations_in_progress(
+    center: Any, nursery: Any, agents: int, customers: int
+) -> tuple[list[Peer], list[Peer]]:
+    """`agents` online agents and `customers` customers on a `live_center`, each customer in an
+    assigned conversation; every peer runs in `nursery`. Returns (agents, customers)."""
+    import trio
+
+    agent_peers = []
+    for n in range(agents):
+        agent = await center.add_agent(f"Agent {n}", capacity=customers)
+        url = f"{center.ws_base}/ws/agent?token={agent.token}"
+        agent_peers.append(Peer(f"a{n}", "agent", lambda url=url: url, user_id=agent.id))
+    customer_peers = []
+    for n in range(customers):
+        visitor = await center.add_visitor()
+        url = f"{center.ws_base}/ws/customer?token={visitor.token}"
+        customer_peers.append(Peer(f"c{n}", "customer", lambda url=url: url))
+    for peer in agent_peers + customer_peers:
+        nursery.start_soon(peer.run)
+    with trio.fail_after(30):
+        for agent in agent_peers:
+            while not agent.statuses or agent.statuses[-1].status != "online":
+                await agent.changed()
+        for customer in customer_peers:
+            await customer.start_conversation()
+        expected = sorted(c.conversations[0] for c in customer_peers)
+        while sorted(c for a in agent_peers for c in a.received if a.kinds(c, "assigned")) != expected:
+            await trio.sleep(0.01)
+    for agent in agent_peers:
+        agent.conversations = sorted(c for c in agent.received if agent.kinds(c, "assigned"))
+    return agent_peers, customer_peers
+
+
+async def all_delivered(peers: list[Peer], rows: list[Any], timeout: float = 30) -> None:
+    """Wait until every peer has received up to the last stored seq of each of its conversations."""
+    import trio
+
+    last = {r["conversation_id"]: r["seq"] for r in rows}
+    with trio.fail_after(timeout):
+        for peer in peers:
+            for conversation in peer.conversations:
+                while peer.last_seq(conversation) < last[conversation]:
+                    await peer.changed()

@@ -51,6 +51,8 @@ class Peer:
     """'customer' or 'agent'."""
     url: Callable[[], str]
     window: int = 4
+    user_id: str = ""
+    """The agent's id (agents)."""
     """Frames in flight (sent, not yet acked) at most."""
     conversations: list[str] = field(default_factory=list)
     received: dict[str, list[Any]] = field(default_factory=lambda: defaultdict(list))
