@@ -238,3 +238,36 @@ async def test_past_the_root_intensity_the_node_stops(database_dsn: str, tmp_pat
     assert started and took < period, failures
     assert escalations == intensity, failures
     assert [(type(f), getattr(f, "supervisor", None)) for f in failures] == [(SupervisorEscalation, "root")]
+
+
+async def test_a_frame_whose_handling_crashes_the_session_is_answered_and_stored_once_on_retry(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    """A bug met while handling a frame (here: the log moved under the session, as when an
+    earlier incarnation's append committed after it timed out) crashes the session; the sender
+    hears a retryable error instead of silence, and its retry is stored once by the rebuilt session."""
+    async with (
+        live_center(database_dsn, tmp_path, max_frames_per_second=10_000) as center,
+        trio.open_nursery() as nursery,
+    ):
+        _, (customer,) = await conversations_in_progress(center, nursery, 1, 1)
+        conversation = customer.conversations[0]
+        session = center.node.center.session(UUID(conversation))
+        assert session is not None
+        async with open_database(database_dsn) as database:
+            await database.execute(
+                "INSERT INTO conversation_events"
+                " (account_id, conversation_id, seq, kind, sender_role, body, created_at)"
+                " SELECT account_id, conversation_id, max(seq) + 1, 'message', 'system', '{\"text\": \"late\"}', now()"
+                " FROM conversation_events WHERE conversation_id = $1 GROUP BY account_id, conversation_id",
+                UUID(conversation),
+            )
+        client_id = await customer.say(conversation, "hello after the move")
+        await customer.drained(timeout=15)
+        assert session.mailbox.crashes == 1
+        (error,) = customer.errors
+        assert (error.code, error.retryable, error.ref) == ("unavailable", True, client_id)
+        rows = await center.fetch(STORED_EVENTS, center.slug)
+        assert [r["seq"] for r in rows if r["client_id"] == client_id] == [customer.acks[client_id].seq]
+        assert [r["text"] for r in rows if r["kind"] == "message"] == ["late", "hello after the move"]
+        nursery.cancel_scope.cancel()

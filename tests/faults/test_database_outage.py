@@ -148,7 +148,8 @@ async def test_postgres_stopped_under_load_is_survived_without_loss(tmp_path: Pa
         print(
             f"database outage: messages={total} acked_before_restart={acked_while_down} "
             f"unavailable_errors={len(unavailable)} retried={sum(p.retried for p in peers)} "
-            f"duplicate_acks={sum(p.duplicate_acks for p in peers)} postgres_restart_s={postgres_restart:.2f} ready_after_db_back_s={ready_after:.2f}"
+            f"duplicate_acks={sum(p.duplicate_acks for p in peers)} postgres_restart_s={postgres_restart:.2f} "
+            f"ready_after_db_back_s={ready_after:.2f}"
         )
     finally:
         postgres.cleanup()
