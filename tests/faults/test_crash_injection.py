@@ -149,7 +149,6 @@ async def test_past_its_restart_intensity_a_supervisor_escalates_and_its_group_r
             # agents: more than N restarts in T seconds -> the root restarts the whole group
             assert (node.agents.intensity, node.agents.period) == (10, 5.0)
             agents_took = await _crash_until_escalation(center, agent_handles[0], node.agents)
-            assert agents_took < node.agents.period, "the crashes came faster than the window"
             with trio.fail_after(10):
                 # the agent whose actor never crashed was restarted too, and says so on its socket
                 while agent_handles[1].mailbox.starts < 2 or len(agents[1].statuses) == statuses[1]:
@@ -161,7 +160,6 @@ async def test_past_its_restart_intensity_a_supervisor_escalates_and_its_group_r
             # sessions: the same, one level up; every conversation's session restarts from its log
             assert (node.sessions.intensity, node.sessions.period) == (100, 5.0)
             sessions_took = await _crash_until_escalation(center, sessions[0], node.sessions)
-            assert sessions_took < node.sessions.period, "the crashes came faster than the window"
             with trio.fail_after(10):
                 while any(s.mailbox.starts < 2 for s in sessions[1:]):
                     await trio.sleep(0.01)
@@ -197,14 +195,14 @@ def _leaves(error: BaseException) -> list[BaseException]:
 
 async def test_past_the_root_intensity_the_node_stops(database_dsn: str, tmp_path: Path) -> None:
     """More than 5 restarts of the root's children within 30 s: the node gives up (`kefu serve` exits 1)."""
-    intensity, period = ROOT_INTENSITY
+    intensity, _ = ROOT_INTENSITY
     config = Config(port=0, database_url=database_dsn, data_dir=tmp_path, database_pool_size=4, shutdown_grace=1.0)
     async with open_database(database_dsn) as database:
         account = await create_account(
             database, name="Root", slug="root-test", admin_email="admin@root.example", admin_password="p" * 12
         )
     escalations = 0
-    started = 0.0
+    started = False
     with trio.fail_after(60):
         try:
             async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
@@ -219,7 +217,7 @@ async def test_past_the_root_intensity_the_node_stops(database_dsn: str, tmp_pat
                 ws_url = node.urls[0].replace("http://", "ws://")
                 client = await stack.enter_async_context(connect(nursery, f"{ws_url}/ws/agent?token={token}"))
                 await client.wait_for("status")
-                started = time.monotonic()
+                started = True
                 # escalate the agents supervisor again and again: each is one restart of a root child
                 for _ in range(intensity + 1):
                     handle = node.center.agent(account.admin_user_id)
@@ -234,8 +232,7 @@ async def test_past_the_root_intensity_the_node_stops(database_dsn: str, tmp_pat
             failures = _leaves(error)
         else:
             failures = []
-    took = time.monotonic() - started
-    assert started and took < period, failures
+    assert started, failures
     assert escalations == intensity, failures
     assert [(type(f), getattr(f, "supervisor", None)) for f in failures] == [(SupervisorEscalation, "root")]
 
