@@ -86,8 +86,12 @@ class Node:
         self.supervisor_feeds = SupervisorFeeds()
         self.dispatcher_mailbox: Mailbox[Any] = Mailbox("dispatcher", DISPATCHER_MAILBOX_CAPACITY)
         self.aggregator_mailbox: Mailbox[Any] = Mailbox("aggregator", AGGREGATOR_MAILBOX_CAPACITY)
-        self.agents: DynamicSupervisor[Any] = DynamicSupervisor("agents")
-        self.sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions", intensity=100, period=5.0)
+        # When one of these two gives up (more restarts than its intensity), the root
+        # restarts it, and the actors it held start again on their surviving handles.
+        self.agents: DynamicSupervisor[Any] = DynamicSupervisor("agents", on_restart=self._restart_agents)
+        self.sessions: DynamicSupervisor[Any] = DynamicSupervisor(
+            "sessions", intensity=100, period=5.0, on_restart=self._restart_sessions
+        )
         self.center = ContactCenter(
             store=self.store_mailbox.ref,
             storage=self.conversations,
@@ -140,6 +144,12 @@ class Node:
             intensity=intensity,
             period=period,
         )
+
+    async def _restart_sessions(self) -> None:
+        await self.center.restart_sessions()
+
+    async def _restart_agents(self) -> None:
+        await self.center.restart_agents()
 
     def _new_store(self, mailbox: Mailbox[StoreMessage]) -> Store:
         self.store = Store(mailbox, PostgresEventLog(self.database), batch_max=self.config.store_batch_max)

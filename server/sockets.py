@@ -405,7 +405,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             visitor = await authenticate_visitor(node.database, token, node.privacy)
         except DatabaseUnavailable:
             await websocket.accept()
-            await websocket.close(CLOSE_INTERNAL, "storage is unavailable")
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
             return
         if visitor is None:
             await refuse("a valid visitor token is required")
@@ -484,7 +484,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             user = await auth.authenticate(node.database, token)
         except DatabaseUnavailable:
             await websocket.accept()
-            await websocket.close(CLOSE_INTERNAL, "storage is unavailable")
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
             return
         if user is None:
             await refuse("a valid session token is required")
