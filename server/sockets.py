@@ -401,8 +401,10 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             await refuse("this site may not open the chat (widget_origins)")
             return
         token = websocket.args.get("token", "")
+        storage = node.conversations
         try:
             visitor = await authenticate_visitor(node.database, token, node.privacy)
+            rows = await storage.open_conversations_of_customer(visitor.customer_id) if visitor is not None else []
         except DatabaseUnavailable:
             await websocket.accept()
             await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
@@ -412,9 +414,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             return
         await websocket.accept()
         connection = Connection("customer", visitor.customer_id, visitor.account_id, config.send_buffer_frames)
-        storage = node.conversations
         connection.send(welcome("customer", visitor.customer_id, visitor.display_name))
-        rows = await storage.open_conversations_of_customer(visitor.customer_id)
         connection.send(
             encode_frame(
                 ConversationList(
@@ -489,11 +489,18 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         if user is None:
             await refuse("a valid session token is required")
             return
+        center = node.center
+        try:
+            agent: AgentHandle = await center.ensure_agent(user.account_id, user.user_id)
+        except Exception:
+            # its actor could not start: it reads the agent's profile and held conversations
+            log.warning("agent actor could not start", exc_info=True, extra={"agent_id": str(user.user_id)})
+            await websocket.accept()
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
+            return
         await websocket.accept()
         connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
         connection.send(welcome("agent", user.user_id, user.display_name))
-        center = node.center
-        agent: AgentHandle = await center.ensure_agent(user.account_id, user.user_id)
         await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
         watching = user.role in ("supervisor", "admin")
         if watching:
