@@ -127,6 +127,41 @@ class Reply(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
+class StopRequest:
+    """What a supervisor sets to stop one child: a `trio.Event` that also calls back.
+
+    An actor's message loop registers a callback that cancels its wait for the next
+    message, so an idle actor needs no task of its own watching for the stop.
+    """
+
+    __slots__ = ("_callbacks", "_event")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._callbacks: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        if self._event.is_set():
+            return
+        self._event.set()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def on_set(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when set (at once if already set)."""
+        if self._event.is_set():
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+
 class Mailbox(Generic[M]):
     """A bounded queue of messages for one actor, stable across its restarts."""
 
@@ -328,51 +363,64 @@ class Actor(Generic[M]):
 
     async def message_loop(self, stop_requested: trio.Event) -> None:
         """Handle messages until `stop_requested` is set; a message being handled finishes."""
-        mailbox = self.mailbox
-        crash: BaseException | None = None
+        on_set = getattr(stop_requested, "on_set", None)
+        if on_set is not None:
+            # A `StopRequest` (what supervisors give their children) cancels the wait for
+            # the next message itself: no watcher task, which every idle actor would hold.
+            on_set(self._cancel_receive)
+            await self._message_loop(stop_requested)
+            return
         async with trio.open_nursery() as nursery:
-            receive_scope = self._receive_scopes
 
             async def cancel_receive_on_stop() -> None:
                 await stop_requested.wait()
-                for scope in receive_scope:
-                    scope.cancel()
+                self._cancel_receive()
 
             nursery.start_soon(cancel_receive_on_stop)
-            handled_since_yield = 0
-            while True:
-                # The checkpoint comes before a message is taken, never between taking
-                # and handling it: a cancel here leaves every queued message queued. It
-                # is a cancellation point every time and lets other tasks run after
-                # every YIELD_EVERY messages, so a full mailbox is worked off in batches.
-                if handled_since_yield >= YIELD_EVERY:
-                    handled_since_yield = 0
-                    await trio.lowlevel.checkpoint()
-                else:
-                    handled_since_yield += 1
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                if stop_requested.is_set() or self._finishing:
-                    break
-                try:
-                    message = mailbox.receive_nowait()
-                except trio.WouldBlock:
-                    with trio.CancelScope() as scope:
-                        receive_scope.append(scope)
-                        try:
-                            message = await mailbox.receive()
-                        finally:
-                            receive_scope.clear()
-                    if scope.cancelled_caught:
-                        break
-                try:
-                    await self.deliver(message)
-                except Exception as error:
-                    crash = error
-                    break
+            crash: Exception | None = None
+            try:
+                await self._message_loop(stop_requested)
+            except Exception as error:
+                crash = error
             nursery.cancel_scope.cancel()
         if crash is not None:
             # raised outside the nursery so the supervisor sees the error itself
             raise crash
+
+    def _cancel_receive(self) -> None:
+        for scope in self._receive_scopes:
+            scope.cancel()
+
+    async def _message_loop(self, stop_requested: trio.Event) -> None:
+        mailbox = self.mailbox
+        receive_scope = self._receive_scopes
+        handled_since_yield = 0
+        while True:
+            # The checkpoint comes before a message is taken, never between taking
+            # and handling it: a cancel here leaves every queued message queued. It
+            # is a cancellation point every time and lets other tasks run after
+            # every YIELD_EVERY messages, so a full mailbox is worked off in batches.
+            if handled_since_yield >= YIELD_EVERY:
+                handled_since_yield = 0
+                await trio.lowlevel.checkpoint()
+            else:
+                handled_since_yield += 1
+                await trio.lowlevel.checkpoint_if_cancelled()
+            if stop_requested.is_set() or self._finishing:
+                break
+            try:
+                message = mailbox.receive_nowait()
+            except trio.WouldBlock:
+                with trio.CancelScope() as scope:
+                    receive_scope.append(scope)
+                    try:
+                        message = await mailbox.receive()
+                    finally:
+                        receive_scope.clear()
+                if scope.cancelled_caught:
+                    break
+            # a crash propagates as the error itself (no nursery wraps it): the supervisor sees it
+            await self.deliver(message)
 
     async def deliver(self, message: M) -> None:
         """Handle one message; a crash answers a pending `ask` before propagating."""

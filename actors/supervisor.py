@@ -40,7 +40,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
-from kefu.actors.runtime import Actor, ActorRef, Mailbox, Registry
+from kefu.actors.runtime import Actor, ActorRef, Mailbox, Registry, StopRequest
 
 log = logging.getLogger("kefu.supervisor")
 
@@ -109,7 +109,7 @@ class SupervisorStatistics:
 @dataclass(eq=False)
 class _Child:
     spec: ChildSpec
-    stop_requested: trio.Event = field(default_factory=trio.Event)
+    stop_requested: StopRequest = field(default_factory=StopRequest)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     done: trio.Event = field(default_factory=trio.Event)
     terminating: bool = False
@@ -120,6 +120,22 @@ class _Child:
 class _Exit:
     child: _Child
     error: BaseException | None
+
+
+class _ChildStatus:
+    """The `task_status` a child reports itself started with (one small object a child)."""
+
+    __slots__ = ("child", "reported", "task_status")
+
+    def __init__(self, child: _Child, task_status: Any) -> None:
+        self.child = child
+        self.task_status = task_status
+        self.reported = False
+
+    def started(self, value: Any = None) -> None:
+        self.reported = True
+        self.child.value = value
+        self.task_status.started(value)
 
 
 class _SupervisorBase:
@@ -162,26 +178,18 @@ class _SupervisorBase:
     # -- one child --------------------------------------------------------------------
 
     async def _child_task(self, child: _Child, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        started = False
-
-        class _Status:
-            def started(self, value: Any = None) -> None:
-                nonlocal started
-                started = True
-                child.value = value
-                task_status.started(value)
-
+        status = _ChildStatus(child, task_status)
         error: BaseException | None = None
         try:
             with child.scope:
-                await child.spec.start(child.stop_requested, task_status=_Status())
+                await child.spec.start(child.stop_requested, task_status=status)  # type: ignore[arg-type]
         except Exception as exc:
-            if not started:
+            if not status.reported:
                 raise ChildStartError(f"child {child.spec.id!r} failed to start: {exc!r}") from exc
             error = exc
         finally:
             child.done.set()
-        if not started:
+        if not status.reported:
             raise ChildStartError(f"child {child.spec.id!r} returned without reporting itself started")
         if child.terminating:
             return
