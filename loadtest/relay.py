@@ -26,6 +26,7 @@ import http.client
 import itertools
 import json
 import math
+import sys
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ from typing import Any
 import orjson
 import trio
 from hdrh.histogram import HdrHistogram
-from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, wrap_client_stream
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
 SOCKETS_PER_SOURCE_ADDRESS = 10_000
 AGENT_PASSWORD = "bench agent password"
@@ -290,7 +291,10 @@ class Target:
             client.closing = True
 
     async def aclose(self) -> None:
-        pass
+        """Close every client socket at once (no closing handshakes: the run is over)."""
+        self.close_all()
+        for client in self.clients:
+            await trio.aclose_forcefully(client.ws._stream)
 
 
 class EchoTarget(Target):
@@ -395,6 +399,7 @@ class KefuTarget(Target):
         return Sender(index, client, {"type": "message.send", "conversation_id": state["conversation"], "kind": "text"})
 
     async def aclose(self) -> None:
+        await super().aclose()
         self.rest.close()
 
 
@@ -426,9 +431,24 @@ class Fleet:
             async with limiter:
                 opened[i] = await self.target.open_sender(self.nursery, first + i)
 
+        async def progress() -> None:
+            t0 = time.monotonic()
+            while True:
+                await trio.sleep(10)
+                done = sum(1 for s in opened if s is not None)
+                print(
+                    f"    {self.target.name}: {done:,} of {len(opened):,} senders open after"
+                    f" {time.monotonic() - t0:.0f} s ({self.target.sockets:,} sockets in all)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
         async with trio.open_nursery() as setup:
-            for i in range(rooms * per_room):
-                setup.start_soon(one, i)
+            setup.start_soon(progress)
+            async with trio.open_nursery() as openers:
+                for i in range(rooms * per_room):
+                    openers.start_soon(one, i)
+            setup.cancel_scope.cancel()
         self.senders.extend(s for s in opened if s is not None)
         self.rooms += rooms
 
@@ -487,15 +507,25 @@ def cpu_share(seconds_used: float, elapsed: float) -> float:
 
 
 @contextlib.contextmanager
-def measured(results: dict[str, Any], server_pid: int) -> Any:
-    """Elapsed time, and CPU use of this process and of the server process, into `results`."""
+def measured(results: dict[str, Any], server: Any) -> Any:
+    """Elapsed time, and CPU use of this process, of the server process and of the processes
+    working for it (kefu's PostgreSQL), into `results`; the server's profiler runs meanwhile."""
     from kefu.loadtest.servers import cpu_seconds
 
+    helpers = [pid for pid in server.related_pids() if pid != server.pid]
     t0 = time.monotonic()
-    server0 = cpu_seconds(server_pid)
+    server0 = cpu_seconds(server.pid)
+    helpers0 = {pid: cpu_seconds(pid) for pid in helpers}
     own0 = time.process_time()
-    yield
+    server.profile_window(True)
+    try:
+        yield
+    finally:
+        server.profile_window(False)
     elapsed = time.monotonic() - t0
     results["elapsed_seconds"] = round(elapsed, 3)
-    results["server_cpu_percent"] = cpu_share(cpu_seconds(server_pid) - server0, elapsed)
+    results["server_cpu_percent"] = cpu_share(cpu_seconds(server.pid) - server0, elapsed)
+    if helpers:
+        used = sum(cpu_seconds(pid) - helpers0[pid] for pid in helpers)
+        results["database_cpu_percent"] = cpu_share(used, elapsed)
     results["generator_cpu_percent"] = cpu_share(time.process_time() - own0, elapsed)

@@ -89,8 +89,12 @@ def rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far (its own threads, not its children)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """User + system CPU time of one process so far (its own threads, not its children);
+    0 for a process that is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -115,6 +119,30 @@ def machine() -> dict[str, Any]:
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "open_files_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         "ephemeral_ports": _read("/proc/sys/net/ipv4/ip_local_port_range"),
+    }
+
+
+def fsync_latency_ms(directory: Path, seconds: float = 1.0) -> dict[str, float]:
+    """How long one 8 KiB write + fdatasync takes in `directory` (where the embedded PostgreSQL
+    keeps its WAL): the floor under every durable acknowledgement. Median and p99 over `seconds`."""
+    times: list[float] = []
+    fd, name = tempfile.mkstemp(dir=directory, prefix="fsync-probe-")
+    try:
+        block = os.urandom(8192)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(times) < 10_000:
+            t0 = time.perf_counter()
+            os.pwrite(fd, block, 8192 * (len(times) % 16))
+            os.fdatasync(fd)
+            times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        os.close(fd)
+        os.unlink(name)
+    times.sort()
+    return {
+        "median_ms": round(times[len(times) // 2], 3),
+        "p99_ms": round(times[min(len(times) - 1, int(len(times) * 0.99))], 3),
+        "samples": len(times),
     }
 
 
@@ -200,6 +228,13 @@ class ServerProcess:
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
 
+    def related_pids(self) -> list[int]:
+        """The server process and the processes working for it (kefu: its PostgreSQL)."""
+        return [self.pid]
+
+    def profile_window(self, on: bool) -> None:
+        """Switch the server's profiler on or off (only a profiled kefu has one)."""
+
 
 class EchoServer(ServerProcess):
     def __init__(self, kind: str, cores: set[int] | None = None) -> None:
@@ -232,8 +267,32 @@ class KefuServer(ServerProcess):
 
     def command(self) -> list[str]:
         if self.profile is not None:
-            return [sys.executable, "-m", "kefu.loadtest.profiled_serve", "--output", str(self.profile)]
+            return [
+                sys.executable,
+                "-m",
+                "kefu.loadtest.profiled_serve",
+                "--output",
+                str(self.profile),
+                "--on-signal",
+            ]
         return [sys.executable, "-m", "kefu.server.cli", "serve"]
+
+    def related_pids(self) -> list[int]:
+        pids = [self.pid]
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            postmaster = int((self.tmp / "data" / "postgres" / "postmaster.pid").read_text().split()[0])
+            pids.append(postmaster)
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit():
+                    with contextlib.suppress(OSError, ValueError):
+                        stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                        if int(stat[1]) == postmaster:
+                            pids.append(int(entry.name))
+        return pids
+
+    def profile_window(self, on: bool) -> None:
+        if self.profile is not None and self.alive():
+            self.process.send_signal(signal.SIGUSR1 if on else signal.SIGUSR2)  # type: ignore[union-attr]
 
     def ready(self) -> None:
         import urllib.request
@@ -250,10 +309,28 @@ class KefuServer(ServerProcess):
             time.sleep(0.2)
         raise RuntimeError("kefu serve did not become ready in 120 s")
 
+    def new_account(self) -> None:
+        """Switch to a fresh account on the running server (for a reused server)."""
+        self.slug = f"bench-{uuid.uuid4().hex[:8]}"
+        self.admin_email = f"admin@{self.slug}.example"
+        self.create_account()
+
     def create_account(self) -> None:
         subprocess.run(
-            [sys.executable, "-m", "kefu.server.cli", "account", "create", "--name", "Bench", "--slug", self.slug]
-            + ["--admin-email", self.admin_email, "--password-stdin"],
+            [
+                sys.executable,
+                "-m",
+                "kefu.server.cli",
+                "account",
+                "create",
+                "--name",
+                "Bench",
+                "--slug",
+                self.slug,
+                "--admin-email",
+                self.admin_email,
+                "--password-stdin",
+            ],
             input=ADMIN_PASSWORD.encode(),
             env=self.env(),
             check=True,
