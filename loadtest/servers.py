@@ -274,6 +274,7 @@ class KefuServer(ServerProcess):
                 "--output",
                 str(self.profile),
                 "--on-signal",
+                *(["--memory"] if self.profile.suffix == ".txt" else []),
             ]
         return [sys.executable, "-m", "kefu.server.cli", "serve"]
 
