@@ -158,6 +158,7 @@ class Suite:
             with relay.measured(result, server):
                 seconds = await relay.closed_loop(fleet.senders, a.relay_messages, timeout=a.timeout)
             result["messages_per_second"] = round(tally.delivered / seconds, 1)
+            relay.cpu_ms_per_message(result, tally.delivered)
             result["check"] = tally.check()
             result["errors"] = dict(tally.errors)
             result["latency"] = relay.summary(tally.latency)
@@ -173,6 +174,11 @@ class Suite:
             "ratios": {
                 "kefu_vs_trio": _ratio(kefu["messages_per_second"], trio_["messages_per_second"]),
                 "kefu_vs_quart": _ratio(kefu["messages_per_second"], quart["messages_per_second"]),
+                # what the throughput ratio would be with a core to itself: CPU per message, inverted
+                "cpu_per_message_trio_vs_kefu": _ratio(
+                    trio_.get("server_cpu_ms_per_message", 0),
+                    kefu.get("server_cpu_ms_per_message", 0) + kefu.get("database_cpu_ms_per_message", 0),
+                ),
             },
         }
 
@@ -195,6 +201,7 @@ class Suite:
             with relay.measured(result, server):
                 count = await relay.open_loop(active, a.latency_rate, a.latency_seconds)
                 await tally.wait_delivered(count, a.timeout)
+            relay.cpu_ms_per_message(result, tally.delivered)
             result["check"] = tally.check()
             result["errors"] = dict(tally.errors)
             result["latency"] = relay.summary(tally.latency)
@@ -293,6 +300,7 @@ class Suite:
                 with relay.measured(step, server):
                     count = await relay.open_loop(active, a.capacity_rate, a.capacity_seconds)
                     complete = await tally.wait_delivered(sent_before + count, a.timeout)
+                relay.cpu_ms_per_message(step, count)
                 step["server_rss_kib"] = rss_kib(server.pid)
                 step["messages"] = count
                 step["delivered_per_second"] = round(count / max(step["elapsed_seconds"], 1e-9), 1)
@@ -406,6 +414,13 @@ def _fmt(x: Any, digits: int = 1) -> str:
     return str(x)
 
 
+def _per_message(run: dict[str, Any]) -> str:
+    text = f"CPU {_fmt(run.get('server_cpu_ms_per_message'), 3)} ms/msg"
+    if "database_cpu_ms_per_message" in run:
+        text += f" + PG {_fmt(run['database_cpu_ms_per_message'], 3)}"
+    return text
+
+
 def _cpu(run: dict[str, Any]) -> str:
     return f"{run['server_cpu_percent']} / {run.get('database_cpu_percent', '–')} / {run['generator_cpu_percent']}"
 
@@ -438,10 +453,11 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| relay throughput, msgs/s ({k['senders']} senders, {k['receivers']} receivers, closed loop)"
             f" | {_fmt(k['messages_per_second'], 0)}"
-            f" | trio-websocket {_fmt(r['trio']['messages_per_second'], 0)}"
-            f" (CPU % server / gen {r['trio']['server_cpu_percent']} / {r['trio']['generator_cpu_percent']});"
-            f" quart-trio {_fmt(r['quart']['messages_per_second'], 0)}"
-            f" | {_fmt(ratio, 2)}× trio, {_fmt(b['relay']['ratios']['kefu_vs_quart'], 2)}× quart"
+            f" ({_per_message(k)})"
+            f" | trio-websocket {_fmt(r['trio']['messages_per_second'], 0)} ({_per_message(r['trio'])});"
+            f" quart-trio {_fmt(r['quart']['messages_per_second'], 0)} ({_per_message(r['quart'])})"
+            f" | {_fmt(ratio, 2)}× trio, {_fmt(b['relay']['ratios']['kefu_vs_quart'], 2)}× quart;"
+            f" CPU per message {_fmt(b['relay']['ratios'].get('cpu_per_message_trio_vs_kefu'), 2)}× trio's"
             f" | ≥ {TARGETS['relay_vs_trio']}× trio | {_ok(ratio, TARGETS['relay_vs_trio'], True)}"
             f" | {_loss(k)} | {_cpu(k)} |"
         )
@@ -460,7 +476,8 @@ def markdown(results: dict[str, Any]) -> str:
             f" {k['rate']:g} msgs/s open loop, {k['seconds']:g} s)"
             f" | {_fmt(kp99, 2)} (p50 {_fmt(k['latency'].get('p50_ms'), 2)},"
             f" p99.9 {_fmt(k['latency'].get('p99.9_ms'), 2)})"
-            f" | quart-trio {_fmt(qp99, 2)} (p50 {_fmt(q['latency'].get('p50_ms'), 2)})"
+            f"; {_per_message(k)}"
+            f" | quart-trio {_fmt(qp99, 2)} (p50 {_fmt(q['latency'].get('p50_ms'), 2)}; {_per_message(q)})"
             f" | {_fmt(ratio, 2)}× | ≤ {TARGETS['latency_vs_quart']:g}× quart and < {TARGETS['latency_p99_ms']:g} ms"
             f" | {verdict} | {_loss(k)} | {_cpu(k)} |"
         )
