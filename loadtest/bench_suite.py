@@ -457,7 +457,7 @@ def markdown(results: dict[str, Any]) -> str:
             f" | trio-websocket {_fmt(r['trio']['messages_per_second'], 0)} ({_per_message(r['trio'])});"
             f" quart-trio {_fmt(r['quart']['messages_per_second'], 0)} ({_per_message(r['quart'])})"
             f" | {_fmt(ratio, 2)}× trio, {_fmt(b['relay']['ratios']['kefu_vs_quart'], 2)}× quart;"
-            f" CPU per message {_fmt(b['relay']['ratios'].get('cpu_per_message_trio_vs_kefu'), 2)}× trio's"
+            f" {_fmt(b['relay']['ratios'].get('cpu_per_message_trio_vs_kefu'), 2)}× trio by CPU per message"
             f" | ≥ {TARGETS['relay_vs_trio']}× trio | {_ok(ratio, TARGETS['relay_vs_trio'], True)}"
             f" | {_loss(k)} | {_cpu(k)} |"
         )
