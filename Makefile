@@ -37,8 +37,13 @@ run: $(STAMP) $(WEB_STAMP)
 test: $(STAMP) $(WEB_STAMP) browser
 	$(VENV)/bin/python -m pytest
 
+# The benchmark suite at modest sizes (a few minutes): kefu beside its baselines, the store and
+# routing benchmarks; results in loadtest/results/. Bigger runs: BENCH_ARGS='...' (see docs/benchmarks.md).
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(VENV)/bin/python -m kefu.loadtest.bench_store
+	mkdir -p loadtest/results
+	$(VENV)/bin/python -m kefu.loadtest.bench_suite --json loadtest/results/bench.json \
+		--markdown loadtest/results/bench.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis web/node_modules
