@@ -29,6 +29,9 @@ log = logging.getLogger("kefu.database")
 
 T = TypeVar("T")
 
+QUERY_TIMEOUT_SECONDS = 30.0
+"""Longest wait for a pooled connection and the work done on it; longer counts as unavailable."""
+
 MIGRATION_LOCK_ID = 0x6B656675  # "kefu": one migrator at a time across processes
 
 
@@ -164,7 +167,6 @@ class Database:
                 max_size=pool_size,
                 init=_init_connection,
                 reset=_reset_connection,
-                command_timeout=30,
             )
 
         pool = await trio_asyncio.aio_as_trio(create)()
@@ -187,7 +189,14 @@ class Database:
                 return await work(conn)
 
         try:
-            return await trio_asyncio.aio_as_trio(on_connection)()
+            # The time limit lives on trio's side: asyncpg's own `command_timeout` leaves an
+            # asyncio timer per query in trio-asyncio's heap until it would have fired.
+            with trio.fail_after(QUERY_TIMEOUT_SECONDS):
+                return await trio_asyncio.aio_as_trio(on_connection)()
+        except trio.TooSlowError as error:
+            raise DatabaseUnavailable(
+                f"the database did not answer within {QUERY_TIMEOUT_SECONDS:g} s (pool wait included)"
+            ) from error
         except (
             OSError,
             asyncpg.exceptions.ConnectionDoesNotExistError,

@@ -1,0 +1,22 @@
+"""The asyncpg pool inside trio: a database that stops answering is a clear, retryable error."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from kefu.server import database as database_module
+from kefu.server.database import DatabaseUnavailable
+from tests.conftest import open_database
+
+
+async def test_a_query_that_hangs_is_cut_off_and_the_pool_keeps_working(
+    database_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(database_module, "QUERY_TIMEOUT_SECONDS", 0.5)
+    async with open_database(database_dsn) as database:
+        with trio.fail_after(10), pytest.raises(DatabaseUnavailable, match=r"did not answer within 0\.5 s"):
+            await database.fetchval("SELECT pg_sleep(30)")
+        # the connection it ran on was given back or replaced: the next queries work
+        for _ in range(5):
+            assert await database.fetchval("SELECT 41 + 1") == 42
