@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import orjson
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kefu.protocol.agent import AcceptOffer, SetStatus
 from kefu.protocol.common import Ping, SendMessage
@@ -297,3 +299,86 @@ async def test_invalid_and_binary_frames_close_the_socket(database_dsn: str, tmp
         await fresh.send(Ping("ok"))
         await fresh.wait_for("pong", nonce="ok")
         nursery.cancel_scope.cancel()
+
+
+# --- arbitrary bodies to every JSON endpoint of a live node ------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | st.uuids().map(str)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=15,
+)
+FIELD_NAMES = [
+    "account", "email", "password", "display_name", "name", "role", "max_concurrent_conversations", "disabled",
+    "departments", "skills", "timezone", "schedule", "level", "strategy", "department_id", "skill_id",
+    "offer_timeout_seconds", "overflow_queue_id", "is_default", "scope", "shortcut", "title", "body",
+]  # fmt: skip
+json_bodies = (
+    st.dictionaries(st.sampled_from(FIELD_NAMES), json_values, max_size=5).map(orjson.dumps)
+    | json_values.map(lambda value: __import__("json").dumps(value).encode())
+    | st.binary(max_size=60)
+)
+ANSWERS = {200, 201, 204, 400, 401, 403, 404, 409, 413, 415}
+
+
+async def test_arbitrary_bodies_to_every_json_endpoint_get_a_clear_answer(database_dsn: str, tmp_path: Path) -> None:
+    """Never a 500: each answer is a success or a JSON error with a code; the node stays ready."""
+    async with live_center(database_dsn, tmp_path) as center:
+        admin = center.auth(center.admin_token)
+        ids = {}
+        for plural in ("departments", "skills"):
+            response = await center.http.post(f"/api/v1/{plural}", json={"name": f"first {plural}"}, headers=admin)
+            ids[plural] = response.json()["id"]
+        anna = await center.add_agent("Anna")
+        visitor = await center.add_visitor("Li")
+        response = await center.http.post("/api/v1/queues", json={"name": "Sales"}, headers=admin)
+        ids["queues"] = response.json()["id"]
+        response = await center.http.post(
+            "/api/v1/canned-responses", json={"scope": "account", "shortcut": "hi", "title": "Hi", "body": "Hello"},
+            headers=admin,
+        )  # fmt: skip
+        ids["canned"] = response.json()["id"]
+        endpoints = [
+            ("POST", "/api/v1/auth/sign-in", {}),
+            ("POST", "/api/v1/departments", admin),
+            ("PATCH", f"/api/v1/departments/{ids['departments']}", admin),
+            ("PATCH", f"/api/v1/skills/{ids['skills']}", admin),
+            ("POST", "/api/v1/agents", admin),
+            ("PATCH", f"/api/v1/agents/{anna.id}", admin),
+            ("PUT", "/api/v1/business-hours", admin),
+            ("POST", "/api/v1/webchat/visitors", {}),
+            ("PATCH", "/api/v1/webchat/visitor", center.auth(visitor.token)),
+            ("PATCH", f"/api/v1/customers/{visitor.customer_id}", admin),
+            ("POST", "/api/v1/queues", admin),
+            ("PATCH", f"/api/v1/queues/{ids['queues']}", admin),
+            ("PATCH", "/api/v1/queues/not-an-id", admin),
+            ("POST", "/api/v1/canned-responses", center.auth(anna.token)),
+            ("PATCH", f"/api/v1/canned-responses/{ids['canned']}", admin),
+        ]
+        answers: dict[int, int] = {}
+
+        @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+        @given(st.sampled_from(endpoints), json_bodies)
+        def fuzz(endpoint: tuple[str, str, dict[str, str]], body: bytes) -> None:
+            method, path, headers = endpoint
+            response = trio.from_thread.run(
+                lambda: center.http.request(
+                    method, path, content=body, headers={**headers, "Content-Type": "application/json"}
+                )
+            )
+            answers[response.status_code] = answers.get(response.status_code, 0) + 1
+            assert response.status_code in ANSWERS, (method, path, body, response.status_code, response.text)
+            if response.status_code >= 400:
+                assert response.json()["error"]["code"], response.text
+
+        await trio.to_thread.run_sync(fuzz)
+        assert answers.get(400, 0) > 100 and len(answers) > 2, answers  # the bodies reach the checks
+        assert (await center.http.get("/readyz")).status_code == 200
