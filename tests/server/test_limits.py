@@ -9,6 +9,7 @@ address and uploads have their tests in test_live_behaviour.py and test_attachme
 
 from __future__ import annotations
 
+import json
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -306,7 +307,8 @@ async def test_invalid_and_binary_frames_close_the_socket(database_dsn: str, tmp
 json_scalars = (
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.sampled_from([2**64, -(2**70), 10**30])  # beyond 64 bits: the JSON parser refuses them
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30)
     | st.uuids().map(str)
@@ -322,8 +324,8 @@ FIELD_NAMES = [
     "offer_timeout_seconds", "overflow_queue_id", "is_default", "scope", "shortcut", "title", "body",
 ]  # fmt: skip
 json_bodies = (
-    st.dictionaries(st.sampled_from(FIELD_NAMES), json_values, max_size=5).map(orjson.dumps)
-    | json_values.map(lambda value: __import__("json").dumps(value).encode())
+    st.dictionaries(st.sampled_from(FIELD_NAMES), json_values, max_size=5).map(lambda value: json.dumps(value).encode())
+    | json_values.map(lambda value: json.dumps(value).encode())
     | st.binary(max_size=60)
 )
 ANSWERS = {200, 201, 204, 400, 401, 403, 404, 409, 413, 415}
