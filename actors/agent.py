@@ -7,16 +7,23 @@ break with a reason, offline), the conversations it holds, the ones in wrap-up, 
 open connections (one per browser tab). From these it derives its presence (``wrap_up``
 while an online agent does after-contact work) and its availability for offers, and
 tells the dispatcher about every change, so the dispatcher (the one writer of
-assignments) never offers work to an agent who is away, on break, in wrap-up or
-disconnected. Capacity slots themselves are counted by the dispatcher, which reserves one
-before it makes an offer.
+assignments) never offers work to an agent who is away, on break or disconnected.
+Capacity slots themselves are counted by the dispatcher, which reserves one before it
+makes an offer.
 
 Rules
 -----
 1. Every connection of the agent gets every ``status`` frame; a new one also gets the
    list of held conversations to resume.
-2. An agent is available only when online, connected, and not in wrap-up.
-3. Sign-out closes the sockets of that session (close code 1008).
+2. An agent is available only when online and connected. Wrap-up is per conversation,
+   as in the omnichannel routers of the trade: a conversation in wrap-up keeps its
+   capacity slot until the wrap-up ends, so an agent with capacity 1 gets no offer
+   meanwhile, and one with capacity 3 can take two more chats while it writes its notes.
+   (Making the whole agent unavailable instead would also withdraw every offer pending to
+   it each time one of its chats ended.)
+3. Sign-out closes the sockets of that session, disabling and a role change (which
+   revoke every session) all of the agent's (close code 1008); a department change only
+   reloads the profile (the access checks read departments live, so nothing reconnects).
 4. The actor stops when the agent is offline with no connection and nothing held.
 """
 
@@ -98,7 +105,7 @@ class Agent(Actor[Any]):
 
     @property
     def available(self) -> bool:
-        return self.status == "online" and not self.wrap_up and any(not c.closed for c in self.shared.connections)
+        return self.status == "online" and any(not c.closed for c in self.shared.connections)
 
     def _status_frame(self) -> bytes:
         profile = self.profile
@@ -180,6 +187,12 @@ class Agent(Actor[Any]):
             if profile is not None:
                 self.profile = profile
             await self._publish()
+        elif isinstance(message, m.Denied):
+            profile = self.profile
+            role = profile.role if profile is not None else "agent"
+            await self.center.audit_denial(
+                self.account_id, role, self.agent_id, message.action, message.target_id, target_type=message.target_type
+            )
         elif isinstance(message, m.InjectCrash):
             raise RuntimeError("injected crash")
 

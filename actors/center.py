@@ -100,10 +100,20 @@ class ContactCenter:
         )
 
     async def audit_denial(
-        self, account_id: UUID, actor_role: str, actor_id: UUID, action: str, conversation_id: UUID
+        self,
+        account_id: UUID,
+        actor_role: str,
+        actor_id: UUID,
+        action: str,
+        target_id: UUID | str,
+        *,
+        target_type: str = "conversation",
     ) -> None:
+        """Append a refused frame to the audit log; a storage failure is logged, never raised."""
         try:
-            await self.storage.record_denial(account_id, actor_role, actor_id, action, conversation_id)
+            await self.storage.record_denial(
+                account_id, actor_role, actor_id, action, target_id, target_type=target_type
+            )
         except Exception:
             log.warning("could not write an audit record", extra={"action": action})
 

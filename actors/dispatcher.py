@@ -291,7 +291,7 @@ class Dispatcher(Actor[Any]):
         entry.available = message.available
         router.set_available(profile.agent_id, message.available, now)
         if not message.available:
-            # Away, on break, in wrap-up or disconnected: its offers go to someone else now,
+            # Away, on break or disconnected: its offers go to someone else now,
             # and are not counted as missed.
             for offer in [offer for offer in self.offers.values() if offer.agent_id == profile.agent_id]:
                 self._lapse(offer, "cancelled", missed=False)
@@ -378,6 +378,8 @@ class Dispatcher(Actor[Any]):
 
     def _accept(self, message: m.AcceptOffer) -> None:
         offer = self.offers.get(message.offer_id)
+        if offer is not None and offer.agent_id != message.agent_id:
+            self._denied(message, offer, "offer.accept")
         if offer is None or offer.agent_id != message.agent_id:
             message.connection.send(
                 encode_frame(ServerError("offer_gone", "the offer expired, was taken, or was revoked", False))
@@ -402,8 +404,26 @@ class Dispatcher(Actor[Any]):
         name = agent.profile.display_name if agent is not None else str(offer.agent_id)
         self._tell_session(offer.account_id, offer.conversation_id, m.Assign(offer.agent_id, name))
 
+    def _denied(self, message: m.AcceptOffer | m.DeclineOffer, offer: PendingOffer, action: str) -> None:
+        """Someone else's offer: answered like a lapsed one (it reveals nothing), and audited."""
+        handle = self.center.agent(message.agent_id)
+        if handle is None:
+            return
+        same_account = offer.account_id == message.account_id
+        denial = m.Denied(
+            action,
+            "conversation" if same_account else "offer",
+            offer.conversation_id if same_account else message.offer_id,
+        )
+        try:
+            handle.ref.tell_nowait(denial)
+        except MailboxFull:
+            log.warning("agent busy: an offer denial was not audited", extra={"agent_id": str(message.agent_id)})
+
     def _decline(self, message: m.DeclineOffer) -> None:
         offer = self.offers.get(message.offer_id)
+        if offer is not None and offer.agent_id != message.agent_id:
+            self._denied(message, offer, "offer.decline")
         if offer is None or offer.agent_id != message.agent_id:
             message.connection.send(
                 encode_frame(ServerError("offer_gone", "the offer expired, was taken, or was revoked", False))

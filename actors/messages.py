@@ -266,3 +266,13 @@ class SignedOut:
 @dataclass(frozen=True, slots=True)
 class ProfileChanged:
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """The dispatcher refused one of this agent's frames: the Agent actor writes the audit record
+    (the dispatcher never waits for storage)."""
+
+    action: str
+    target_type: str
+    target_id: UUID | str

@@ -145,7 +145,15 @@ class ConversationStorage(Protocol):
         ...
 
     async def record_denial(
-        self, account_id: UUID, actor_role: str, actor_id: UUID, action: str, conversation_id: UUID
+        self,
+        account_id: UUID,
+        actor_role: str,
+        actor_id: UUID,
+        action: str,
+        target_id: UUID | str,
+        *,
+        target_type: str = "conversation",
+        detail: dict[str, Any] | None = None,
     ) -> None:
         """Append a refused attempt to the audit log."""
         ...

@@ -477,7 +477,7 @@ class CustomerSession(Actor[Any]):
                 or message.role in ("supervisor", "admin")
             ):
                 await self.center.audit_denial(
-                    self.account_id, "agent", message.agent_id, "resume", self.conversation_id
+                    self.account_id, message.role, message.agent_id, "resume", self.conversation_id
                 )
                 raise Refused("forbidden", "this conversation is not yours")
             await self._replay(connection, frame.last_seq, frame.last_seq + 1)
@@ -488,7 +488,9 @@ class CustomerSession(Actor[Any]):
             if client_id is not None and client_id in self.client_ids and message.agent_id in self.assignees:
                 self._ack(connection, client_id, self.client_ids[client_id])
                 return
-            await self.center.audit_denial(self.account_id, "agent", message.agent_id, frame.TYPE, self.conversation_id)
+            await self.center.audit_denial(
+                self.account_id, message.role, message.agent_id, frame.TYPE, self.conversation_id
+            )
             raise Refused("forbidden", "this conversation is not yours")
         if client_id is not None and client_id in self.client_ids:
             self._ack(connection, client_id, self.client_ids[client_id])

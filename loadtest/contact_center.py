@@ -649,11 +649,13 @@ class LoadTest:
             if config.progress:
                 outer.start_soon(report)
             self.stats.t0 = t0 = time.monotonic()
+            # trio's clock is not time.monotonic() (it has an offset of its own): schedule on it
+            start = trio.current_time()
             try:
                 with trio.move_on_after(config.duration + config.drain) as bounded:
                     async with trio.open_nursery() as customers:
                         for i, at in enumerate(arrivals):
-                            await trio.sleep_until(t0 + at)
+                            await trio.sleep_until(start + at)
                             conv = Conversation(i)
                             self.conversations.append(conv)
                             customers.start_soon(self.run_customer, conv, tokens[i])

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import auth, business_hours, contact_center, directory, metrics, sockets
+from kefu.server import audit, auth, business_hours, contact_center, directory, metrics, sockets
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -133,8 +133,26 @@ def create_app(node: Node) -> QuartTrio:
         if user is None:
             return _unauthenticated()
         if user.role != "admin" and (write or user.role != "supervisor"):
+            await audit.record(
+                node.database,
+                user.account_id,
+                user.role,
+                user.user_id,
+                "forbidden",
+                "directory",
+                None,
+                {"method": request.method, "path": request.path},
+            )
             return error_response("forbidden", "your role may not do this", 403)
         return user
+
+    def directory_auditor(user: auth.SignedInUser, target_type: str) -> directory.Audit:
+        """Writes a directory change to the audit log inside the change's transaction."""
+
+        async def write(conn: Any, action: str, target_id: Any, detail: dict[str, Any]) -> None:
+            await audit.record(conn, user.account_id, user.role, user.user_id, action, target_type, target_id, detail)
+
+        return write
 
     async def json_body() -> Any:
         return await request.get_json(force=True, silent=True)
@@ -153,7 +171,9 @@ def create_app(node: Node) -> QuartTrio:
             user = await staff(write=True)
             if not isinstance(user, auth.SignedInUser):
                 return user
-            group = await directory.create_group(node.database, kind, user.account_id, await json_body())
+            group = await directory.create_group(
+                node.database, kind, user.account_id, await json_body(), audit=directory_auditor(user, kind)
+            )
             return jsonify(group.json()), 201
 
         @app.patch(f"/api/v1/{plural}/<group_id>", endpoint=f"rename_{kind}")
@@ -162,7 +182,12 @@ def create_app(node: Node) -> QuartTrio:
             if not isinstance(user, auth.SignedInUser):
                 return user
             group = await directory.rename_group(
-                node.database, kind, user.account_id, directory.parse_id(group_id, kind), await json_body()
+                node.database,
+                kind,
+                user.account_id,
+                directory.parse_id(group_id, kind),
+                await json_body(),
+                audit=directory_auditor(user, kind),
             )
             return jsonify(group.json()), 200
 
@@ -171,7 +196,13 @@ def create_app(node: Node) -> QuartTrio:
             user = await staff(write=True)
             if not isinstance(user, auth.SignedInUser):
                 return user
-            await directory.delete_group(node.database, kind, user.account_id, directory.parse_id(group_id, kind))
+            await directory.delete_group(
+                node.database,
+                kind,
+                user.account_id,
+                directory.parse_id(group_id, kind),
+                audit=directory_auditor(user, kind),
+            )
             return "", 204
 
     group_routes("department", "departments")
@@ -189,7 +220,10 @@ def create_app(node: Node) -> QuartTrio:
         user = await staff(write=True)
         if not isinstance(user, auth.SignedInUser):
             return user
-        return jsonify(await directory.create_agent(node.database, user.account_id, await json_body())), 201
+        created = await directory.create_agent(
+            node.database, user.account_id, await json_body(), audit=directory_auditor(user, "agent")
+        )
+        return jsonify(created), 201
 
     @app.get("/api/v1/agents/<agent_id>")
     async def get_agent(agent_id: str) -> tuple[Response, int]:
@@ -204,17 +238,27 @@ def create_app(node: Node) -> QuartTrio:
         user = await staff(write=True)
         if not isinstance(user, auth.SignedInUser):
             return user
+        recorded: dict[str, Any] = {}
+        write_audit = directory_auditor(user, "agent")
+
+        async def audit_and_keep(conn: Any, action: str, target_id: Any, detail: dict[str, Any]) -> None:
+            recorded.update(detail.get("changes", {}))
+            await write_audit(conn, action, target_id, detail)
+
         agent = await directory.update_agent(
             node.database,
             user.account_id,
             directory.parse_id(agent_id, "agent"),
             await json_body(),
             acting_user_id=user.user_id,
+            audit=audit_and_keep,
         )
         changed = directory.parse_id(agent_id, "agent")
-        if agent.get("disabled"):
+        if agent.get("disabled") or "role" in recorded:
+            # Their sessions were revoked (a socket carries the role of its handshake): close the sockets.
             node.signed_out(changed, None)
         else:
+            # Departments are read live by every check; routing reloads the profile.
             node.agent_changed(changed)
         return jsonify(agent), 200
 

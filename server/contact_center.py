@@ -3,8 +3,9 @@ attachments and the OpenAPI document. `register` adds them to the app; handlers 
 the modules below decide.
 
 Roles: admins change queues and account-wide canned responses; supervisors read queues and may
-change customers; agents read queues and customers. Every refusal (403) and every
-administrative change is written to the audit log.
+change customers; agents read queues, and the customers, conversations and attachments of
+their scope (docs/security.md, "Who may see and do what"). Every refusal (403, and 404 for an
+id the caller may not know) and every administrative change is written to the audit log.
 """
 
 from __future__ import annotations
@@ -87,6 +88,26 @@ def register(
         )
         return error_response("forbidden", "your role may not do this", 403)
 
+    async def out_of_scope(
+        user: SignedInUser, access: str, attempted: str, target_type: str, target_id: Any
+    ) -> ErrorResponse | None:
+        """None when `access` allows; else the refusal, written to the audit log as `denied:<attempted>`:
+        403 for a row of the caller's account outside its scope, 404 for another account's or none."""
+        if access == "allowed":
+            return None
+        await node.conversations.record_denial(
+            user.account_id,
+            user.role,
+            user.user_id,
+            attempted,
+            target_id,
+            target_type=target_type,
+            detail={"status": 403 if access == "forbidden" else 404, "method": request.method, "path": request.path},
+        )
+        if access == "forbidden":
+            return error_response("forbidden", f"this {target_type.replace('_', ' ')} is outside your departments", 403)
+        return error_response("not_found", f"no such {target_type.replace('_', ' ')}", 404)
+
     def auditor(user: SignedInUser, action: str, target_type: str) -> Callable[..., Awaitable[None]]:
         """An audit callback run inside the change's own transaction."""
 
@@ -136,7 +157,11 @@ def register(
         user = await signed_in()
         if not isinstance(user, SignedInUser):
             return user
-        customer = await webchat.get_customer(node.database, user.account_id, parse_id(customer_id, "customer"))
+        target = parse_id(customer_id, "customer")
+        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
+        if (refusal := await out_of_scope(user, access, "customer.read", "customer", target)) is not None:
+            return refusal
+        customer = await webchat.get_customer(node.database, user.account_id, target)
         return jsonify(customer), 200
 
     @app.patch("/api/v1/customers/<customer_id>")
@@ -145,6 +170,9 @@ def register(
         if not isinstance(user, SignedInUser):
             return user
         target = parse_id(customer_id, "customer")
+        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
+        if (refusal := await out_of_scope(user, access, "customer.update", "customer", target)) is not None:
+            return refusal
         if user.role not in ("admin", "supervisor"):
             return await refuse(user, "customer.update", "customer", target)
         customer, changes = await webchat.update_customer(node.database, user.account_id, target, await json_body())
@@ -345,6 +373,10 @@ def register(
             return unauthenticated()
         account_id = visitor.account_id if visitor is not None else user.account_id  # type: ignore[union-attr]
         target = parse_id(attachment_id, "attachment")
+        if user is not None:
+            access = await node.conversations.attachment_access(account_id, user.user_id, user.role, target)
+            if (refusal := await out_of_scope(user, access, "attachment.read", "attachment", target)) is not None:
+                return refusal
         row = await attachments.find_attachment(node.database, account_id, target)
         if visitor is not None and not await attachments.visible_to_customer(
             node.database, account_id, target, visitor.customer_id
@@ -367,7 +399,13 @@ def register(
         user = await signed_in()
         if not isinstance(user, SignedInUser):
             return user
-        history = await node.conversations.customer_history(user.account_id, parse_id(customer_id, "customer"))
+        target = parse_id(customer_id, "customer")
+        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
+        if (refusal := await out_of_scope(user, access, "customer.history", "customer", target)) is not None:
+            return refusal
+        history = await node.conversations.customer_history(
+            user.account_id, target, user_id=user.user_id, role=user.role
+        )
         return jsonify({"conversations": history}), 200
 
     @app.get("/api/v1/conversations")
@@ -392,8 +430,9 @@ def register(
         if not isinstance(user, SignedInUser):
             return user
         target = parse_id(conversation_id, "conversation")
-        if await node.conversations.conversation_account(target) != user.account_id:
-            raise NotFound("no such conversation")
+        access = await node.conversations.conversation_access(user.account_id, user.user_id, user.role, target)
+        if (refusal := await out_of_scope(user, access, "conversation.events", "conversation", target)) is not None:
+            return refusal
         try:
             after = int(request.args.get("after", "0"))
             limit = int(request.args.get("limit", "200"))

@@ -7,7 +7,7 @@ a resume, keeping the conversations row's index columns current, and listing his
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import asyncpg
@@ -20,6 +20,33 @@ _ROW = """
            c.start_client_id, cu.display_name AS customer_name, coalesce(cu.level, 0) AS customer_level
       FROM conversations c LEFT JOIN customers cu ON cu.account_id = c.account_id AND cu.id = c.customer_id
 """
+
+
+STAFF_ROLES = frozenset({"supervisor", "admin"})
+"""Roles that may read every conversation of their own account."""
+
+Access = Literal["allowed", "forbidden", "not_found"]
+"""`not_found`: no such row, or another account's (never said which); `forbidden`: this account's,
+but out of the user's scope."""
+
+_MAY_READ = """(
+    $3
+    OR coalesce(c.department_id, q.department_id) IS NULL
+    OR coalesce(c.department_id, q.department_id) IN
+       (SELECT ud.department_id FROM user_departments ud WHERE ud.user_id = $2)
+    OR c.agent_id = $2
+    OR EXISTS (SELECT 1 FROM conversation_events pe WHERE pe.conversation_id = c.id
+               AND ((pe.sender_role = 'agent' AND pe.sender_id = $2::text) OR pe.body->>'to_agent_id' = $2::text))
+)"""
+"""May user $2 (staff when $3) read conversation `c` (with its queue `q`)? Staff: yes. An agent:
+when the conversation's department (its own, else its queue's) is none or one of the agent's,
+or the agent holds it, held it, wrote in it, or is the target of its transfer."""
+
+
+def _access(record: asyncpg.Record | None) -> Access:
+    if record is None or not record["same_account"]:
+        return "not_found"
+    return "allowed" if record["allowed"] else "forbidden"
 
 
 def _row(record: asyncpg.Record) -> ConversationRow:
@@ -181,17 +208,80 @@ class PostgresConversations:
         return record["own"] or record["fallback"] or account_id
 
     async def record_denial(
-        self, account_id: UUID, actor_role: str, actor_id: UUID, action: str, conversation_id: UUID
+        self,
+        account_id: UUID,
+        actor_role: str,
+        actor_id: UUID,
+        action: str,
+        target_id: UUID | str,
+        *,
+        target_type: str = "conversation",
+        detail: dict[str, Any] | None = None,
     ) -> None:
         await self.database.execute(
             "INSERT INTO audit_log (account_id, actor_role, actor_id, action, target_type, target_id, detail)"
-            " VALUES ($1, $2, $3, $4, 'conversation', $5, '{\"outcome\": \"denied\"}'::jsonb)",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             account_id,
             actor_role,
             str(actor_id),
             f"denied:{action}",
-            str(conversation_id),
+            target_type,
+            str(target_id),
+            {"outcome": "denied", **(detail or {})},
         )
+
+    # -- department scoping (docs/security.md, "Who may see and do what") --------------------------
+
+    async def conversation_access(self, account_id: UUID, user_id: UUID, role: str, conversation_id: UUID) -> Access:
+        """May this user read this conversation? See `_MAY_READ` for the rule."""
+        record = await self.database.fetchrow(
+            "SELECT c.account_id = $1 AS same_account, " + _MAY_READ + " AS allowed"
+            " FROM conversations c LEFT JOIN queues q ON q.id = c.queue_id WHERE c.id = $4",
+            account_id,
+            user_id,
+            role in STAFF_ROLES,
+            conversation_id,
+        )
+        return _access(record)
+
+    async def customer_access(self, account_id: UUID, user_id: UUID, role: str, customer_id: UUID) -> Access:
+        """A customer is readable by who may read one of its conversations, and by every agent of
+        the account while it has none (nothing ties it to a department yet); staff: all."""
+        record = await self.database.fetchrow(
+            "SELECT cu.account_id = $1 AS same_account,"
+            " ($3 OR NOT EXISTS (SELECT 1 FROM conversations c WHERE c.customer_id = cu.id)"
+            "  OR EXISTS (SELECT 1 FROM conversations c LEFT JOIN queues q ON q.id = c.queue_id"
+            "  WHERE c.account_id = cu.account_id AND c.customer_id = cu.id AND " + _MAY_READ + ")) AS allowed"
+            " FROM customers cu WHERE cu.id = $4",
+            account_id,
+            user_id,
+            role in STAFF_ROLES,
+            customer_id,
+        )
+        return _access(record)
+
+    async def attachment_access(self, account_id: UUID, user_id: UUID, role: str, attachment_id: UUID) -> Access:
+        """An attachment is readable by its uploader, by who may read a conversation it was sent in,
+        and, for a customer's upload, by who may read that customer (see `customer_access`)."""
+        record = await self.database.fetchrow(
+            "SELECT a.account_id = $1 AS same_account,"
+            " ($3 OR (a.uploader_role <> 'customer' AND a.uploader_id = $2)"
+            "  OR EXISTS (SELECT 1 FROM conversation_events e JOIN conversations c ON c.id = e.conversation_id"
+            "   LEFT JOIN queues q ON q.id = c.queue_id"
+            "   WHERE c.account_id = a.account_id AND e.kind = 'message' AND e.body->>'attachment_id' = a.id::text"
+            "   AND " + _MAY_READ + ")"
+            "  OR (a.uploader_role = 'customer'"
+            "   AND (NOT EXISTS (SELECT 1 FROM conversations c WHERE c.customer_id = a.uploader_id)"
+            "    OR EXISTS (SELECT 1 FROM conversations c LEFT JOIN queues q ON q.id = c.queue_id"
+            "     WHERE c.account_id = a.account_id AND c.customer_id = a.uploader_id AND " + _MAY_READ + ")))"
+            " ) AS allowed"
+            " FROM attachments a WHERE a.id = $4",
+            account_id,
+            user_id,
+            role in STAFF_ROLES,
+            attachment_id,
+        )
+        return _access(record)
 
     # -- the web-chat gateway's writes ----------------------------------------------------------
 
@@ -315,16 +405,21 @@ class PostgresConversations:
     async def conversation_account(self, conversation_id: UUID) -> UUID | None:
         return await self.database.fetchval("SELECT account_id FROM conversations WHERE id = $1", conversation_id)
 
-    async def customer_history(self, account_id: UUID, customer_id: UUID, limit: int = 50) -> list[dict[str, Any]]:
+    async def customer_history(
+        self, account_id: UUID, customer_id: UUID, limit: int = 50, *, user_id: UUID | None = None, role: str = "admin"
+    ) -> list[dict[str, Any]]:
+        """The customer's conversations, newest first; for an agent only those it may read."""
         records = await self.database.fetch(
             "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.closed_at, c.agent_id,"
             " (SELECT coalesce(max(e.seq), 0) FROM conversation_events e WHERE e.conversation_id = c.id) AS last_seq,"
             " u.display_name AS agent_name,"
             " (SELECT e.body->>'wrap_up_code' FROM conversation_events e WHERE e.conversation_id = c.id"
             "   AND e.kind = 'wrapped_up' ORDER BY e.seq DESC LIMIT 1) AS wrap_up_code"
-            " FROM conversations c LEFT JOIN users u ON u.id = c.agent_id"
-            " WHERE c.account_id = $1 AND c.customer_id = $2 ORDER BY c.created_at DESC LIMIT $3",
+            " FROM conversations c LEFT JOIN users u ON u.id = c.agent_id LEFT JOIN queues q ON q.id = c.queue_id"
+            " WHERE c.account_id = $1 AND c.customer_id = $4 AND " + _MAY_READ + " ORDER BY c.created_at DESC LIMIT $5",
             account_id,
+            user_id,
+            role in STAFF_ROLES,
             customer_id,
             limit,
         )

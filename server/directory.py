@@ -8,6 +8,7 @@ as decoded JSON values and is checked here; the errors name the offending field.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -25,6 +26,14 @@ MAX_PASSWORD_CHARS = 1024
 MIN_LEVEL, MAX_LEVEL = 1, 10
 MIN_CAPACITY, MAX_CAPACITY = 1, 100
 MAX_LIST_ITEMS = 200
+
+
+Audit = Callable[[asyncpg.Connection, str, UUID, dict[str, Any]], Awaitable[None]]
+"""`audit(conn, action, target_id, detail)`: writes one audit record inside the change's transaction."""
+
+
+async def _no_audit(conn: asyncpg.Connection, action: str, target_id: UUID, detail: dict[str, Any]) -> None:
+    return None
 
 
 class DirectoryError(Exception):
@@ -148,49 +157,79 @@ async def list_groups(database: Database, kind: str, account_id: UUID) -> list[G
     return [_group(r) for r in rows]
 
 
-async def create_group(database: Database, kind: str, account_id: UUID, body: Any) -> Group:
+async def create_group(
+    database: Database, kind: str, account_id: UUID, body: Any, *, audit: Audit = _no_audit
+) -> Group:
     table = _GROUP_TABLES[kind]
     name = _text(_object(body), "name", MAX_NAME_CHARS)
-    try:
-        row = await database.fetchrow(
-            f"INSERT INTO {table} (account_id, name) VALUES ($1, $2) RETURNING id, name, created_at",
-            account_id,
-            name,
-        )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"a {kind} named {name!r} already exists") from None
-    assert row is not None
-    return _group(row)
+
+    async def work(conn: asyncpg.Connection) -> Group:
+        async with conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    f"INSERT INTO {table} (account_id, name) VALUES ($1, $2) RETURNING id, name, created_at",
+                    account_id,
+                    name,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"a {kind} named {name!r} already exists") from None
+            assert row is not None
+            await audit(conn, f"{kind}.create", row["id"], {"name": name})
+            return _group(row)
+
+    return await database.run(work)
 
 
-async def rename_group(database: Database, kind: str, account_id: UUID, group_id: UUID, body: Any) -> Group:
+async def rename_group(
+    database: Database, kind: str, account_id: UUID, group_id: UUID, body: Any, *, audit: Audit = _no_audit
+) -> Group:
     table = _GROUP_TABLES[kind]
     name = _text(_object(body), "name", MAX_NAME_CHARS)
-    try:
-        row = await database.fetchrow(
-            f"""UPDATE {table} SET name = $3 WHERE account_id = $1 AND id = $2
-                RETURNING id, name, created_at""",
-            account_id,
-            group_id,
-            name,
-        )
-    except asyncpg.UniqueViolationError:
-        raise Conflict(f"a {kind} named {name!r} already exists") from None
-    if row is None:
-        raise NotFound(f"no such {kind}")
-    return _group(row)
+
+    async def work(conn: asyncpg.Connection) -> Group:
+        async with conn.transaction():
+            before = await conn.fetchval(
+                f"SELECT name FROM {table} WHERE account_id = $1 AND id = $2 FOR UPDATE", account_id, group_id
+            )
+            if before is None:
+                raise NotFound(f"no such {kind}")
+            try:
+                row = await conn.fetchrow(
+                    f"""UPDATE {table} SET name = $3 WHERE account_id = $1 AND id = $2
+                        RETURNING id, name, created_at""",
+                    account_id,
+                    group_id,
+                    name,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"a {kind} named {name!r} already exists") from None
+            assert row is not None
+            await audit(conn, f"{kind}.rename", group_id, {"name": name, "changes": {"name": [before, name]}})
+            return _group(row)
+
+    return await database.run(work)
 
 
-async def delete_group(database: Database, kind: str, account_id: UUID, group_id: UUID) -> None:
+async def delete_group(
+    database: Database, kind: str, account_id: UUID, group_id: UUID, *, audit: Audit = _no_audit
+) -> None:
     """Delete a department or skill; its members simply lose it."""
     table = _GROUP_TABLES[kind]
-    try:
-        status = await database.execute(f"DELETE FROM {table} WHERE account_id = $1 AND id = $2", account_id, group_id)
-    except asyncpg.CheckViolationError:
-        # A skills queue needs its skill; the queue must change first.
-        raise Conflict(f"the {kind} is the skill of a queue with the skills strategy") from None
-    if status != "DELETE 1":
-        raise NotFound(f"no such {kind}")
+
+    async def work(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            try:
+                name = await conn.fetchval(
+                    f"DELETE FROM {table} WHERE account_id = $1 AND id = $2 RETURNING name", account_id, group_id
+                )
+            except asyncpg.CheckViolationError:
+                # A skills queue needs its skill; the queue must change first.
+                raise Conflict(f"the {kind} is the skill of a queue with the skills strategy") from None
+            if name is None:
+                raise NotFound(f"no such {kind}")
+            await audit(conn, f"{kind}.delete", group_id, {"name": name})
+
+    await database.run(work)
 
 
 # -- agents ---------------------------------------------------------------------------------
@@ -281,7 +320,7 @@ async def _set_memberships(
         )
 
 
-async def create_agent(database: Database, account_id: UUID, body: Any) -> dict[str, Any]:
+async def create_agent(database: Database, account_id: UUID, body: Any, *, audit: Audit = _no_audit) -> dict[str, Any]:
     """Create a user (agent, supervisor or admin) with its departments and skill levels."""
     body = _object(body)
     email = _text(body, "email", MAX_EMAIL_CHARS)
@@ -318,18 +357,33 @@ async def create_agent(database: Database, account_id: UUID, body: Any) -> dict[
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"a user with the e-mail {email!r} already exists") from None
             await _set_memberships(conn, account_id, user_id, departments, skills)
-            return await _fetch_agent(conn, account_id, user_id)
+            created = await _fetch_agent(conn, account_id, user_id)
+            await audit(conn, "agent.create", user_id, {"name": display_name, "after": _audited(created)})
+            return created
 
     return await database.run(work)
 
 
+def _audited(agent: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an agent an audit record keeps (ids of departments and skills, no e-mail)."""
+    return {
+        "display_name": agent["display_name"],
+        "role": agent["role"],
+        "max_concurrent_conversations": agent["max_concurrent_conversations"],
+        "disabled": agent["disabled"],
+        "departments": sorted(d["id"] for d in agent["departments"]),
+        "skills": {s["id"]: s["level"] for s in agent["skills"]},
+    }
+
+
 async def update_agent(
-    database: Database, account_id: UUID, user_id: UUID, body: Any, *, acting_user_id: UUID
+    database: Database, account_id: UUID, user_id: UUID, body: Any, *, acting_user_id: UUID, audit: Audit = _no_audit
 ) -> dict[str, Any]:
     """Change an agent's display name, role, capacity, disabled flag, departments or skills.
 
     Only the fields present change; `departments` and `skills` replace the whole list. An
     admin cannot disable or demote themself (so an account never loses its last admin that way).
+    Disabling and a role change revoke the user's sessions: it signs in again, with the new role.
     """
     body = _object(body)
     known = {"display_name", "role", "max_concurrent_conversations", "disabled", "departments", "skills"}
@@ -358,6 +412,7 @@ async def update_agent(
             )
             if not exists:
                 raise NotFound("no such agent")
+            before = _audited(await _fetch_agent(conn, account_id, user_id))
             await conn.execute(
                 """UPDATE users SET
                        display_name = COALESCE($3, display_name),
@@ -374,7 +429,9 @@ async def update_agent(
                 capacity,
                 disabled,
             )
-            if disabled:
+            role_changes = role is not None and role != before["role"]
+            if disabled or role_changes:
+                # A new role means signing in again: the sessions (and their sockets) end.
                 await conn.execute(
                     """UPDATE user_sessions SET revoked_at = now()
                        WHERE account_id = $1 AND user_id = $2 AND revoked_at IS NULL""",
@@ -382,6 +439,10 @@ async def update_agent(
                     user_id,
                 )
             await _set_memberships(conn, account_id, user_id, departments, skills)
-            return await _fetch_agent(conn, account_id, user_id)
+            updated = await _fetch_agent(conn, account_id, user_id)
+            after = _audited(updated)
+            changes = {field: [before[field], after[field]] for field in after if before[field] != after[field]}
+            await audit(conn, "agent.update", user_id, {"name": updated["display_name"], "changes": changes})
+            return updated
 
     return await database.run(work)

@@ -1,9 +1,12 @@
 """The conversation event log in PostgreSQL: the store actor's `EventLog`.
 
-A batch is written with one COPY in one transaction (the fast path). If the COPY fails
-because one record conflicts or is invalid, the same batch is written again row by row,
-each row in its own savepoint of one transaction, so the good rows still commit together
-and each bad row gets its own answer.
+A small batch (the usual case when the node is not saturated: one or a few appends) is
+written with ONE statement, an `INSERT … SELECT FROM unnest(…)` of all its rows, which is
+a transaction of its own: one round trip to the server. A large batch is written with one
+COPY in one transaction (BEGIN, COPY, COMMIT: more round trips, but far less work per row).
+If either fails because one record conflicts or is invalid, the same batch is written
+again row by row, each row in its own savepoint of one transaction, so the good rows still
+commit together and each bad row gets its own answer.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ COLUMNS = (
 
 INSERT_ONE = f"INSERT INTO conversation_events ({', '.join(COLUMNS)}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 
+INSERT_UNNEST = (
+    f"INSERT INTO conversation_events ({', '.join(COLUMNS)}) SELECT * FROM unnest("
+    "$1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[], "
+    "$9::timestamptz[])"
+)
+
+COPY_FROM_ROWS = 64
+"""Batches of this many appends or more go by COPY; smaller ones by one INSERT statement."""
+
 FIND_BY_CLIENT_ID = """SELECT seq, created_at FROM conversation_events
                        WHERE conversation_id = $1 AND client_id = $2"""
 
@@ -51,7 +63,11 @@ def _row(record: EventRecord, created_at: datetime) -> tuple[object, ...]:
     )
 
 
-async def _copy_batch(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
+async def _write_batch(conn: asyncpg.Connection, rows: list[tuple[object, ...]]) -> None:
+    if len(rows) < COPY_FROM_ROWS:
+        # one statement is one transaction: the rows commit together or not at all
+        await conn.execute(INSERT_UNNEST, *(list(column) for column in zip(*rows, strict=True)))
+        return
     async with conn.transaction():
         await conn.copy_records_to_table("conversation_events", records=rows, columns=COLUMNS)
 
@@ -103,7 +119,7 @@ class PostgresEventLog:
 
         async def work(conn: asyncpg.Connection) -> list[Appended | AppendRejected]:
             try:
-                await _copy_batch(conn, rows)
+                await _write_batch(conn, rows)
             except RECORD_ERRORS:
                 return await _insert_one_by_one(conn, records, created_at)
             return [Appended(record.conversation_id, record.seq, created_at) for record in records]

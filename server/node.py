@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -71,6 +72,8 @@ class Node:
         self.urls: list[str] = []
         self.closing = trio.Event()
         """Set when the HTTP server starts to stop: every websocket is closed with 1001."""
+        self.on_closing: list[Callable[[], None]] = []
+        """Called when `closing` is set (the websocket edge closes its sockets)."""
         self.queue_changes: Counter[UUID] = Counter()
         """Queue changes told to the dispatcher, per account."""
         self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
@@ -163,6 +166,8 @@ class Node:
         async def shutdown_trigger() -> None:
             await stop_requested.wait()
             self.closing.set()
+            for callback in self.on_closing:
+                callback()
 
         await hypercorn_serve(self.app, hc, shutdown_trigger=shutdown_trigger, task_status=_Started())
 

@@ -9,7 +9,9 @@ connection drains it onto the socket.
 
 Rules
 -----
-1. A missing or bad token closes the socket with 1008 before anything else is sent.
+1. A missing or bad token closes the socket with 1008 before anything else is sent; an
+   agent's socket is closed with 1008 when its session token expires (sign-out, disabling
+   and a role change close it through the Agent actor).
 2. A frame the protocol refuses is answered with an `error` frame (and, for the errors
    that carry one, a close code); it never reaches an actor.
 3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
@@ -22,14 +24,14 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
 import trio
-from quart import websocket
 
 from kefu.actors import messages as m
 from kefu.actors.ports import AgentHandle
@@ -50,6 +52,7 @@ from kefu.protocol.server import (
 from kefu.server import auth
 from kefu.server.database import DatabaseUnavailable
 from kefu.server.webchat import authenticate_visitor
+from kefu.server.websocket_asgi import WebsocketRoutes, websocket
 
 if TYPE_CHECKING:
     from quart_trio import QuartTrio
@@ -69,15 +72,44 @@ MAX_INVALID_FRAMES = 50
 
 
 class Connection:
-    """One websocket's identity and bounded send buffer (the actors' `Outbox`)."""
+    """One websocket's identity and bounded send buffer (the actors' `Outbox`).
+
+    Actors put frames in with `send`, which never waits. A writer task drains the buffer
+    onto the socket; it runs only while there is something to write, so an idle socket
+    holds no task for it (an idle contact center holds tens of thousands of sockets).
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_capacity",
+        "_closed",
+        "_flushed",
+        "_nursery",
+        "_send_text",
+        "_writing",
+        "account_id",
+        "close_code",
+        "close_reason",
+        "joined",
+        "peer_gone",
+        "reading",
+        "role",
+        "user_id",
+    )
 
     def __init__(self, role: str, user_id: UUID, account_id: UUID, capacity: int) -> None:
         self.role = role
         self.user_id = user_id
         self.account_id = account_id
         self.joined: set[UUID] = set()
-        self._send_channel, self.outgoing = trio.open_memory_channel[bytes](capacity)
-        self.close_requested = trio.Event()
+        self._buffer: deque[bytes] = deque()
+        self._capacity = capacity
+        self._nursery: trio.Nursery | None = None
+        self._send_text: Callable[[str], Awaitable[None]] | None = None
+        self._writing = False
+        self._flushed: trio.Event | None = None
+        self.reading = trio.CancelScope()
+        """Around the connection's reader: `close` cancels it, so reading stops at once."""
         self.close_code: int | None = None
         self.close_reason = ""
         self._closed = False
@@ -90,18 +122,17 @@ class Connection:
     def send(self, data: bytes) -> bool:
         if self._closed:
             return False
-        try:
-            self._send_channel.send_nowait(data)
-        except trio.WouldBlock:
+        if len(self._buffer) >= self._capacity:
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer: reconnect and resume from the last seq you saw")
             return False
+        self._buffer.append(data)
+        self._start_writer()
         return True
 
     def room(self) -> int:
         if self._closed:
             return 0
-        statistics = self._send_channel.statistics()
-        return int(statistics.max_buffer_size - statistics.current_buffer_used)
+        return self._capacity - len(self._buffer)
 
     def close(self, code: int, reason: str) -> None:
         if self._closed:
@@ -109,13 +140,43 @@ class Connection:
         self._closed = True
         self.close_code = code
         self.close_reason = reason
-        self._send_channel.close()
-        self.close_requested.set()
+        self.reading.cancel()
 
     def mark_gone(self) -> None:
         """The peer went away: nothing more is sent."""
         self.peer_gone = True
         self.close(1001, "gone")
+
+    # -- the writer ----------------------------------------------------------------------
+
+    def attach(self, nursery: trio.Nursery, send_text: Callable[[str], Awaitable[None]]) -> None:
+        """Start writing through `send_text`, with writer tasks in `nursery`."""
+        self._nursery = nursery
+        self._send_text = send_text
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if not self._writing and self._nursery is not None and self._buffer:
+            self._writing = True
+            self._nursery.start_soon(self._write)
+
+    async def _write(self) -> None:
+        assert self._send_text is not None
+        try:
+            # After `close` what was buffered before still goes out (the error that explains
+            # a close goes first); a slow consumer is not waited for.
+            while self._buffer and self.close_code != CLOSE_SLOW_CONSUMER:
+                await self._send_text(self._buffer.popleft().decode())
+        finally:
+            self._writing = False
+            if self._flushed is not None:
+                self._flushed.set()
+
+    async def flushed(self) -> None:
+        """Wait until the writer has sent what is buffered (or gave up on a slow consumer)."""
+        while self._writing:
+            self._flushed = trio.Event()
+            await self._flushed.wait()
 
 
 def _error(code: str, message: str, *, ref: str | None = None, retryable: bool = False) -> bytes:
@@ -161,6 +222,9 @@ class SupervisorFeeds:
 
 def register_websockets(app: QuartTrio, node: Node) -> None:
     config = node.config
+    # served in front of Quart, straight from hypercorn's ASGI interface (see websocket_asgi)
+    routes = WebsocketRoutes(app.asgi_app)
+    app.asgi_app = routes  # type: ignore[method-assign]
     limits = Limits(
         max_frame_bytes=config.max_frame_bytes,
         max_text_chars=MAX_TEXT_CHARS,
@@ -190,6 +254,13 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
     widget_origins = {origin.strip().rstrip("/") for origin in config.widget_origins.split(",") if origin.strip()}
 
     connections_by_address: dict[str, int] = defaultdict(int)
+    open_connections: set[Connection] = set()
+
+    def going_away() -> None:
+        for connection in list(open_connections):
+            connection.close(CLOSE_GOING_AWAY, "server restarting: reconnect and resume")
+
+    node.on_closing.append(going_away)
 
     def client_address() -> str:
         remote = websocket.scope.get("client") or ("unknown", 0)
@@ -224,15 +295,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                 del connections_by_address[address]
 
     async def _pump(connection: Connection, on_frame: Any, decode: Any) -> None:
-        """Run one connection: the writer drains the buffer, the reader feeds `on_frame`."""
-
-        async def writer() -> None:
-            # Ends when `close` closed the channel and what was buffered before is sent
-            # (the error that explains a close goes out first); a slow consumer is not waited for.
-            async for data in connection.outgoing:
-                if connection.close_code == CLOSE_SLOW_CONSUMER:
-                    break
-                await websocket.send(data.decode())
+        """Run one connection: the reader feeds `on_frame`; writers drain the send buffer."""
 
         async def reader() -> None:
             invalid = 0
@@ -274,34 +337,23 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                     continue
                 await on_frame(frame)
 
+        # This task reads; a writer task runs only while there is something to send (every
+        # task is memory an idle socket would hold). Shutdown and `close` reach the reader
+        # through `connection.reading`.
         async with trio.open_nursery() as nursery:
-            reading = trio.CancelScope()
-
-            async def going_away() -> None:
-                await node.closing.wait()
-                connection.close(CLOSE_GOING_AWAY, "server restarting: reconnect and resume")
-
-            nursery.start_soon(going_away)
-
-            async def stop_reading_on_close() -> None:
-                await connection.close_requested.wait()
-                reading.cancel()
-
-            async def read_then_close() -> None:
-                with reading:
+            connection.attach(nursery, websocket.send)
+            open_connections.add(connection)
+            try:
+                if node.closing.is_set():
+                    connection.close(CLOSE_GOING_AWAY, "server restarting: reconnect and resume")
+                with connection.reading:
                     await reader()
-                connection.close(1000, "")
-                nursery.cancel_scope.deadline = trio.current_time() + 2
-
-            async def write_until_closed() -> None:
-                try:
-                    await writer()
-                finally:
-                    nursery.cancel_scope.cancel()
-
-            nursery.start_soon(stop_reading_on_close)
-            nursery.start_soon(read_then_close)
-            nursery.start_soon(write_until_closed)
+            finally:
+                open_connections.discard(connection)
+            connection.close(1000, "")
+            with trio.move_on_after(2):
+                await connection.flushed()
+            nursery.cancel_scope.cancel()
         if connection.close_code is not None and not connection.peer_gone:
             with trio.move_on_after(2), trio.CancelScope(shield=True):
                 await websocket.close(connection.close_code, connection.close_reason)
@@ -341,7 +393,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
     # -- customers -------------------------------------------------------------------------
 
-    @app.websocket("/ws/customer")
+    @routes.route("/ws/customer")
     async def customer_socket() -> None:
         if await over_connection_limit():
             return
@@ -420,7 +472,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
 
     # -- agents ----------------------------------------------------------------------------
 
-    @app.websocket("/ws/agent")
+    @routes.route("/ws/agent")
     async def agent_socket() -> None:
         if await over_connection_limit():
             return
@@ -461,8 +513,18 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                     connection, frame, m.AgentInput(connection, user.user_id, user.display_name, user.role, frame)
                 )
 
+        async def expire() -> None:
+            # The session token's end ends the socket too; sign-out, disabling and a role change
+            # close it earlier through the Agent actor.
+            await trio.sleep(max(0.0, (user.expires_at - datetime.now(UTC)).total_seconds()))
+            connection.send(_error("session_expired", "your session expired: sign in again"))
+            connection.close(CLOSE_POLICY, "session expired")
+
         try:
-            await pump(connection, on_frame, decode_agent_frame)
+            async with trio.open_nursery() as guard:
+                guard.start_soon(expire)
+                await pump(connection, on_frame, decode_agent_frame)
+                guard.cancel_scope.cancel()
         finally:
             connection.mark_gone()
             if watching:

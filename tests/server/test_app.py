@@ -93,6 +93,7 @@ class BrokenNode:
     """Just enough of a Node for the app, with a readiness check that has a bug."""
 
     config = Config()
+    on_closing: list[object] = []
 
     async def readiness(self) -> dict[str, bool]:
         raise RuntimeError("a bug in a check")

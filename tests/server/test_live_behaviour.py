@@ -35,13 +35,13 @@ async def _assigned(
     return customer, ack.conversation_id, visitor.token
 
 
-async def test_wrap_up_holds_offers_until_it_ends(database_dsn: str, tmp_path: Path) -> None:
+async def test_wrap_up_keeps_the_slot_until_it_ends(database_dsn: str, tmp_path: Path) -> None:
     async with (
         live_center(database_dsn, tmp_path, wrap_up_seconds=1.5) as center,
         trio.open_nursery() as nursery,
         AsyncExitStack() as stack,
     ):
-        anna = await center.add_agent("Anna")
+        anna = await center.add_agent("Anna", capacity=1)
         agent = await _online(stack, nursery, center, anna)
         customer, conversation, _ = await _assigned(stack, nursery, center, agent)
         await customer.send(CloseConversation(customer.client_id(), conversation))
@@ -59,6 +59,43 @@ async def test_wrap_up_holds_offers_until_it_ends(database_dsn: str, tmp_path: P
         (wrapped,) = await agent.wait_for("event", kind="wrapped_up", conversation_id=conversation, timeout=5)
         assert wrapped.reason == "timeout"
         await agent.wait_for("offer", conversation_id=ack.conversation_id, timeout=5)
+        nursery.cancel_scope.cancel()
+
+
+async def test_wrap_up_leaves_the_other_slots_open(database_dsn: str, tmp_path: Path) -> None:
+    """A chat agent wrapping up one conversation keeps taking chats on its free slots, and an
+    offer made before the wrap-up began still stands (it is not withdrawn and re-queued)."""
+    async with (
+        live_center(database_dsn, tmp_path, wrap_up_seconds=30) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna", capacity=3)
+        agent = await _online(stack, nursery, center, anna)
+        customer, conversation, _ = await _assigned(stack, nursery, center, agent)
+        # a second customer is offered to Anna; she has not accepted yet
+        second = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={(await center.add_visitor()).token}")
+        )
+        await second.send(StartConversation(second.client_id()))
+        (second_ack,) = await second.wait_for("ack")
+        (pending,) = await agent.wait_for("offer", conversation_id=second_ack.conversation_id)
+        # the first conversation ends: Anna is in wrap-up on it
+        await customer.send(CloseConversation(customer.client_id(), conversation))
+        (status,) = await agent.wait_for("status", status="wrap_up")
+        assert status.active_conversations == 1
+        # the pending offer still stands: accepting it assigns the conversation
+        await agent.send(AcceptOffer(pending.offer_id))
+        await second.wait_for("event", kind="assigned")
+        assert not agent.of("offer.revoked", offer_id=pending.offer_id)
+        assert not agent.of("error", code="offer_gone")
+        # and a third customer is offered the last free slot during the wrap-up
+        third = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={(await center.add_visitor()).token}")
+        )
+        await third.send(StartConversation(third.client_id()))
+        (third_ack,) = await third.wait_for("ack")
+        await agent.wait_for("offer", conversation_id=third_ack.conversation_id, timeout=5)
         nursery.cancel_scope.cancel()
 
 

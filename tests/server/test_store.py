@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import pytest
 import trio
@@ -22,7 +23,7 @@ from kefu.actors.store import (
 )
 from kefu.actors.supervisor import Supervisor, actor_child
 from kefu.server.database import Database
-from kefu.server.event_log import PostgresEventLog
+from kefu.server.event_log import COPY_FROM_ROWS, PostgresEventLog
 from tests.conftest import new_account, new_conversation, open_database
 
 
@@ -41,13 +42,13 @@ def record(account_id: uuid.UUID, conversation_id: uuid.UUID, seq: int, client_i
 
 @asynccontextmanager
 async def running_store(
-    database: Database, *, batch_max: int = 2000
+    database: Database, *, batch_max: int = 2000, writers: int = 2
 ) -> AsyncIterator[tuple[Store, Mailbox[StoreMessage]]]:
     mailbox: Mailbox[StoreMessage] = Mailbox("store", 20_000)
     stores: list[Store] = []
 
     def factory(mb: Mailbox[StoreMessage]) -> Store:
-        stores.append(Store(mb, PostgresEventLog(database), batch_max=batch_max))
+        stores.append(Store(mb, PostgresEventLog(database), batch_max=batch_max, writers=writers))
         return stores[-1]
 
     supervisor = Supervisor("test", [actor_child(factory, mailbox)])
@@ -111,12 +112,16 @@ async def test_a_retried_append_gets_the_original_ack_and_is_stored_once(databas
         assert await stored_seqs(database, conversation) == [0]
 
 
-async def test_one_bad_append_fails_alone_and_its_batch_still_commits(database_dsn: str) -> None:
+@pytest.mark.parametrize("written_by", ["insert", "copy"])
+async def test_one_bad_append_fails_alone_and_its_batch_still_commits(database_dsn: str, written_by: str) -> None:
+    """Either way a batch is written (one INSERT for a small batch, COPY for a large one)."""
     async with open_database(database_dsn) as database:
         account = await new_account(database)
         conversation = await new_conversation(database, account)
+        neighbour = await new_conversation(database, account)
+        padding = COPY_FROM_ROWS if written_by == "copy" else 0
         unknown_conversation = uuid.uuid4()
-        async with running_store(database) as (store, mailbox):
+        async with running_store(database, writers=1) as (store, mailbox):
             await append(mailbox.ref, record(account, conversation, 0))
             outcomes: dict[str, object] = {}
 
@@ -132,6 +137,9 @@ async def test_one_bad_append_fails_alone_and_its_batch_still_commits(database_d
                 nursery.start_soon(send, "seq-taken", record(account, conversation, 0, client_id="other"))
                 nursery.start_soon(send, "no-such-conversation", record(account, unknown_conversation, 0))
                 nursery.start_soon(send, "good-2", record(account, conversation, 2))
+                for seq in range(padding):
+                    nursery.start_soon(send, f"neighbour-{seq}", record(account, neighbour, seq))
+            assert store.largest_batch >= padding + 4
         assert isinstance(outcomes["good-1"], Appended)
         assert isinstance(outcomes["good-2"], Appended)
         seq_taken = outcomes["seq-taken"]
@@ -139,7 +147,38 @@ async def test_one_bad_append_fails_alone_and_its_batch_still_commits(database_d
         unknown = outcomes["no-such-conversation"]
         assert isinstance(unknown, AppendRejected) and unknown.code == "unknown_conversation"
         assert await stored_seqs(database, conversation) == [0, 1, 2]
+        assert await stored_seqs(database, neighbour) == list(range(padding))
         assert store.appends_failed == 2
+
+
+@pytest.mark.parametrize("size", [3, COPY_FROM_ROWS + 1])
+async def test_a_batch_is_stored_exactly_as_sent_whichever_way_it_is_written(database_dsn: str, size: int) -> None:
+    async with open_database(database_dsn) as database:
+        account = await new_account(database)
+        conversation = await new_conversation(database, account)
+        records = [
+            EventRecord(
+                account_id=account,
+                conversation_id=conversation,
+                seq=seq,
+                client_id=None if seq % 2 else f"c-{seq}",
+                kind="message",
+                sender_role="agent" if seq % 3 else "customer",
+                sender_id=None if seq % 5 == 0 else f"sender-{seq}",
+                body={"text": f'第 {seq} 条 "quoted" \\ tab\t', "n": seq, "nested": {"ok": [1, None]}},
+            )
+            for seq in range(size)
+        ]
+        created_at = datetime(2026, 11, 24, 9, 30, 1, 123456, tzinfo=UTC)
+        outcomes = await PostgresEventLog(database).append_batch(records, created_at)
+        assert outcomes == [Appended(conversation, seq, created_at) for seq in range(size)]
+        rows = await database.fetch(
+            "SELECT account_id, conversation_id, seq, client_id, kind, sender_role, sender_id, body, created_at"
+            " FROM conversation_events WHERE conversation_id = $1 ORDER BY seq",
+            conversation,
+        )
+        assert [EventRecord(**{k: r[k] for k in r.keys() if k != "created_at"}) for r in rows] == records
+        assert {r["created_at"] for r in rows} == {created_at}
 
 
 async def test_appends_fail_with_a_retryable_error_when_the_database_is_gone(database_dsn: str) -> None:

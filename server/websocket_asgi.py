@@ -1,0 +1,175 @@
+"""kefu's websockets served straight from hypercorn's ASGI interface, in front of Quart.
+
+Why not Quart's ``@app.websocket``
+----------------------------------
+Quart wraps every websocket in a request context, a task of its own, channels for what
+goes in and out, and a wrapper object per message. For a contact center that holds tens of
+thousands of mostly idle sockets this is the largest cost of a connection: measured with
+2,000 idle sockets (see docs/benchmarks.md), a bare quart-trio echo server takes about
+36 KB a socket and the same echo on hypercorn's ASGI interface about 22 KB. Each message
+sent also goes through three more layers. kefu's two websocket routes need none of what
+Quart adds (no templates, sessions or blueprints), so they are served here: `WebsocketRoutes`
+is installed as Quart's ``asgi_app`` middleware, takes the websocket scopes of its paths and
+hands everything else (REST, pages, other websockets) to Quart unchanged.
+
+The handlers keep Quart's shape: a coroutine without arguments that uses the module-level
+`websocket` proxy (``websocket.args``, ``.headers``, ``.scheme``, ``.scope``, ``accept()``,
+``receive()``, ``send()``, ``close()``), which reads the connection of the running handler
+from a context variable, as Quart's own proxy does.
+
+Rules
+-----
+1. ``receive()`` answers the next text (``str``) or binary (``bytes``) message. When the
+   peer goes away the handler is cancelled, as Quart does, so its ``finally`` blocks run.
+2. A handler that returns after ``accept()`` without closing closes with 1000.
+3. A handler that fails is logged; the socket is closed with 1011 if it was accepted.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+import trio
+
+log = logging.getLogger("kefu.websocket")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+Handler = Callable[[], Awaitable[None]]
+
+CLOSE_INTERNAL_ERROR = 1011
+
+
+class Headers:
+    """Request headers, looked up without regard to case (the first value of a name)."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._values: dict[str, str] = {}
+        for name, value in raw:
+            self._values.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._values.get(name.lower(), default)
+
+
+class WebsocketConnection:
+    """One websocket on hypercorn's ASGI interface."""
+
+    __slots__ = ("_args", "_cancel", "_headers", "_receive", "_send", "accepted", "closed", "scope")
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send, cancel: trio.CancelScope) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._cancel = cancel
+        self._args: dict[str, str] | None = None
+        self._headers: Headers | None = None
+        self.accepted = False
+        self.closed = False
+
+    @property
+    def args(self) -> dict[str, str]:
+        if self._args is None:
+            query = self.scope.get("query_string", b"").decode("latin-1")
+            self._args = {}
+            for name, value in parse_qsl(query, keep_blank_values=True):
+                self._args.setdefault(name, value)
+        return self._args
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self.scope.get("headers", []))
+        return self._headers
+
+    @property
+    def scheme(self) -> str:
+        return str(self.scope.get("scheme", "ws"))
+
+    async def accept(self) -> None:
+        if self.accepted:
+            return
+        message = await self._receive()
+        if message["type"] != "websocket.connect":
+            await self._gone()
+        await self._send({"type": "websocket.accept"})
+        self.accepted = True
+
+    async def receive(self) -> str | bytes:
+        message = await self._receive()
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            return text if text is not None else bytes(message.get("bytes") or b"")
+        await self._gone()
+        raise AssertionError("unreachable")
+
+    async def send(self, data: str) -> None:
+        await self._send({"type": "websocket.send", "text": data})
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def _gone(self) -> None:
+        """The peer disconnected: cancel the handler (rule 1)."""
+        self.closed = True
+        self._cancel.cancel()
+        await trio.lowlevel.checkpoint()
+
+
+_current: contextvars.ContextVar[WebsocketConnection] = contextvars.ContextVar("kefu_websocket")
+
+
+class _CurrentWebsocket:
+    """The websocket of the running handler (like Quart's ``websocket`` proxy)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_current.get(), name)
+
+
+websocket: Any = _CurrentWebsocket()
+
+
+class WebsocketRoutes:
+    """ASGI middleware: serves the websocket paths registered with `route`, passes on the rest."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.handlers: dict[str, Handler] = {}
+
+    def route(self, path: str) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.handlers[path] = handler
+            return handler
+
+        return register
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = self.handlers.get(scope.get("path", "")) if scope["type"] == "websocket" else None
+        if handler is None:
+            await self.app(scope, receive, send)
+            return
+        with trio.CancelScope() as cancel:
+            connection = WebsocketConnection(scope, receive, send, cancel)
+            token = _current.set(connection)
+            try:
+                await handler()
+                if connection.accepted and not connection.closed:
+                    await connection.close(1000)
+            except Exception:
+                log.exception("websocket handler failed", extra={"path": scope.get("path")})
+                if connection.accepted and not connection.closed:
+                    with trio.move_on_after(2):
+                        await connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+            finally:
+                _current.reset(token)
