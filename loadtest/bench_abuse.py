@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import trio
 import trio_asyncio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from kefu.protocol import decode_server_frame, encode_frame
 from kefu.protocol.agent import AcceptOffer, SetStatus
@@ -77,32 +77,51 @@ class Abuse:
 
 
 async def flooder(ws_base: str, token: str, abuse: Abuse) -> None:
-    async with open_websocket_url(f"{ws_base}/ws/customer?token={token}") as ws:
-
-        async def read() -> None:
-            while True:
-                frame = decode_server_frame(await ws.get_message())
-                if frame.TYPE == "error" and frame.code == "rate_limited":
-                    abuse.rate_limited += 1
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(read)
-            data = encode_frame(SendMessage("f", str(uuid.uuid4()), "text", text="flood")).decode()
-            while True:
-                await ws.send_message(data)
-                await trio.sleep(0)
-
-
-async def closer(ws_base: str, token: str, payload: str, abuse: Abuse) -> None:
-    """Connect, send what gets the socket closed, again and again."""
+    """Send frames as fast as the socket takes them; reconnect when closed or refused."""
+    data = encode_frame(SendMessage("f", str(uuid.uuid4()), "text", text="flood")).decode()
     while True:
         try:
             async with open_websocket_url(f"{ws_base}/ws/customer?token={token}") as ws:
-                while True:
-                    await ws.send_message(payload)
-                    await trio.sleep(0.06)  # under the frame rate: each frame is read
-        except ConnectionClosed as closed:
-            abuse.closed(closed.reason.code if closed.reason else 1006)
+
+                async def read(ws: Any = ws) -> None:
+                    while True:
+                        frame = decode_server_frame(await ws.get_message())
+                        if frame.TYPE == "error" and frame.code == "rate_limited":
+                            abuse.rate_limited += 1
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(read)
+                    while True:
+                        await ws.send_message(data)
+                        await trio.sleep(0)
+        except* ConnectionClosed as group:
+            for closed in group.exceptions:
+                abuse.closed(closed.reason.code if closed.reason else 1006)  # type: ignore[attr-defined]
+        except* (HandshakeError, OSError):
+            pass
+        await trio.sleep(0.01)
+
+
+async def closer(ws_base: str, token: str, payload: str, abuse: Abuse) -> None:
+    """Connect, send what gets the socket closed (reading what comes back), again and again."""
+    while True:
+        try:
+            async with open_websocket_url(f"{ws_base}/ws/customer?token={token}") as ws:
+
+                async def drain(ws: Any = ws) -> None:
+                    while True:
+                        await ws.get_message()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(drain)
+                    while True:
+                        await ws.send_message(payload)
+                        await trio.sleep(0.06)  # under the frame rate: each frame is read
+        except* ConnectionClosed as group:
+            for closed in group.exceptions:
+                abuse.closed(closed.reason.code if closed.reason else 1006)  # type: ignore[attr-defined]
+        except* (HandshakeError, OSError):
+            pass
         await trio.sleep(0.01)
 
 
