@@ -57,7 +57,7 @@ class Agent(Actor[Any]):
         self.profile: AgentProfile | None = None
         self.held: set[UUID] = set()
         self.wrap_up = handle.wrap_up
-        self.tokens: dict[Outbox, bytes | None] = {}
+        self.tokens = handle.session_tokens
         self._last_update: tuple[Any, ...] | None = None
 
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -74,9 +74,6 @@ class Agent(Actor[Any]):
         if self.profile is None:
             raise LookupError(f"agent {self.agent_id} does not exist")
         self.held = set(await storage.held_conversations(self.agent_id))
-        # After a restart of this actor the sockets are still attached to the handle.
-        for connection in self.shared.connections:
-            self.tokens.setdefault(connection, None)
         await self._publish(force=True)
 
     @property

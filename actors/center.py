@@ -163,6 +163,38 @@ class ContactCenter:
             del self._starting[key]
             starting.set()
 
+    async def restart_sessions(self) -> int:
+        """After the sessions supervisor was restarted: start a session again for every handle
+        (its mailbox and subscribed sockets survived); returns how many."""
+        factory = self.session_factory
+        assert factory is not None
+        return await self._restart_all(self.sessions, factory, self._session_supervisor)
+
+    async def restart_agents(self) -> int:
+        """After the agents supervisor was restarted: start an Agent actor again for every handle."""
+        factory = self.agent_factory
+        assert factory is not None
+        return await self._restart_all(self.agents, factory, self._agent_supervisor)
+
+    async def _restart_all(self, table: dict[UUID, Any], factory: Callable[[Any], Actor[Any]], supervisor: Any) -> int:
+        restarted = 0
+        for key, handle in list(table.items()):
+            if key in self._starting or handle.mailbox.name in supervisor or table.get(key) is not handle:
+                continue
+            spec = actor_child(
+                lambda _mailbox, handle=handle: factory(handle), handle.mailbox, restart=Restart.TRANSIENT
+            )
+            try:
+                await supervisor.start_child(spec)
+                restarted += 1
+            except Exception:
+                # it starts again on its next use (`ensure_session` / `ensure_agent`)
+                log.exception("could not restart an actor", extra={"actor": handle.mailbox.name})
+                if table.get(key) is handle:
+                    del table[key]
+        log.info("actors restarted after their supervisor", extra={"actors": restarted})
+        return restarted
+
     def session_ended(self, conversation_id: UUID) -> None:
         self.sessions.pop(conversation_id, None)
 

@@ -180,13 +180,17 @@ class SessionHandle:
 @dataclass(eq=False, slots=True)
 class AgentHandle:
     """What outlives one incarnation of an Agent actor: its mailbox, its open connections
-    (one per browser tab), the status the agent chose and its wrap-up deadlines, so a crash
-    of the actor neither logs the agent out nor changes its status."""
+    (one per browser tab) with their sign-in sessions, the status the agent chose and its
+    wrap-up deadlines, so a crash of the actor neither logs the agent out nor changes its
+    status, nor forgets which socket belongs to which session."""
 
     account_id: UUID
     agent_id: UUID
     mailbox: Mailbox[Any]
     connections: set[Outbox] = field(default_factory=set)
+    session_tokens: dict[Outbox, bytes | None] = field(default_factory=dict)
+    """The SHA-256 of the sign-in token each connection was opened with, so that signing
+    out one session closes that session's sockets, also after a crash of the actor."""
     status: str = "offline"
     reason: str | None = None
     wrap_up: dict[UUID, float] = field(default_factory=dict)

@@ -48,6 +48,7 @@ from kefu.protocol.agent import AddNote, Transfer
 from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
 from kefu.protocol.conversation import ConversationState, Event, State
 from kefu.protocol.customer import CloseConversation
+from kefu.protocol.masking import mask_text
 from kefu.protocol.server import (
     Ack,
     ConversationEvent,
@@ -135,6 +136,8 @@ class CustomerSession(Actor[Any]):
         self.told_no_agents = False
         self.last_position: tuple[int, int | None] | None = None
         self.closed_at: datetime | None = None
+        self.uncertain = False
+        """An append failed in a way that may have committed it: catch up before the next."""
 
     # -- life ----------------------------------------------------------------------------
 
@@ -230,6 +233,8 @@ class CustomerSession(Actor[Any]):
         sender_id: str | None,
         client_id: str | None = None,
     ) -> StoredEvent:
+        if self.uncertain:
+            await self._catch_up()
         record = EventRecord(
             account_id=self.account_id,
             conversation_id=self.conversation_id,
@@ -243,6 +248,8 @@ class CustomerSession(Actor[Any]):
         try:
             appended = await append(self.center.store, record, timeout=self.center.settings.append_timeout)
         except (StoreUnavailable, AskTimeout) as error:
+            # A COMMIT cut off by a database crash may have happened all the same.
+            self.uncertain = True
             raise Refused(
                 "unavailable", "storage is unavailable; retry with the same client_id", retryable=True
             ) from error
@@ -266,6 +273,25 @@ class CustomerSession(Actor[Any]):
         self._apply(event)
         self._fan_out(event)
         return event
+
+    async def _catch_up(self) -> None:
+        """After an append of unknown outcome: take in (and fan out) what the log has beyond
+        `last_seq`, so the next append gets the next free seq."""
+        while True:
+            try:
+                events = await self.center.storage.events_after(
+                    self.conversation_id, self.last_seq, self.center.settings.resume_page_size
+                )
+            except Exception as error:
+                raise Refused(
+                    "unavailable", "storage is unavailable; retry with the same client_id", retryable=True
+                ) from error
+            for event in events:
+                self._apply(event)
+                self._fan_out(event)
+            if len(events) < self.center.settings.resume_page_size:
+                self.uncertain = False
+                return
 
     def _fan_out(self, event: StoredEvent) -> None:
         agent_data: bytes | None = None
@@ -340,6 +366,13 @@ class CustomerSession(Actor[Any]):
         except Refused as refusal:
             ref = getattr(frame, "client_id", None)
             connection.send(error_bytes(refusal.code, str(refusal), ref=ref, retryable=refusal.retryable))
+        except Exception:
+            # the session crashes and is rebuilt from the log; the sender is not left waiting
+            ref = getattr(frame, "client_id", None)
+            connection.send(
+                error_bytes("unavailable", "internal error; retry with the same client_id", ref=ref, retryable=True)
+            )
+            raise
 
     async def _retry_later(self, message: Any, action: Any, *args: Any) -> bool:
         """Run a system-initiated write (assignment, wrap-up end, ...); True when it stored.
@@ -689,8 +722,9 @@ class CustomerSession(Actor[Any]):
             channel=row.channel,
             display_name=row.customer_name,
             level=row.customer_level,
-            topic=row.topic,
-            preview=self.preview,
+            topic=None if row.topic is None else mask_text(row.topic),
+            # Agents see the summary before any permission check: numbers and addresses masked.
+            preview=None if self.preview is None else mask_text(self.preview),
         )
 
     async def _enqueue(self) -> None:

@@ -354,10 +354,21 @@ class DynamicSupervisor(_SupervisorBase, Generic[M]):
     are asked to stop at once and waited for together.
     """
 
-    def __init__(self, name: str, *, intensity: int = 10, period: float = 5.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        intensity: int = 10,
+        period: float = 5.0,
+        on_restart: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         super().__init__(name, intensity=intensity, period=period)
         self._children: dict[str, _Child] = {}
         self._ready = trio.Event()
+        self._incarnations = 0
+        self.on_restart = on_restart
+        """Run (as a task of the supervisor) when a parent restarted it: its children are gone,
+        and this is where their owner starts again those it still needs."""
 
     def spec(self) -> ChildSpec:
         return ChildSpec(self.name, self.run, Restart.PERMANENT, shutdown=None, kind=ChildKind.SUPERVISOR)
@@ -396,10 +407,13 @@ class DynamicSupervisor(_SupervisorBase, Generic[M]):
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         failure: SupervisorEscalation | None = None
         self._restart_times.clear()  # a fresh incarnation, as in `Supervisor.run`
+        self._incarnations += 1
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._ready.set()
             task_status.started(self)
+            if self._incarnations > 1 and self.on_restart is not None:
+                nursery.start_soon(self.on_restart)
             try:
                 while True:
                     exit = await self._next_exit(stop_requested)
@@ -428,6 +442,8 @@ class DynamicSupervisor(_SupervisorBase, Generic[M]):
                     async with trio.open_nursery() as stopper:
                         for child in children:
                             stopper.start_soon(self._stop_child, child)
+                # until the next incarnation, `start_child` waits instead of using this nursery
+                self._ready = trio.Event()
                 nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure

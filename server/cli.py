@@ -1,4 +1,4 @@
-"""The `kefu` command: serve, migrate, account create, backup, restore, chat."""
+"""The `kefu` command: serve, migrate, account create, customer erase, backup, restore, chat."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import errno
 import getpass
 import logging
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +16,13 @@ import trio
 import trio_asyncio
 
 from kefu.actors.supervisor import ChildStartError
-from kefu.server import backup, console
+from kefu.server import backup, console, privacy
 from kefu.server.accounts import AccountError, create_account, generate_password
 from kefu.server.config import Config, ConfigError, load_config
 from kefu.server.database import Database, DatabaseUnavailable, DurabilityOff, MigrationError, resolve_dsn
+from kefu.server.directory import DirectoryError
 from kefu.server.logs import configure_logging
+from kefu.server.privacy import DataKeyError
 
 log = logging.getLogger("kefu.cli")
 
@@ -59,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--yes", action="store_true", help="really replace everything in the database")
     load.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
 
+    customer = commands.add_parser("customer", help="customers' personal data")
+    customer_commands = customer.add_subparsers(dest="customer_command", required=True)
+    erase = customer_commands.add_parser(
+        "erase",
+        help="erase one customer's personal data, message texts and attachments (an audit entry remains)",
+    )
+    erase.add_argument("customer_id", help="the customer's id")
+    erase.add_argument("--account", required=True, help="the account's slug")
+    erase.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR), where the attachments are")
+
     console.add_arguments(commands)
     return parser
 
@@ -85,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             return trio.run(_migrate, config)
         if args.command == "account" and args.account_command == "create":
             return _account_create(config, args)
+        if args.command == "customer" and args.customer_command == "erase":
+            return trio.run(_customer_erase, config, args)
         if args.command == "backup":
             written = backup.backup(resolve_dsn(config), args.output or backup.default_backup_path(config.data_dir))
             print(f"kefu: backup written to {written}")
@@ -131,7 +146,7 @@ def _leaves(error: BaseException) -> Iterator[BaseException]:
 
 def _explain(error: BaseException, config: Config) -> str | None:
     """A one-line explanation of an expected failure, or None for a bug (shown with its traceback)."""
-    if isinstance(error, DurabilityOff | MigrationError | backup.BackupError):
+    if isinstance(error, DurabilityOff | MigrationError | backup.BackupError | DataKeyError):
         return str(error)
     if isinstance(error, OSError) and error.errno in _LISTEN_ERRNOS:
         return f"cannot listen on {config.host}:{config.port}: {error.strerror or error}"
@@ -205,6 +220,36 @@ def _account_create(config: Config, args: argparse.Namespace) -> int:
         return 0
 
     return trio.run(run)
+
+
+async def _customer_erase(config: Config, args: argparse.Namespace) -> int:
+    try:
+        customer_id = uuid.UUID(args.customer_id)
+    except ValueError:
+        print(f"kefu: {args.customer_id!r} is not a customer id", file=sys.stderr)
+        return 2
+    async with trio_asyncio.open_loop():
+        database = await _with_database(config)
+        try:
+            await database.migrate()
+            slug = args.account.strip().lower()
+            account_id = await database.fetchval("SELECT id FROM accounts WHERE slug = $1", slug)
+            if account_id is None:
+                print(f"kefu: no account {args.account!r}", file=sys.stderr)
+                return 1
+            erased = await privacy.erase_customer(
+                database, config.data_dir, account_id, customer_id, actor_role="cli", actor_id=getpass.getuser()
+            )
+        except DirectoryError as error:
+            print(f"kefu: {error}", file=sys.stderr)
+            return 1
+        finally:
+            await database.close()
+    print(
+        f"Erased customer {customer_id}: {erased.messages} message(s) in {erased.conversations} conversation(s)"
+        f" redacted, {erased.attachments} attachment(s) deleted ({erased.files_removed} file(s) removed)."
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
+
 ATTACHMENT_KINDS = ("image", "voice", "video", "file")
 
 DEFAULT_UPLOAD_CONTENT_TYPES: dict[str, str] = {
@@ -102,6 +104,10 @@ class Config:
     """Seconds a request has to send its whole body (uploads included); a slower one gets 408."""
     send_buffer_frames: int = 1024
     """Frames buffered for one slow connection before it is cut off (4001) to resume later."""
+    data_key: str = field(default="", repr=False)
+    """32 bytes in base64 that encrypt customers' personal data (empty: `data_dir/data.key`, made on first start)."""
+    phone_region: str = "CN"
+    """Region (ISO 3166 code) of phone numbers written without +country code; also how numbers are masked."""
 
     @property
     def embedded_database(self) -> bool:
@@ -261,5 +267,14 @@ def _validate(config: Config) -> None:
         raise ConfigError("setting 'shutdown_grace' must not be negative")
     if not config.host:
         raise ConfigError("setting 'host' must not be empty")
+    if config.data_key:
+        from kefu.server.privacy import DataKeyError, decode_data_key
+
+        try:
+            decode_data_key(config.data_key, "setting 'data_key'")
+        except DataKeyError as error:
+            raise ConfigError(f"{error} (make one with: openssl rand -base64 32)") from None
+    if config.phone_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"setting 'phone_region': {config.phone_region!r} is not a region code such as CN or US")
     if config.database_pool_size < 2:
         raise ConfigError("setting 'database_pool_size' must be at least 2 (one writer, one reader)")

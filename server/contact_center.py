@@ -2,14 +2,17 @@
 attachments and the OpenAPI document. `register` adds them to the app; handlers translate and
 the modules below decide.
 
-Roles: admins change queues and account-wide canned responses; supervisors read queues and may
-change customers; agents read queues, and the customers, conversations and attachments of
-their scope (docs/security.md, "Who may see and do what"). Every refusal (403, and 404 for an
-id the caller may not know) and every administrative change is written to the audit log.
+Roles: admins change queues and account-wide canned responses and erase customers' personal
+data; supervisors read queues and may change customers; agents read queues, and the customers,
+conversations and attachments of their scope (docs/security.md, "Who may see and do what"),
+with phone numbers and e-mail addresses masked unless they have `may_view_contact_details`.
+Every refusal (403, and 404 for an id the caller may not know) and every administrative change
+is written to the audit log.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +25,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from kefu.actors.session import event_frame
 from kefu.protocol import encode_frame
-from kefu.server import attachments, audit, canned, openapi, queues, webchat
+from kefu.server import attachments, audit, canned, openapi, privacy, queues, webchat
 from kefu.server.auth import SignedInUser, authenticate
 from kefu.server.directory import NotFound, parse_id
 
 if TYPE_CHECKING:
     from kefu.server.node import Node
+
+log = logging.getLogger("kefu.contact_center")
 
 ErrorResponse = tuple[Response, int]
 
@@ -127,13 +132,20 @@ def register(
 
     async def current_visitor() -> webchat.Visitor | None:
         token = bearer_token()
-        return await webchat.authenticate_visitor(node.database, token) if token is not None else None
+        return await webchat.authenticate_visitor(node.database, token, node.privacy) if token is not None else None
+
+    @app.errorhandler(privacy.DataKeyError)
+    async def data_key_error(error: privacy.DataKeyError) -> ErrorResponse:
+        log.error("personal data does not decrypt: %s", error)
+        return error_response(
+            "data_key_mismatch", "customers' personal data cannot be decrypted with the configured data key", 500
+        )
 
     # -- web-chat visitors -----------------------------------------------------------------------
 
     @app.post("/api/v1/webchat/visitors")
     async def create_visitor() -> ErrorResponse:
-        token, visitor = await webchat.create_visitor(node.database, await json_body())
+        token, visitor = await webchat.create_visitor(node.database, node.privacy, await json_body())
         return jsonify({**visitor.json(), "token": token}), 201
 
     @app.get("/api/v1/webchat/visitor")
@@ -148,9 +160,31 @@ def register(
         visitor = await current_visitor()
         if visitor is None:
             return unauthenticated()
-        return jsonify((await webchat.rename_visitor(node.database, visitor, await json_body())).json()), 200
+        renamed = await webchat.rename_visitor(node.database, node.privacy, visitor, await json_body())
+        return jsonify(renamed.json()), 200
 
     # -- customers -------------------------------------------------------------------------------
+
+    async def sees_contact_details(user: SignedInUser) -> bool:
+        return await privacy.viewer_may_see(node.database, user.account_id, user.user_id, user.role)
+
+    @app.get("/api/v1/customers")
+    async def find_customers() -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        given = [field for field in privacy.PERSONAL_FIELDS if request.args.get(field)]
+        if len(given) != 1:
+            return error_response("invalid_request", "give exactly one of ?phone= and ?email=", 400)
+        found = await webchat.find_customers(
+            node.database,
+            node.privacy,
+            user.account_id,
+            field=given[0],
+            value=request.args[given[0]],
+            full=await sees_contact_details(user),
+        )
+        return jsonify({"customers": found}), 200
 
     @app.get("/api/v1/customers/<customer_id>")
     async def get_customer(customer_id: str) -> ErrorResponse:
@@ -161,8 +195,30 @@ def register(
         access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
         if (refusal := await out_of_scope(user, access, "customer.read", "customer", target)) is not None:
             return refusal
-        customer = await webchat.get_customer(node.database, user.account_id, target)
+        customer = await webchat.get_customer(
+            node.database,
+            node.privacy,
+            user.account_id,
+            target,
+            full=await sees_contact_details(user),
+        )
         return jsonify(customer), 200
+
+    @app.post("/api/v1/customers/<customer_id>/erase")
+    async def erase_customer(customer_id: str) -> ErrorResponse:
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(customer_id, "customer")
+        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
+        if (refusal := await out_of_scope(user, access, "customer.erase", "customer", target)) is not None:
+            return refusal
+        if user.role != "admin":
+            return await refuse(user, "customer.erase", "customer", target)
+        erased = await privacy.erase_customer(
+            node.database, node.config.data_dir, user.account_id, target, actor_role=user.role, actor_id=user.user_id
+        )
+        return jsonify(erased.json()), 200
 
     @app.patch("/api/v1/customers/<customer_id>")
     async def update_customer(customer_id: str) -> ErrorResponse:
@@ -175,7 +231,9 @@ def register(
             return refusal
         if user.role not in ("admin", "supervisor"):
             return await refuse(user, "customer.update", "customer", target)
-        customer, changes = await webchat.update_customer(node.database, user.account_id, target, await json_body())
+        customer, changes = await webchat.update_customer(
+            node.database, node.privacy, user.account_id, target, await json_body(), full=True
+        )
         await audit.record(
             node.database, user.account_id, user.role, user.user_id, "customer.update", "customer", target, changes
         )
@@ -299,7 +357,7 @@ def register(
         if token is None:
             return None
         if webchat.is_visitor_token(token):
-            visitor = await webchat.authenticate_visitor(node.database, token)
+            visitor = await webchat.authenticate_visitor(node.database, token, node.privacy)
             return (
                 None if visitor is None else attachments.Uploader(visitor.account_id, "customer", visitor.customer_id)
             )

@@ -14,10 +14,12 @@ import asyncpg
 
 from kefu.actors.ports import AgentProfile, ConversationRow, QueueSettings, StoredEvent
 from kefu.server.database import Database
+from kefu.server.privacy import Privacy
 
 _ROW = """
     SELECT c.account_id, c.id, c.customer_id, c.channel, c.topic, c.department_id, c.queue_id,
-           c.start_client_id, cu.display_name AS customer_name, coalesce(cu.level, 0) AS customer_level
+           c.start_client_id, cu.display_name AS customer_name, cu.display_name_enc AS customer_name_enc,
+           coalesce(cu.level, 0) AS customer_level
       FROM conversations c LEFT JOIN customers cu ON cu.account_id = c.account_id AND cu.id = c.customer_id
 """
 
@@ -49,7 +51,14 @@ def _access(record: asyncpg.Record | None) -> Access:
     return "allowed" if record["allowed"] else "forbidden"
 
 
-def _row(record: asyncpg.Record) -> ConversationRow:
+def _customer_name(privacy: Privacy | None, record: asyncpg.Record) -> str | None:
+    """The customer's display name: stored encrypted (server/privacy.py), so decrypted here."""
+    if privacy is None or record["customer_name_enc"] is None:
+        return record["customer_name"]
+    return privacy.name(record["account_id"], record["customer_id"], record["customer_name_enc"])
+
+
+def _row(record: asyncpg.Record, privacy: Privacy | None = None) -> ConversationRow:
     return ConversationRow(
         account_id=record["account_id"],
         conversation_id=record["id"],
@@ -58,7 +67,7 @@ def _row(record: asyncpg.Record) -> ConversationRow:
         topic=record["topic"],
         department_id=record["department_id"],
         queue_id=record["queue_id"],
-        customer_name=record["customer_name"],
+        customer_name=_customer_name(privacy, record),
         customer_level=record["customer_level"],
         start_client_id=record["start_client_id"],
     )
@@ -100,12 +109,14 @@ def queue_settings(record: asyncpg.Record | dict[str, Any]) -> QueueSettings:
 class PostgresConversations:
     """`kefu.actors.ports.ConversationStorage` on PostgreSQL."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, privacy: Privacy | None = None) -> None:
         self.database = database
+        self.privacy = privacy
+        """Decrypts customers' display names; without it, names stored encrypted read as None."""
 
     async def conversation(self, conversation_id: UUID) -> ConversationRow | None:
         record = await self.database.fetchrow(_ROW + " WHERE c.id = $1", conversation_id)
-        return _row(record) if record is not None else None
+        return _row(record, self.privacy) if record is not None else None
 
     async def events_after(self, conversation_id: UUID, after_seq: int, limit: int) -> list[StoredEvent]:
         records = await self.database.fetch(
@@ -367,7 +378,8 @@ class PostgresConversations:
         supervisors and admins (`every_department`) see the whole account's."""
         records = await self.database.fetch(
             "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.agent_id,"
-            " u.display_name AS agent_name, cu.display_name AS customer_name, q.name AS queue_name,"
+            " u.display_name AS agent_name, cu.display_name AS customer_name, cu.display_name_enc AS customer_name_enc,"
+            " c.account_id, c.customer_id, q.name AS queue_name,"
             " d.name AS department_name"
             " FROM conversations c"
             " LEFT JOIN customers cu ON cu.account_id = c.account_id AND cu.id = c.customer_id"
@@ -393,7 +405,7 @@ class PostgresConversations:
                 "channel": r["channel"],
                 "topic": r["topic"],
                 "created_at": r["created_at"].isoformat(),
-                "customer_name": r["customer_name"],
+                "customer_name": _customer_name(self.privacy, r),
                 "agent_id": str(r["agent_id"]) if r["agent_id"] else None,
                 "agent_name": r["agent_name"],
                 "queue_name": r["queue_name"],

@@ -232,12 +232,21 @@ async def delete_group(
     await database.run(work)
 
 
+def _flag(body: dict[str, Any], name: str) -> bool | None:
+    """A true/false field of the body, or None when it is absent."""
+    if name not in body:
+        return None
+    if not isinstance(body[name], bool):
+        raise InvalidInput(f"{name} must be true or false")
+    return body[name]
+
+
 # -- agents ---------------------------------------------------------------------------------
 
 
 _AGENT_SELECT = """
     SELECT u.id, u.email, u.display_name, u.role, u.max_concurrent_conversations,
-           u.disabled_at, u.created_at,
+           u.disabled_at, u.created_at, u.may_view_contact_details,
            COALESCE((SELECT jsonb_agg(jsonb_build_object('id', d.id, 'name', d.name)
                                       ORDER BY lower(d.name), d.id)
                      FROM user_departments ud
@@ -261,6 +270,7 @@ def _agent_json(row: asyncpg.Record) -> dict[str, Any]:
         "role": row["role"],
         "max_concurrent_conversations": row["max_concurrent_conversations"],
         "disabled": row["disabled_at"] is not None,
+        "may_view_contact_details": row["may_view_contact_details"],
         "created_at": row["created_at"].isoformat(),
         "departments": row["departments"],
         "skills": row["skills"],
@@ -338,6 +348,7 @@ async def create_agent(database: Database, account_id: UUID, body: Any, *, audit
     )
     departments = _department_ids(body) if "departments" in body else []
     skills = _skill_levels(body) if "skills" in body else {}
+    may_view = _flag(body, "may_view_contact_details") or False
     password_hash = await trio.to_thread.run_sync(hash_password, password)
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -345,14 +356,15 @@ async def create_agent(database: Database, account_id: UUID, body: Any, *, audit
             try:
                 user_id = await conn.fetchval(
                     """INSERT INTO users (account_id, email, display_name, role, password_hash,
-                                          max_concurrent_conversations)
-                       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+                                          max_concurrent_conversations, may_view_contact_details)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
                     account_id,
                     email,
                     display_name,
                     role,
                     password_hash,
                     capacity,
+                    may_view,
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"a user with the e-mail {email!r} already exists") from None
@@ -386,7 +398,15 @@ async def update_agent(
     Disabling and a role change revoke the user's sessions: it signs in again, with the new role.
     """
     body = _object(body)
-    known = {"display_name", "role", "max_concurrent_conversations", "disabled", "departments", "skills"}
+    known = {
+        "display_name",
+        "role",
+        "max_concurrent_conversations",
+        "disabled",
+        "departments",
+        "skills",
+        "may_view_contact_details",
+    }
     unknown = sorted(set(body) - known)
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]}")
@@ -400,6 +420,7 @@ async def update_agent(
     disabled = body.get("disabled")
     if "disabled" in body and not isinstance(disabled, bool):
         raise InvalidInput("disabled must be true or false")
+    may_view = _flag(body, "may_view_contact_details")
     departments = _department_ids(body) if "departments" in body else None
     skills = _skill_levels(body) if "skills" in body else None
     if user_id == acting_user_id and (disabled is True or role not in (None, "admin")):
@@ -420,7 +441,8 @@ async def update_agent(
                        max_concurrent_conversations = COALESCE($5, max_concurrent_conversations),
                        disabled_at = CASE WHEN $6::boolean IS NULL THEN disabled_at
                                           WHEN $6 THEN COALESCE(disabled_at, now())
-                                          ELSE NULL END
+                                          ELSE NULL END,
+                       may_view_contact_details = COALESCE($7, may_view_contact_details)
                    WHERE account_id = $1 AND id = $2""",
                 account_id,
                 user_id,
@@ -428,6 +450,7 @@ async def update_agent(
                 role,
                 capacity,
                 disabled,
+                may_view,
             )
             role_changes = role is not None and role != before["role"]
             if disabled or role_changes:

@@ -1,13 +1,45 @@
-"""Structured logs: one JSON object per line on stderr (or plain text for people)."""
+"""Structured logs: one JSON object per line on stderr (or plain text for people).
+
+Logs never hold message bodies (no log call is given one), tokens or full phone numbers and
+e-mail addresses: every line passes `scrub` on its way out, which masks numbers and addresses
+and replaces anything shaped like a token, whatever logger wrote it.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
+
+from kefu.protocol.masking import mask_text
+
+_TOKENS = re.compile(
+    r"(?<![A-Za-z0-9_-])(?:kv_[A-Za-z0-9_-]{16,}|[A-Za-z0-9_-]{43})(?![A-Za-z0-9_-])"
+    r"|(?<=Bearer )[^\s\"']+",
+    re.IGNORECASE,
+)
+"""Visitor tokens (kv_…), session tokens (43 characters of URL-safe base64) and bearer credentials."""
+
+
+def scrub(line: str) -> str:
+    """`line` with tokens replaced and phone numbers and e-mail addresses masked."""
+    return mask_text(_TOKENS.sub("[token]", line))
+
+
+def _scrubbed(value: Any) -> Any:
+    """Every string inside a log entry scrubbed (numbers stay numbers, so the line stays JSON)."""
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrubbed(item) for item in value]
+    return value
+
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -27,7 +59,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        return orjson.dumps(_scrubbed(entry), default=lambda value: scrub(str(value))).decode()
 
 
 class TextFormatter(logging.Formatter):
@@ -40,11 +72,11 @@ class TextFormatter(logging.Formatter):
             line += " " + extras
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return scrub(line)
 
 
-def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

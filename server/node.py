@@ -52,6 +52,7 @@ from kefu.server.config import Config
 from kefu.server.conversations import PostgresConversations
 from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
 from kefu.server.event_log import PostgresEventLog
+from kefu.server.privacy import Privacy, check_data_keys, load_data_keys, seal_plaintext_names
 from kefu.server.sockets import SupervisorFeeds
 
 log = logging.getLogger("kefu.node")
@@ -65,9 +66,11 @@ def bind_address(host: str, port: int) -> str:
 
 
 class Node:
-    def __init__(self, config: Config, database: Database) -> None:
+    def __init__(self, config: Config, database: Database, privacy: Privacy | None = None) -> None:
         self.config = config
         self.database = database
+        self.privacy = privacy or Privacy(load_data_keys(config.data_key, config.data_dir), config.phone_region)
+        """Keys and rules for customers' personal data (server/privacy.py)."""
         self.registry = Registry()
         self.urls: list[str] = []
         self.closing = trio.Event()
@@ -79,12 +82,16 @@ class Node:
         self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
         self.store: Store | None = None
         self.timers = Timers()
-        self.conversations = PostgresConversations(database)
+        self.conversations = PostgresConversations(database, self.privacy)
         self.supervisor_feeds = SupervisorFeeds()
         self.dispatcher_mailbox: Mailbox[Any] = Mailbox("dispatcher", DISPATCHER_MAILBOX_CAPACITY)
         self.aggregator_mailbox: Mailbox[Any] = Mailbox("aggregator", AGGREGATOR_MAILBOX_CAPACITY)
-        self.agents: DynamicSupervisor[Any] = DynamicSupervisor("agents")
-        self.sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions", intensity=100, period=5.0)
+        # When one of these two gives up (more restarts than its intensity), the root
+        # restarts it, and the actors it held start again on their surviving handles.
+        self.agents: DynamicSupervisor[Any] = DynamicSupervisor("agents", on_restart=self._restart_agents)
+        self.sessions: DynamicSupervisor[Any] = DynamicSupervisor(
+            "sessions", intensity=100, period=5.0, on_restart=self._restart_sessions
+        )
         self.center = ContactCenter(
             store=self.store_mailbox.ref,
             storage=self.conversations,
@@ -137,6 +144,12 @@ class Node:
             intensity=intensity,
             period=period,
         )
+
+    async def _restart_sessions(self) -> None:
+        await self.center.restart_sessions()
+
+    async def _restart_agents(self) -> None:
+        await self.center.restart_agents()
 
     def _new_store(self, mailbox: Mailbox[StoreMessage]) -> Store:
         self.store = Store(mailbox, PostgresEventLog(self.database), batch_max=self.config.store_batch_max)
@@ -244,13 +257,22 @@ async def _stop_on_signals(stop: trio.Event, cancel_scope: trio.CancelScope) -> 
 
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run kefu until SIGINT/SIGTERM (or cancellation); returns after a graceful stop."""
+    keys = await trio.to_thread.run_sync(load_data_keys, config.data_key, config.data_dir)
+    if not config.data_key and not config.embedded_database:
+        log.warning(
+            "customers' personal data is encrypted with the key in the data folder, but the database is"
+            " shared: give every node the same key with KEFU_DATA_KEY",
+            extra={"key": keys.source},
+        )
     dsn = await trio.to_thread.run_sync(resolve_dsn, config)
     async with trio_asyncio.open_loop():
         database = await Database.open(dsn, pool_size=config.database_pool_size)
         try:
             await database.check_durability()
             await database.migrate()
-            node = Node(config, database)
+            await check_data_keys(database, keys)
+            await seal_plaintext_names(database, keys)
+            node = Node(config, database, Privacy(keys, config.phone_region))
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)

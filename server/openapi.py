@@ -69,6 +69,11 @@ SCHEMAS: dict[str, Any] = {
             "role": {"enum": ["admin", "supervisor", "agent"]},
             "max_concurrent_conversations": _integer(1, 100),
             "disabled": {"type": "boolean"},
+            "may_view_contact_details": {
+                "type": "boolean",
+                "description": "sees customers' phone numbers and e-mail addresses in full (admins and"
+                " supervisors always do; others see them masked)",
+            },
             "created_at": TIMESTAMP,
             "departments": {"type": "array", "items": _object({"id": UUID_STRING, "name": {"type": "string"}})},
             "skills": {
@@ -85,6 +90,7 @@ SCHEMAS: dict[str, Any] = {
             "password": {"type": "string", "minLength": 10, "maxLength": 1024},
             "role": {"enum": ["admin", "supervisor", "agent"], "default": "agent"},
             "max_concurrent_conversations": {**_integer(1, 100), "default": 5},
+            "may_view_contact_details": {"type": "boolean", "default": False},
             "departments": {"type": "array", "items": UUID_STRING},
             "skills": {"type": "array", "items": _ref("SkillLevel")},
         },
@@ -96,6 +102,7 @@ SCHEMAS: dict[str, Any] = {
             "role": {"enum": ["admin", "supervisor", "agent"]},
             "max_concurrent_conversations": _integer(1, 100),
             "disabled": {"type": "boolean"},
+            "may_view_contact_details": {"type": "boolean"},
             "departments": {"type": "array", "items": UUID_STRING},
             "skills": {"type": "array", "items": _ref("SkillLevel")},
         },
@@ -111,8 +118,26 @@ SCHEMAS: dict[str, Any] = {
             "display_name": _nullable(_string(200)),
             "level": _integer(0, 10),
             "channel": {"type": "string"},
+            "phone": _nullable(
+                _string(description="international format (+86 138 1234 5678), or masked (138****5678)")
+            ),
+            "email": _nullable(_string(description="in full, or masked (a***@example.com)")),
+            "contact_details_masked": {
+                "type": "boolean",
+                "description": "phone and email are masked: the caller lacks may_view_contact_details",
+            },
             "created_at": TIMESTAMP,
             "last_seen_at": _nullable(TIMESTAMP),
+            "erased": {"type": "boolean", "description": "the customer's personal data was erased"},
+        }
+    ),
+    "CustomerErased": _object(
+        {
+            "customer_id": UUID_STRING,
+            "conversations": {"type": "integer", "minimum": 0},
+            "messages_redacted": {"type": "integer", "minimum": 0},
+            "attachments_deleted": {"type": "integer", "minimum": 0},
+            "files_removed": {"type": "integer", "minimum": 0},
         }
     ),
     "ConversationSummary": _object(
@@ -147,7 +172,13 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "CustomerUpdate": _object(
-        {"display_name": _nullable(_string(200)), "level": _integer(0, 10)}, additionalProperties=False
+        {
+            "display_name": _nullable(_string(200)),
+            "level": _integer(0, 10),
+            "phone": _nullable(_string(40, description="any usual writing; stored as E.164, encrypted")),
+            "email": _nullable(_string(254, format="email")),
+        },
+        additionalProperties=False,
     ),
     "Queue": _object(
         {
@@ -410,7 +441,17 @@ def _paths() -> dict[str, Any]:
                 tag="webchat",
                 security=PUBLIC,
                 errors=(400, 404, 413),
-                body=_body(_object({"account": _string(63), "display_name": _nullable(_string(200))}, ["account"])),
+                body=_body(
+                    _object(
+                        {
+                            "account": _string(63),
+                            "display_name": _nullable(_string(200)),
+                            "phone": _nullable(_string(40)),
+                            "email": _nullable(_string(254, format="email")),
+                        },
+                        ["account"],
+                    )
+                ),
             ),
         },
         "/api/v1/webchat/visitor": {
@@ -422,12 +463,49 @@ def _paths() -> dict[str, Any]:
                 errors=(401,),
             ),
             "patch": _op(
-                "Set the visitor's display name",
+                "Set the visitor's display name, phone or e-mail (null clears it)",
                 {"200": _ok("the visitor", _ref("Visitor"))},
                 tag="webchat",
                 security=VISITOR,
                 errors=(400, 401, 413),
-                body=_body(_object({"display_name": _nullable(_string(200))}, ["display_name"])),
+                body=_body(
+                    _object(
+                        {
+                            "display_name": _nullable(_string(200)),
+                            "phone": _nullable(_string(40)),
+                            "email": _nullable(_string(254, format="email")),
+                        },
+                        minProperties=1,
+                    )
+                ),
+            ),
+        },
+        "/api/v1/customers": {
+            "get": _op(
+                "Find customers by phone number (any usual writing) or e-mail, through the blind index"
+                " (any user of the account; contact details masked without may_view_contact_details)",
+                {
+                    "200": _ok(
+                        "the customers found, at most 50",
+                        _object({"customers": {"type": "array", "items": _ref("Customer")}}, ["customers"]),
+                    )
+                },
+                tag="customers",
+                parameters=[
+                    {"name": "phone", "in": "query", "schema": _string(40), "description": "e.g. 138 1234 5678"},
+                    {"name": "email", "in": "query", "schema": _string(254), "description": "exactly one of the two"},
+                ],
+                errors=(400, 401),
+            ),
+        },
+        "/api/v1/customers/{customer_id}/erase": {
+            "post": _op(
+                "Erase a customer's personal data: name, phone, e-mail, visitor token, conversation topics,"
+                " message texts and attachments (files too); an audit entry without personal data stays (admin)",
+                {"200": _ok("what was erased", _ref("CustomerErased"))},
+                tag="customers",
+                parameters=customer_id,
+                errors=(401, 403, 404, 409),
             ),
         },
         "/api/v1/customers/{customer_id}": {
@@ -439,7 +517,7 @@ def _paths() -> dict[str, Any]:
                 errors=(401, 404),
             ),
             "patch": _op(
-                "Change a customer's display name or level (admin, supervisor)",
+                "Change a customer's display name, level, phone or e-mail (admin, supervisor)",
                 {"200": _ok("the customer", _ref("Customer"))},
                 tag="customers",
                 parameters=customer_id,

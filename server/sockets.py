@@ -401,20 +401,20 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             await refuse("this site may not open the chat (widget_origins)")
             return
         token = websocket.args.get("token", "")
+        storage = node.conversations
         try:
-            visitor = await authenticate_visitor(node.database, token)
+            visitor = await authenticate_visitor(node.database, token, node.privacy)
+            rows = await storage.open_conversations_of_customer(visitor.customer_id) if visitor is not None else []
         except DatabaseUnavailable:
             await websocket.accept()
-            await websocket.close(CLOSE_INTERNAL, "storage is unavailable")
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
             return
         if visitor is None:
             await refuse("a valid visitor token is required")
             return
         await websocket.accept()
         connection = Connection("customer", visitor.customer_id, visitor.account_id, config.send_buffer_frames)
-        storage = node.conversations
         connection.send(welcome("customer", visitor.customer_id, visitor.display_name))
-        rows = await storage.open_conversations_of_customer(visitor.customer_id)
         connection.send(
             encode_frame(
                 ConversationList(
@@ -484,16 +484,23 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             user = await auth.authenticate(node.database, token)
         except DatabaseUnavailable:
             await websocket.accept()
-            await websocket.close(CLOSE_INTERNAL, "storage is unavailable")
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
             return
         if user is None:
             await refuse("a valid session token is required")
             return
+        center = node.center
+        try:
+            agent: AgentHandle = await center.ensure_agent(user.account_id, user.user_id)
+        except Exception:
+            # its actor could not start: it reads the agent's profile and held conversations
+            log.warning("agent actor could not start", exc_info=True, extra={"agent_id": str(user.user_id)})
+            await websocket.accept()
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
+            return
         await websocket.accept()
         connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
         connection.send(welcome("agent", user.user_id, user.display_name))
-        center = node.center
-        agent: AgentHandle = await center.ensure_agent(user.account_id, user.user_id)
         await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
         watching = user.role in ("supervisor", "admin")
         if watching:

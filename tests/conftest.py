@@ -22,6 +22,20 @@ import trio_asyncio
 from kefu.server.database import Database
 
 TEMPLATE = "kefu_template"
+TEST_DATA_KEY = "dGVzdHMgc2hhcmUgb25lIGRhdGEga2V5IChrZWZ1KSE="
+"""The data key of every test node: a module's tests share one database, so they share its key."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_key_for_subprocesses() -> Iterator[None]:
+    """`kefu` subprocesses that inherit the environment (the browser tests') use TEST_DATA_KEY."""
+    saved = os.environ.get("KEFU_DATA_KEY")
+    os.environ["KEFU_DATA_KEY"] = TEST_DATA_KEY
+    yield
+    if saved is None:
+        del os.environ["KEFU_DATA_KEY"]
+    else:
+        os.environ["KEFU_DATA_KEY"] = saved
 
 
 def _admin_dsn(dsn: str, database: str) -> str:

@@ -552,6 +552,34 @@ async def test_escalating_dynamic_supervisor_is_restarted_with_a_fresh_history(
     ]
 
 
+async def test_a_restarted_dynamic_supervisor_runs_on_restart_to_bring_back_its_children(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    workers = Workers()
+    restarted: list[list[str]] = []
+
+    async def on_restart() -> None:
+        # the owner of the children starts again those it still needs, on the new incarnation
+        restarted.append(dynamic.child_ids())
+        await dynamic.start_child(workers.spec("c2"))
+
+    dynamic: DynamicSupervisor[Any] = DynamicSupervisor("sessions", intensity=1, period=5, on_restart=on_restart)
+    parent = Supervisor("parent", [dynamic.spec()], intensity=3, period=5)
+    async with trio.open_nursery() as nursery:
+        stop = await running(nursery, parent)
+        assert restarted == []  # not on the first start
+        await dynamic.start_child(workers.spec("c1"))
+        await dynamic.start_child(workers.spec("c2"))
+        await workers.crash("c1")
+        await workers.crash("c1")  # escalates; the parent restarts the dynamic supervisor
+        await trio.sleep(1)
+        assert parent.statistics().restarts == 1
+        assert restarted == [[]]
+        assert dynamic.child_ids() == ["c2"]
+        stop.set()
+    assert workers.take_log()[-3:] == ["stop c2", "start c2", "stop c2"]
+
+
 async def test_dynamic_shutdown_stops_all_children_concurrently(autojump_clock: trio.testing.MockClock) -> None:
     asked: list[tuple[str, float]] = []
     cancelled: list[tuple[str, float]] = []

@@ -19,7 +19,7 @@ from kefu.protocol.server import ServerFrame
 from kefu.server.accounts import create_account
 from kefu.server.config import Config
 from kefu.server.node import Node, serve
-from tests.conftest import open_database
+from tests.conftest import TEST_DATA_KEY, open_database
 
 PASSWORD = "correct horse battery"
 AGENT_PASSWORD = "agent password 1"
@@ -61,6 +61,16 @@ class Center:
         )
         assert response.status_code == 200, response.text
         return Agent(self, agent_id, response.json()["token"], name)
+
+    async def add_agent_session(self, agent: Agent) -> str:
+        """Sign the agent in once more (another device): a token of a session of its own."""
+        (row,) = await self.fetch("SELECT email FROM users WHERE id = $1", uuid.UUID(agent.id))
+        response = await self.http.post(
+            "/api/v1/auth/sign-in", json={"account": self.slug, "email": row["email"], "password": AGENT_PASSWORD}
+        )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["token"]
+        return token
 
     async def add_visitor(self, name: str | None = None) -> Visitor:
         body: dict[str, Any] = {"account": self.slug}
@@ -171,7 +181,7 @@ async def live_center(database_dsn: str, tmp_path: Path, **settings: Any) -> Asy
         data_dir=tmp_path,
         database_pool_size=6,
         shutdown_grace=1.0,
-        **settings,
+        **{"data_key": TEST_DATA_KEY, **settings},
     )
     async with open_database(database_dsn) as database:
         slug = f"acme-{uuid.uuid4().hex[:8]}"

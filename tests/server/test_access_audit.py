@@ -39,6 +39,7 @@ ADMIN_WRITES: tuple[tuple[str, str, dict[str, Any] | None, str, str, str], ...] 
         "agent",
     ),
     ("patch", "/api/v1/customers/{customer}", {"level": 3}, "supervisor", "customer.update", "customer"),
+    ("post", "/api/v1/customers/{customer}/erase", None, "admin", "customer.erase", "customer"),
     ("post", "/api/v1/queues", {"name": "Sales queue"}, "admin", "queue.create", "queue"),
     ("patch", "/api/v1/queues/{queue}", {"strategy": "round_robin"}, "admin", "queue.update", "queue"),
     (

@@ -12,11 +12,19 @@ import trio
 from kefu.server.app import create_app
 from kefu.server.config import Config
 from kefu.server.node import Node, serve
+from tests.conftest import TEST_DATA_KEY
 
 
 @asynccontextmanager
 async def running_node(database_dsn: str, tmp_path: Path) -> AsyncIterator[tuple[Node, httpx.AsyncClient]]:
-    config = Config(port=0, database_url=database_dsn, data_dir=tmp_path, database_pool_size=3, shutdown_grace=1.0)
+    config = Config(
+        port=0,
+        database_url=database_dsn,
+        data_dir=tmp_path,
+        database_pool_size=3,
+        shutdown_grace=1.0,
+        data_key=TEST_DATA_KEY,
+    )
     async with trio.open_nursery() as nursery:
         with trio.fail_after(20):
             node: Node = await nursery.start(serve, config)

@@ -18,7 +18,7 @@ from kefu.server import audit, queues
 from kefu.server.config import Config
 from kefu.server.database import Database
 from kefu.server.node import Node, serve
-from tests.conftest import open_database
+from tests.conftest import TEST_DATA_KEY, open_database
 from tests.server.test_auth import bearer
 from tests.server.test_directory import _admin_token, _user_token
 
@@ -29,7 +29,12 @@ async def node_and_database(
 ) -> AsyncIterator[tuple[Node, httpx.AsyncClient, Database]]:
     """A running node (with `settings`) and the test's own handle on its database."""
     config = Config(
-        port=0, database_url=database_dsn, data_dir=tmp_path, database_pool_size=3, shutdown_grace=1.0, **settings
+        port=0,
+        database_url=database_dsn,
+        data_dir=tmp_path,
+        database_pool_size=3,
+        shutdown_grace=1.0,
+        **{"data_key": TEST_DATA_KEY, **settings},
     )
     async with open_database(database_dsn) as database, trio.open_nursery() as nursery:
         with trio.fail_after(20):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 from contextlib import AsyncExitStack
 from pathlib import Path
+from uuid import UUID
 
 import trio
 
+from kefu.actors.messages import InjectCrash
 from kefu.protocol.agent import AcceptOffer, SetStatus
-from kefu.protocol.common import Resume, SendMessage
+from kefu.protocol.common import Ping, Resume, SendMessage
 from kefu.protocol.customer import CloseConversation, StartConversation
 from tests.server.live import Agent, Center, Client, connect, live_center
 
@@ -96,6 +98,32 @@ async def test_wrap_up_leaves_the_other_slots_open(database_dsn: str, tmp_path: 
         await third.send(StartConversation(third.client_id()))
         (third_ack,) = await third.wait_for("ack")
         await agent.wait_for("offer", conversation_id=third_ack.conversation_id, timeout=5)
+        nursery.cancel_scope.cancel()
+
+
+async def test_signing_out_one_session_closes_only_its_sockets_also_after_a_crash(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        anna = await center.add_agent("Anna")
+        laptop = await _online(stack, nursery, center, anna)
+        # a second sign-in (her phone) with a token of its own
+        phone = await center.add_agent_session(anna)
+        on_phone = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={phone}"))
+        await on_phone.wait_for("status", status="online")
+        # the Agent actor crashes and is restarted on its handle
+        handle = center.node.center.agent(UUID(anna.id))
+        assert handle is not None
+        handle.ref.tell_nowait(InjectCrash())
+        await on_phone.send(Ping("after-crash"))
+        await on_phone.wait_for("pong")
+        # signing out on the phone closes the phone's socket and not the laptop's
+        response = await center.http.post("/api/v1/auth/sign-out", headers=center.auth(phone))
+        assert response.status_code == 204
+        assert await on_phone.wait_closed() == 1008
+        await laptop.send(Ping("still-here"))
+        await laptop.wait_for("pong")
+        assert laptop.closed_code is None
         nursery.cancel_scope.cancel()
 
 

@@ -16,7 +16,7 @@ from kefu.protocol import decode_server_frame
 from kefu.server.accounts import create_account
 from kefu.server.config import Config, ConfigError, load_config
 from kefu.server.node import Node, serve
-from tests.conftest import open_database
+from tests.conftest import TEST_DATA_KEY, open_database
 
 
 async def test_https_and_wss_with_a_certificate(database_dsn: str, tmp_path: Path) -> None:
@@ -36,6 +36,7 @@ async def test_https_and_wss_with_a_certificate(database_dsn: str, tmp_path: Pat
         shutdown_grace=1.0,
         tls_certfile=str(certfile),
         tls_keyfile=str(keyfile),
+        data_key=TEST_DATA_KEY,
     )
     async with open_database(database_dsn) as database:
         slug = f"tls-{uuid.uuid4().hex[:8]}"

@@ -11,7 +11,8 @@
       "adm.queues": "Queues", "adm.canned": "Canned responses", "adm.hours": "Business hours", "adm.name": "Name",
       "adm.email": "E-mail", "adm.password": "Password (at least 10 characters)", "adm.role": "Role", "adm.departments": "Departments",
       "adm.department": "Department", "adm.skills": "Skills", "adm.skill": "Skill", "adm.skill_levels": "Skill levels (1–10, empty: none)",
-      "adm.capacity": "Capacity", "adm.disabled": "Disabled", "adm.actions": "Actions", "adm.agent.new": "New agent",
+      "adm.capacity": "Capacity", "adm.disabled": "Disabled", "adm.contact": "Sees phone/e-mail",
+      "adm.contact_of": "{name} sees customers' phone numbers and e-mail addresses", "adm.actions": "Actions", "adm.agent.new": "New agent",
       "adm.create": "Create", "adm.add": "Add", "adm.save": "Save", "adm.new": "New", "adm.edit": "Edit", "adm.delete": "Delete",
       "adm.rename": "Rename", "adm.department.new": "New department", "adm.skill.new": "New skill", "adm.strategy": "Strategy",
       "adm.default": "Default", "adm.queue.new": "New queue", "adm.queue.edit": "Edit queue", "adm.min_level": "Minimum skill level",
@@ -33,7 +34,8 @@
       "adm.queues": "队列", "adm.canned": "快捷回复", "adm.hours": "营业时间", "adm.name": "名称",
       "adm.email": "电子邮箱", "adm.password": "密码（至少 10 个字符）", "adm.role": "角色", "adm.departments": "部门",
       "adm.department": "部门", "adm.skills": "技能", "adm.skill": "技能", "adm.skill_levels": "技能等级（1–10，留空表示无）",
-      "adm.capacity": "接待上限", "adm.disabled": "已停用", "adm.actions": "操作", "adm.agent.new": "新建坐席",
+      "adm.capacity": "接待上限", "adm.disabled": "已停用", "adm.contact": "可见电话/邮箱",
+      "adm.contact_of": "{name} 可查看客户完整电话和邮箱", "adm.actions": "操作", "adm.agent.new": "新建坐席",
       "adm.create": "创建", "adm.add": "添加", "adm.save": "保存", "adm.new": "新建", "adm.edit": "编辑", "adm.delete": "删除",
       "adm.rename": "重命名", "adm.department.new": "新部门", "adm.skill.new": "新技能", "adm.strategy": "分配策略",
       "adm.default": "默认", "adm.queue.new": "新建队列", "adm.queue.edit": "编辑队列", "adm.min_level": "最低技能等级",
@@ -91,11 +93,16 @@
       const capacity = el("input", {type: "number", min: 1, max: 100, value: agent.max_concurrent_conversations,
         "aria-label": Kefu.t("adm.capacity_of", {name: agent.display_name}), class: "capacity"});
       const disabled = el("input", {type: "checkbox", checked: agent.disabled, "aria-label": Kefu.t("adm.disabled_of", {name: agent.display_name}), class: "disabled"});
+      // Admins and supervisors always see contact details; the flag matters for agents.
+      const contact = el("input", {type: "checkbox", checked: agent.may_view_contact_details || agent.role !== "agent", disabled: agent.role !== "agent",
+        "aria-label": Kefu.t("adm.contact_of", {name: agent.display_name}), class: "contact"});
       const error = el("span", {class: "error row-error", role: "alert"});
       const save = el("button", {type: "button", class: "secondary", text: Kefu.t("adm.save"), onclick: async () => {
         error.textContent = "";
         try {
-          await api("PATCH", "/api/v1/agents/" + agent.id, {max_concurrent_conversations: Number(capacity.value), disabled: disabled.checked});
+          const changes = {max_concurrent_conversations: Number(capacity.value), disabled: disabled.checked};
+          if (agent.role === "agent") changes.may_view_contact_details = contact.checked;
+          await api("PATCH", "/api/v1/agents/" + agent.id, changes);
           await refresh("agents");
         } catch (e) { error.textContent = e.message; }
       }});
@@ -103,7 +110,7 @@
         el("th", {scope: "row", text: agent.display_name}), el("td", {text: agent.email}), el("td", {text: Kefu.t("role." + agent.role)}),
         el("td", {text: agent.departments.map((d) => d.name).join(", ")}),
         el("td", {text: agent.skills.map((s) => s.name + " " + s.level).join(", ")}),
-        el("td", {}, capacity), el("td", {}, disabled), el("td", {}, save, error));
+        el("td", {}, capacity), el("td", {}, disabled), el("td", {}, contact), el("td", {}, save, error));
     }));
   }
 
@@ -124,6 +131,7 @@
       await api("POST", "/api/v1/agents", {
         display_name: form.display_name.value, email: form.email.value, password: form.password.value, role: form.role.value,
         max_concurrent_conversations: Number(form.max_concurrent_conversations.value),
+        may_view_contact_details: form.may_view_contact_details.checked,
         departments: [...form.querySelectorAll('input[name="departments"]:checked')].map((i) => i.value),
         skills: [...form.querySelectorAll('input[name="skill-level"]')].filter((i) => i.value !== "").map((i) => ({id: i.dataset.skillId, level: Number(i.value)})),
       });

@@ -28,7 +28,7 @@
       "transfer.missing": "Choose a department or type an agent id.",
       "close.title": "Close", "close.code": "Wrap-up code", "close.submit": "Close conversation",
       "customer.title": "Customer", "customer.name": "Name", "customer.channel": "Channel", "customer.level": "Level",
-      "customer.topic": "Topic", "customer.history": "Earlier conversations", "customer.none": "None",
+      "customer.topic": "Topic", "customer.phone": "Phone", "customer.email": "E-mail", "customer.history": "Earlier conversations", "customer.none": "None",
       "conn.connecting": "Connecting…", "conn.online": "Online", "conn.reconnecting": "Reconnecting…",
       "conn.offline": "Offline", "conn.signed-out": "Signed out",
       "event.queued": "Waiting in the queue", "event.assigned": "Assigned to {name}", "event.transferred": "Transferred",
@@ -59,7 +59,7 @@
       "transfer.missing": "请选择部门或填写坐席 ID。",
       "close.title": "结束", "close.code": "小结代码", "close.submit": "结束会话",
       "customer.title": "客户", "customer.name": "姓名", "customer.channel": "渠道", "customer.level": "等级",
-      "customer.topic": "主题", "customer.history": "历史会话", "customer.none": "无",
+      "customer.topic": "主题", "customer.phone": "电话", "customer.email": "邮箱", "customer.history": "历史会话", "customer.none": "无",
       "conn.connecting": "连接中…", "conn.online": "已连接", "conn.reconnecting": "重新连接中…",
       "conn.offline": "已断开", "conn.signed-out": "已退出",
       "event.queued": "正在排队", "event.assigned": "已分配给 {name}", "event.transferred": "已转接",
@@ -105,6 +105,7 @@
   const offers = new Map();        // offer id -> offer frame + expiresAt
   const blobs = new Map();         // attachment id -> Promise<blob URL>
   const histories = new Map();     // customer id -> Promise<list>
+  const contacts = new Map();      // customer id -> {phone, email} as the server shows them to this agent (masked or not)
   let departments = [];
   let audio = null;
   let typingSent = 0;
@@ -572,7 +573,16 @@
     const history = $("customer-history");
     if (!conv) { history.replaceChildren(); return; }
     const c = conv.customer;
-    for (const [key, value] of [["name", c.display_name], ["channel", c.channel], ["level", c.level], ["topic", c.topic]]) {
+    const contact = c.customer_id ? contacts.get(c.customer_id) : undefined;
+    if (c.customer_id && contact === undefined) {
+      contacts.set(c.customer_id, null);
+      api("GET", "/api/v1/customers/" + encodeURIComponent(c.customer_id))
+        .then((body) => { contacts.set(c.customer_id, {phone: body.phone, email: body.email}); scheduleRender(); })
+        .catch(() => {});
+    }
+    const rows = [["name", c.display_name], ["channel", c.channel], ["level", c.level], ["topic", c.topic]];
+    if (contact) rows.push(["phone", contact.phone], ["email", contact.email]);
+    for (const [key, value] of rows) {
       info.append(el("dt", {}, t("customer." + key)), el("dd", {}, value === undefined || value === null ? "—" : String(value)));
     }
     if (!c.customer_id) { history.replaceChildren(); return; }

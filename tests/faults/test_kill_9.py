@@ -1,0 +1,144 @@
+"""`kill -9` of `kefu serve` under load, in a bounded number of rounds.
+
+A real `kefu serve` process with its embedded PostgreSQL; customers and agents talk over
+real websockets, each keeping a few messages in flight. Mid-stream the process is killed
+with SIGKILL (no signal handler runs, nothing is flushed) and started again; the embedded
+PostgreSQL keeps running and the new process joins it. The clients reconnect, resume and
+send again what was not acknowledged, with the same client_id.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import trio
+
+from tests.conftest import open_database
+from tests.faults.common import (
+    STORED_EVENTS,
+    KillableKefu,
+    assert_delivered_once_in_order,
+    assert_exactly_once,
+    embedded_dsn,
+    stop_embedded_postgres,
+)
+from tests.faults.peers import Peer
+from tests.web.conftest import ADMIN_PASSWORD, AGENT_PASSWORD, sign_in
+
+ROUNDS = 3
+CUSTOMERS = 6
+AGENTS = 2
+CUSTOMER_MESSAGES = 40
+AGENT_MESSAGES = 12
+"""Per conversation the agent holds."""
+
+
+async def test_kill_9_under_load_keeps_every_acknowledged_message_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "kefu"
+    data_dir.mkdir()
+    server = KillableKefu("", data_dir, extra_env={"KEFU_MAX_FRAMES_PER_SECOND": "10000"})
+    await trio.to_thread.run_sync(server.start)
+    try:
+        slug, admin_email = await trio.to_thread.run_sync(server.create_account)
+        admin = await trio.to_thread.run_sync(sign_in, server, slug, admin_email, ADMIN_PASSWORD)
+        ws = server.url.replace("http://", "ws://")
+        agents: list[Peer] = []
+        customers: list[Peer] = []
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+            for n in range(AGENTS):
+                email = f"agent{n}@{slug}.example"
+                body = {"email": email, "display_name": f"Agent {n}", "password": AGENT_PASSWORD}
+                body["max_concurrent_conversations"] = CUSTOMERS
+                response = await http.post("/api/v1/agents", json=body, headers={"Authorization": f"Bearer {admin}"})
+                assert response.status_code == 201, response.text
+                token = await trio.to_thread.run_sync(sign_in, server, slug, email, AGENT_PASSWORD)
+                agents.append(Peer(f"a{n}", "agent", lambda token=token: f"{ws}/ws/agent?token={token}"))
+            for n in range(CUSTOMERS):
+                response = await http.post("/api/v1/webchat/visitors", json={"account": slug})
+                assert response.status_code == 201, response.text
+                token = response.json()["token"]
+                customers.append(Peer(f"c{n}", "customer", lambda token=token: f"{ws}/ws/customer?token={token}"))
+
+        resent_at_kill: list[int] = []
+        in_flight_at_kill: list[int] = []
+        ready_seconds: list[float] = []
+        async with trio.open_nursery() as nursery:
+            for peer in agents + customers:
+                nursery.start_soon(peer.run)
+            with trio.fail_after(30):
+                for agent in agents:
+                    while not agent.statuses or agent.statuses[-1].status != "online":
+                        await agent.changed()
+                for customer in customers:
+                    conversation = await customer.start_conversation()
+                    while not customer.kinds(conversation, "assigned"):
+                        await customer.changed()
+                # each agent has the replay of what it holds, up to its assignment
+                expected = sorted(c.conversations[0] for c in customers)
+                while sorted(c for a in agents for c in a.received if a.kinds(c, "assigned")) != expected:
+                    await trio.sleep(0.01)
+            for agent in agents:
+                agent.conversations = sorted(c for c in agent.received if agent.kinds(c, "assigned"))
+
+            async def talk(peer: Peer, count: int) -> None:
+                for n in range(count):
+                    for conversation in peer.conversations:
+                        await peer.say(conversation, f"{peer.name}:{conversation[:8]}:{n}")
+                    await trio.sleep(0.005)
+
+            total = CUSTOMERS * CUSTOMER_MESSAGES + CUSTOMERS * AGENT_MESSAGES
+            peers = agents + customers
+
+            def acked() -> int:
+                return sum(1 for p in peers for c in p.texts if c in p.acks)
+
+            with trio.fail_after(150):
+                async with trio.open_nursery() as talkers:
+                    for customer in customers:
+                        talkers.start_soon(talk, customer, CUSTOMER_MESSAGES)
+                    for agent in agents:
+                        talkers.start_soon(talk, agent, AGENT_MESSAGES)
+                    for round_number in range(1, ROUNDS + 1):
+                        while acked() < total * round_number // (ROUNDS + 1):
+                            await trio.sleep(0.01)
+                        resent_before = sum(p.resent for p in peers)
+                        in_flight = sum(len(p.pending) for p in peers)
+                        await trio.to_thread.run_sync(server.kill)
+                        started = time.monotonic()
+                        await trio.to_thread.run_sync(server.start)
+                        ready_seconds.append(time.monotonic() - started)
+                        # every client is back on the new process and re-sent what was in flight
+                        while any(p.connections < round_number + 1 or p._live is None for p in peers):
+                            await trio.sleep(0.01)
+                        resent_at_kill.append(sum(p.resent for p in peers) - resent_before)
+                        in_flight_at_kill.append(in_flight)
+                for peer in peers:
+                    await peer.drained(timeout=60)
+            # what was stored reaches every peer, once, in order
+            async with open_database(embedded_dsn(data_dir)) as database:
+                rows = await database.fetch(STORED_EVENTS, slug)
+            last = {r["conversation_id"]: r["seq"] for r in rows}
+            with trio.fail_after(30):
+                for peer in peers:
+                    for conversation in peer.conversations:
+                        while peer.last_seq(conversation) < last[conversation]:
+                            await peer.changed()
+            nursery.cancel_scope.cancel()
+
+        assert all(p.connections >= ROUNDS + 1 for p in peers), [p.connections for p in peers]
+        assert len(ready_seconds) == ROUNDS
+        assert_exactly_once(rows, peers)
+        assert_delivered_once_in_order(rows, peers)
+        # the resend path was exercised: frames in flight at a kill were sent again
+        assert sum(resent_at_kill) > 0
+        print(
+            f"kill -9 rounds={ROUNDS} messages={total} acked={acked()} in_flight_at_kill={in_flight_at_kill} "
+            f"resent_after_kill={resent_at_kill} "
+            f"duplicate_acks={sum(p.duplicate_acks for p in peers)} "
+            f"restart_to_ready_s={[round(s, 2) for s in ready_seconds]}"
+        )
+    finally:
+        await trio.to_thread.run_sync(server.stop)
+        await trio.to_thread.run_sync(stop_embedded_postgres, data_dir)
