@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 WEB_STAMP := web/node_modules/.installed-$(shell cat web/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench clean browser
+.PHONY: run test bench clean browser fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -44,6 +44,13 @@ bench: $(STAMP)
 	mkdir -p loadtest/results
 	$(VENV)/bin/python -m kefu.loadtest.bench_suite --json loadtest/results/bench.json \
 		--markdown loadtest/results/bench.md $(BENCH_ARGS)
+
+# Coverage-guided fuzzing of the decoders with atheris (tests/fuzz/), bounded in time; a crash
+# leaves its input as crash-<sha1> here. `make fuzz FUZZ_SECONDS=600` for a longer run.
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -e '.[fuzz]'
+	$(VENV)/bin/python -m tests.fuzz.fuzz_decoders -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 build/fuzz-corpus
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis web/node_modules

@@ -60,6 +60,7 @@ def _unauthenticated() -> tuple[Response, int]:
 def create_app(node: Node) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None, root_path=str(WEB_DIR.parent))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["BODY_TIMEOUT"] = node.config.body_timeout_seconds  # a slower body gets 408
     registry = metrics.metrics_registry(node)
 
     @app.get("/healthz")
@@ -370,6 +371,18 @@ def create_app(node: Node) -> QuartTrio:
     @app.errorhandler(413)
     async def too_large(_error: Exception) -> tuple[Response, int]:
         return jsonify({"error": {"code": "payload_too_large", "message": "request body too large"}}), 413
+
+    @app.errorhandler(UnicodeDecodeError)
+    async def body_not_utf8(_error: Exception) -> tuple[Response, int]:
+        # Quart's get_json(silent=True) decodes the body as UTF-8 before it parses, outside what
+        # `silent` covers: a body of other bytes would otherwise be a 500.
+        return error_response("invalid_request", "the request body is not UTF-8 JSON", 400)
+
+    @app.errorhandler(408)
+    async def request_timeout(_error: Exception) -> tuple[Response, int]:
+        response = jsonify({"error": {"code": "request_timeout", "message": "the request body did not arrive in time"}})
+        response.headers["Connection"] = "close"
+        return response, 408
 
     @app.errorhandler(DatabaseUnavailable)
     async def database_unavailable(_error: Exception) -> tuple[Response, int]:

@@ -67,9 +67,10 @@ class Config:
     shutdown_grace: float = 10.0
     """Seconds open connections get to finish on SIGINT/SIGTERM before they are closed."""
     max_frame_bytes: int = 65536
-    """Largest websocket message accepted; attachments go over HTTP."""
+    """Largest websocket message accepted (at most 16 MiB); a larger one closes the socket with 1009.
+    Attachments go over HTTP."""
     session_ttl_hours: float = 12
-    """Hours a sign-in session token stays valid."""
+    """Hours a sign-in session token stays valid (at most 8760, a year)."""
     max_upload_bytes: int = 20 * 1024 * 1024
     """Largest attachment accepted by POST /api/v1/attachments."""
     upload_content_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_CONTENT_TYPES))
@@ -87,7 +88,7 @@ class Config:
     tls_keyfile: str = ""
     """PEM private key of `tls_certfile`."""
     wrap_up_seconds: float = 30
-    """After-contact work an agent gets after a conversation ends, before it closes by itself."""
+    """After-contact work an agent gets after a conversation ends, before it closes by itself (at most a day)."""
     max_missed_offers: int = 3
     """Offers an agent may let expire in a row before it is put on break."""
     no_agent_message: str = (
@@ -95,7 +96,12 @@ class Config:
     )
     """What a customer is told when no agent of its queue is online (a queue may set its own)."""
     heartbeat_seconds: int = 30
-    """Clients send a frame at least this often; silence for 1.5 times as long closes with 4002."""
+    """Clients send a frame at least this often (at most 3600); silence for 1.5 times as long closes with 4002."""
+    handshake_timeout_seconds: float = 5
+    """Seconds a new (or idle keep-alive) connection has to send a complete HTTP request head, a websocket
+    upgrade included; a slower one is dropped (slowloris). hypercorn's `keep_alive_timeout`."""
+    body_timeout_seconds: float = 60
+    """Seconds a request has to send its whole body (uploads included); a slower one gets 408."""
     send_buffer_frames: int = 1024
     """Frames buffered for one slow connection before it is cut off (4001) to resume later."""
     data_key: str = field(default="", repr=False)
@@ -176,6 +182,8 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None,
             data = tomllib.loads(Path(file_path).read_text(encoding="utf-8"))
         except OSError as error:
             raise ConfigError(f"cannot read configuration file {file_path}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"configuration file {file_path} is not UTF-8 text: {error.reason}") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"configuration file {file_path} is not valid TOML: {error}") from None
         section = data.get("kefu", data)
@@ -197,6 +205,17 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None,
     config = replace(config, **values)
     _validate(config)
     return config
+
+
+_MAXIMA: dict[str, float] = {
+    "max_frame_bytes": 16 * 1024 * 1024,
+    "heartbeat_seconds": 3600,
+    "session_ttl_hours": 8760,
+    "wrap_up_seconds": 86400,
+    "shutdown_grace": 3600,
+    "handshake_timeout_seconds": 3600,
+    "body_timeout_seconds": 3600,
+}
 
 
 def _validate(config: Config) -> None:
@@ -228,8 +247,14 @@ def _validate(config: Config) -> None:
             )
         if not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", content_type):
             raise ConfigError(f"setting 'upload_content_types': {content_type!r} is not a content type")
-    if config.session_ttl_hours <= 0:
-        raise ConfigError("setting 'session_ttl_hours' must be positive")
+    # Upper bounds: beyond them a value would fail later, in a frame clients cannot decode or a
+    # date that overflows, rather than at start.
+    for name, high in _MAXIMA.items():
+        if getattr(config, name) > high:
+            raise ConfigError(f"setting {name!r} must be at most {high}")
+    for name in ("session_ttl_hours", "handshake_timeout_seconds", "body_timeout_seconds"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"setting {name!r} must be positive")
     if bool(config.tls_certfile) != bool(config.tls_keyfile):
         raise ConfigError("settings 'tls_certfile' and 'tls_keyfile' go together: set both or neither")
     for name in ("tls_certfile", "tls_keyfile"):

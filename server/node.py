@@ -159,7 +159,11 @@ class Node:
         hc = HypercornConfig()
         hc.bind = [bind_address(self.config.host, self.config.port)]
         hc.graceful_timeout = self.config.shutdown_grace
+        # Limits (docs/security.md): hypercorn refuses a larger websocket message with 1009 while it
+        # arrives (it counts a text message's characters; the protocol decoder then counts its bytes);
+        # a connection gets `handshake_timeout_seconds` to send a complete request head (slowloris).
         hc.websocket_max_message_size = self.config.max_frame_bytes
+        hc.keep_alive_timeout = self.config.handshake_timeout_seconds
         if self.config.tls_certfile:
             # TLS only: hypercorn serves HTTPS and WSS on the bound address (TLS 1.2 and newer).
             hc.certfile = self.config.tls_certfile

@@ -1,0 +1,276 @@
+"""Property tests of the REST edge's input checks: any decoded JSON body either passes or is
+refused with the documented error (``InvalidInput``, answered 400), and what passes is what the
+check promises. The whole endpoints are fuzzed live in ``tests/server/test_limits.py``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+from typing import Any
+from uuid import UUID, uuid4
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kefu.server import business_hours, canned, directory, queues, sockets, webchat
+from kefu.server.attachments import MAX_FILENAME_CHARS, content_disposition, content_matches, sanitize_filename
+from kefu.server.config import DEFAULT_UPLOAD_CONTENT_TYPES
+from kefu.server.directory import InvalidInput, NotFound
+
+FUZZ = settings(
+    max_examples=200,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+uuids = st.uuids().map(str)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30)
+    | uuids
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=20,
+)
+
+
+def bodies(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """Objects mixing the endpoint's own fields (plausible or arbitrary values) with junk; or not an object."""
+    plausible = st.fixed_dictionaries({}, optional={name: strategy | json_values for name, strategy in fields.items()})
+    junk = st.dictionaries(st.sampled_from([*fields, "id", "extra", ""]), json_values, max_size=4)
+    return (
+        st.builds(lambda a, b: {**b, **a}, plausible, junk | st.just({}))
+        | plausible
+        | json_values
+        | st.lists(json_values, max_size=3)
+    )
+
+
+def passes_or_invalid(check: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``check``; ``InvalidInput`` with a message is the only acceptable refusal."""
+    try:
+        return check(*args, **kwargs)
+    except InvalidInput as error:
+        assert str(error)
+        return None
+
+
+# --- business hours ------------------------------------------------------------------------
+
+intervals = st.builds(
+    lambda a, b, c, d: f"{a:02}:{b:02}-{c:02}:{d:02}",
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 25),
+    st.integers(0, 61),
+)
+schedules = st.dictionaries(
+    st.sampled_from([*business_hours.WEEKDAYS, "Mon", "holiday"]),
+    st.lists(intervals | json_values, max_size=4) | json_values,
+    max_size=8,
+)
+timezones = st.sampled_from(
+    ["UTC", "Asia/Shanghai", "Europe/Berlin", "America", "Etc/", "../etc/passwd", "/UTC", "zone.tab", "", "a\x00b"]
+)
+
+
+@FUZZ
+@given(bodies({"timezone": timezones, "schedule": schedules}))
+def test_business_hours(body: Any) -> None:
+    result = passes_or_invalid(business_hours.validate, body)
+    if result is None:
+        return
+    timezone, schedule = result
+    assert timezone == body["timezone"]
+    assert set(schedule) == set(business_hours.WEEKDAYS)
+    for day_intervals in schedule.values():
+        spans = [tuple(int(x) for x in span.replace("-", ":").split(":")) for span in day_intervals]
+        minutes = [(h1 * 60 + m1, h2 * 60 + m2) for h1, m1, h2, m2 in spans]
+        assert all(start < end <= 24 * 60 for start, end in minutes)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(minutes)), "sorted, not overlapping"
+
+
+# --- queues --------------------------------------------------------------------------------
+
+queue_fields = {
+    "name": st.text(max_size=120),
+    "department_id": uuids | st.none(),
+    "skill_id": uuids,
+    "strategy": st.sampled_from([*queues.STRATEGIES, "random"]),
+    "min_skill_level": st.integers(-1, 12),
+    "widen_after_seconds": st.integers(0, 4000),
+    "offer_timeout_seconds": st.integers(0, 700),
+    "auto_accept": st.booleans(),
+    "overflow_after_seconds": st.integers(0, 90000) | st.none(),
+    "overflow_queue_id": uuids,
+    "no_agent_message": st.text(max_size=30),
+    "is_default": st.booleans(),
+}
+
+
+@FUZZ
+@given(bodies(queue_fields), st.booleans())
+def test_queue_bodies(body: Any, create: bool) -> None:
+    values = passes_or_invalid(queues._parse, body, create=create)
+    if values is None:
+        return
+    assert set(values) <= set(queues.FIELDS)
+    if create:
+        assert values["name"]
+    for field, (low, high) in queues._INTEGERS.items():
+        if values.get(field) is not None:
+            assert type(values[field]) is int and low <= values[field] <= high
+    for field in ("department_id", "skill_id", "overflow_queue_id"):
+        assert values.get(field) is None or isinstance(values[field], UUID)
+    assert values.get("strategy", "least_load") in queues.STRATEGIES
+
+
+# --- the directory: departments, skills, agents -------------------------------------------
+
+agent_fields = {
+    "email": st.emails() | st.text(max_size=20),
+    "display_name": st.text(max_size=220),
+    "role": st.sampled_from(["admin", "supervisor", "agent", "root"]),
+    "password": st.text(min_size=8, max_size=12),
+    "max_concurrent_conversations": st.integers(-1, 120),
+    "disabled": st.booleans(),
+    "departments": st.lists(uuids, max_size=3),
+    "skills": st.lists(st.fixed_dictionaries({"id": uuids, "level": st.integers(0, 11)}), max_size=3),
+}
+
+
+@FUZZ
+@given(bodies(agent_fields))
+def test_agent_body_fields(body: Any) -> None:
+    body = passes_or_invalid(directory._object, body)
+    if body is None:
+        return
+    text = passes_or_invalid(directory._text, body, "display_name", directory.MAX_DISPLAY_NAME_CHARS)
+    assert text is None or (1 <= len(text) <= directory.MAX_DISPLAY_NAME_CHARS and text == text.strip())
+    role = passes_or_invalid(directory._role, body)
+    assert role is None or role in ("admin", "supervisor", "agent")
+    capacity = passes_or_invalid(
+        directory._int, body, "max_concurrent_conversations", directory.MIN_CAPACITY, directory.MAX_CAPACITY
+    )
+    assert capacity is None or type(capacity) is int
+    departments = passes_or_invalid(directory._department_ids, body)
+    assert departments is None or len(set(departments)) == len(departments)
+    skills = passes_or_invalid(directory._skill_levels, body)
+    assert skills is None or all(directory.MIN_LEVEL <= level <= directory.MAX_LEVEL for level in skills.values())
+
+
+@FUZZ
+@given(json_values | uuids | st.text(max_size=40))
+def test_ids_in_urls_are_found_or_not_found(value: Any) -> None:
+    try:
+        parsed = directory.parse_id(value)
+    except NotFound:
+        return
+    assert isinstance(parsed, UUID)
+
+
+# --- canned responses and the web-chat visitor ----------------------------------------------
+
+canned_fields = {
+    "scope": st.sampled_from(["account", "personal", "team"]),
+    "shortcut": st.text(max_size=60),
+    "title": st.text(max_size=30),
+    "body": st.text(max_size=30),
+}
+
+
+@FUZZ
+@given(bodies(canned_fields))
+def test_canned_bodies(body: Any) -> None:
+    checked = passes_or_invalid(canned._fields, body, set(canned_fields))
+    scope = passes_or_invalid(canned.scope_of, body)
+    assert scope is None or scope in canned.SCOPES
+    if checked is None:
+        return
+    shortcut = passes_or_invalid(canned._shortcut, checked)
+    assert shortcut is None or (shortcut and not any(c.isspace() for c in shortcut))
+    passes_or_invalid(canned._text, checked, "body", canned.MAX_BODY_CHARS)
+
+
+@FUZZ
+@given(bodies({"account": st.text(max_size=10), "display_name": st.text(max_size=210) | st.none()}))
+def test_visitor_bodies(body: Any) -> None:
+    body = passes_or_invalid(webchat._object, body)
+    if body is None:
+        return
+    passes_or_invalid(webchat._check_fields, body, {"account", "display_name"})
+    name = passes_or_invalid(webchat._display_name, body)
+    assert name is None or 1 <= len(name) <= webchat.MAX_DISPLAY_NAME_CHARS
+
+
+# --- attachments: names, headers, content sniffing -------------------------------------------
+
+filenames = (
+    st.text(max_size=300)
+    | st.text(st.sampled_from("./\\ \t\r\n\x00\u202e\u200bab.é漢"), max_size=30)
+    | st.builds(lambda s, n: s * n, st.sampled_from(["a", "漢", ". ", "x.pdf"]), st.integers(250, 300))
+    | st.none()
+)
+
+
+@FUZZ
+@given(filenames)
+def test_uploaded_file_names_are_made_safe(name: str | None) -> None:
+    safe = sanitize_filename(name)
+    assert 0 < len(safe) <= MAX_FILENAME_CHARS
+    assert "/" not in safe and "\\" not in safe
+    assert all(unicodedata.category(c)[0] != "C" for c in safe), "no control or format characters"
+    assert safe not in (".", "..")
+    for kind in ("file", "image"):
+        header = content_disposition(kind, safe)
+        header.encode("ascii")  # a header value the server can send
+        assert "\r" not in header and "\n" not in header
+        assert header.count('"') == 2
+
+
+@FUZZ
+@given(
+    st.sampled_from([*DEFAULT_UPLOAD_CONTENT_TYPES, "image/svg+xml", "application/x-msdownload"]),
+    st.binary(max_size=64),
+)
+def test_content_sniffing_answers_yes_or_no(content_type: str, head: bytes) -> None:
+    assert content_matches(content_type, head) in (True, False)
+    if content_type.startswith("image/") and content_type not in DEFAULT_UPLOAD_CONTENT_TYPES:
+        assert not content_matches(content_type, head), "an image type kefu cannot check is refused"
+
+
+# --- the websocket edge's own peeks at refused frames ----------------------------------------
+
+
+@FUZZ
+@given(st.text(max_size=100) | json_values.map(lambda v: __import__("json").dumps(v)))
+def test_the_client_id_of_a_rate_limited_frame(raw: str) -> None:
+    ref = sockets._client_id_of(raw)
+    assert ref is None or (isinstance(ref, str) and 0 < len(ref) <= 64)
+
+
+@FUZZ
+@given(st.text(max_size=50) | uuids | st.none())
+def test_conversation_ids_of_frames(value: str | None) -> None:
+    parsed = sockets._uuid(value)
+    assert parsed is None or isinstance(parsed, UUID)
+
+
+def test_a_valid_body_passes_every_check() -> None:
+    """The strategies above do reach the accepting side of each check."""
+    assert business_hours.validate({"timezone": "UTC", "schedule": {"mon": ["17:00-18:00", "09:00-12:00"]}}) == (
+        "UTC",
+        {day: (["09:00-12:00", "17:00-18:00"] if day == "mon" else []) for day in business_hours.WEEKDAYS},
+    )
+    assert queues._parse({"name": " Sales ", "skill_id": str(uuid4())}, create=True)["name"] == "Sales"
+    assert directory._skill_levels({"skills": [{"id": str(uuid4()), "level": 3}]})
+    assert canned._shortcut({"shortcut": " /hi "}) == "/hi"
+    assert sanitize_filename("../../etc/passwd") == "passwd"
