@@ -17,7 +17,8 @@ Rules
 3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
    client reconnects and resumes. Nobody else waits for it.
 4. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
-   `MAX_INVALID_FRAMES` refused frames close with 4003.
+   `MAX_INVALID_FRAMES` refused frames close with 4003; a client that keeps sending over
+   its rate (more than `MIN_REFUSED_IN_A_ROW` `rate_limited` answers in a row) closes with 4004.
 """
 
 from __future__ import annotations
@@ -68,7 +69,12 @@ CLOSE_INTERNAL = 1011
 CLOSE_SLOW_CONSUMER = 4001
 CLOSE_IDLE = 4002
 CLOSE_TOO_MANY_INVALID = 4003
+CLOSE_FLOODING = 4004
 MAX_INVALID_FRAMES = 50
+MIN_REFUSED_IN_A_ROW = 100
+"""A connection refused for its rate this many times in a row (at least; twice its burst when
+that is more) ignores `rate_limited` and is closed with 4004: answering a flood frame by frame
+would cost the neighbours' CPU."""
 
 
 class Connection:
@@ -302,6 +308,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             # Token bucket: `max_frames_per_second` on average, bursts of twice as many.
             rate = float(config.max_frames_per_second)
             tokens = burst = 2 * rate
+            refused_in_a_row = 0
+            max_refused_in_a_row = max(MIN_REFUSED_IN_A_ROW, 2 * burst)
             refilled = trio.current_time()
             while True:
                 with trio.move_on_after(idle_seconds) as idle:
@@ -316,9 +324,15 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                 tokens = min(burst, tokens + (now - refilled) * rate)
                 refilled = now
                 if tokens < 1:
+                    refused_in_a_row += 1
+                    if refused_in_a_row > max_refused_in_a_row:
+                        connection.send(_error("flooding", "rate limit ignored: closing", ref=_client_id_of(raw)))
+                        connection.close(CLOSE_FLOODING, "rate limit ignored")
+                        return
                     ref = _client_id_of(raw)
                     connection.send(_error("rate_limited", "too many frames: slow down", ref=ref, retryable=True))
                     continue
+                refused_in_a_row = 0
                 tokens -= 1
                 try:
                     frame = decode(raw, max_bytes=config.max_frame_bytes)

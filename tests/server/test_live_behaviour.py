@@ -300,6 +300,34 @@ async def test_a_flooding_connection_is_rate_limited_and_others_are_not(database
         nursery.cancel_scope.cancel()
 
 
+async def test_a_connection_that_ignores_rate_limiting_is_closed_and_others_are_not(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    async with (
+        live_center(database_dsn, tmp_path, max_frames_per_second=5) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna")
+        agent = await _online(stack, nursery, center, anna)
+        customer, conversation, _ = await _assigned(stack, nursery, center, agent)
+        calm, calm_conversation, _ = await _assigned(stack, nursery, center, agent)
+        for number in range(300):  # and goes on after being told to slow down
+            try:
+                await customer.send(SendMessage(f"f-{number}", conversation, "text", text=f"flood {number}"))
+            except Exception:  # the server closed the socket under our feet
+                break
+        assert await customer.wait_closed() == 4004
+        (flooding,) = customer.of("error", code="flooding")
+        assert not flooding.retryable
+        # at most 100 refusals were sent before the close, not one per frame of the flood
+        assert len(customer.of("error", code="rate_limited")) == 100
+        await calm.send(SendMessage("calm-1", calm_conversation, "text", text="hello"))
+        await calm.wait_for("ack", client_id="calm-1")
+        assert not calm.of("error")
+        nursery.cancel_scope.cancel()
+
+
 async def test_connections_per_address_are_capped(database_dsn: str, tmp_path: Path) -> None:
     async with (
         live_center(database_dsn, tmp_path, max_connections_per_address=2) as center,
