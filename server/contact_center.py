@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -35,6 +37,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("kefu.contact_center")
 
 ErrorResponse = tuple[Response, int]
+
+
+@dataclass(frozen=True, slots=True)
+class InScope:
+    """A signed-in user and the id of a row in the user's scope."""
+
+    user: SignedInUser
+    target: UUID
+
 
 VISITOR_BODY_BYTES = 8 * 1024
 """Largest body the unauthenticated visitor endpoints read."""
@@ -113,6 +124,18 @@ def register(
             return error_response("forbidden", f"this {target_type.replace('_', ' ')} is outside your departments", 403)
         return error_response("not_found", f"no such {target_type.replace('_', ' ')}", 404)
 
+    async def customer_in_scope(customer_id: str, attempted: str) -> InScope | ErrorResponse:
+        """The signed-in user and the customer id when the customer is in the user's scope; else
+        the answer to give (401, 400, or the audited 403/404 of `out_of_scope`)."""
+        user = await signed_in()
+        if not isinstance(user, SignedInUser):
+            return user
+        target = parse_id(customer_id, "customer")
+        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
+        if (refusal := await out_of_scope(user, access, attempted, "customer", target)) is not None:
+            return refusal
+        return InScope(user, target)
+
     def auditor(user: SignedInUser, action: str, target_type: str) -> Callable[..., Awaitable[None]]:
         """An audit callback run inside the change's own transaction."""
 
@@ -188,13 +211,10 @@ def register(
 
     @app.get("/api/v1/customers/<customer_id>")
     async def get_customer(customer_id: str) -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(customer_id, "customer")
-        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
-        if (refusal := await out_of_scope(user, access, "customer.read", "customer", target)) is not None:
-            return refusal
+        scoped = await customer_in_scope(customer_id, "customer.read")
+        if not isinstance(scoped, InScope):
+            return scoped
+        user, target = scoped.user, scoped.target
         customer = await webchat.get_customer(
             node.database,
             node.privacy,
@@ -206,13 +226,10 @@ def register(
 
     @app.post("/api/v1/customers/<customer_id>/erase")
     async def erase_customer(customer_id: str) -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(customer_id, "customer")
-        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
-        if (refusal := await out_of_scope(user, access, "customer.erase", "customer", target)) is not None:
-            return refusal
+        scoped = await customer_in_scope(customer_id, "customer.erase")
+        if not isinstance(scoped, InScope):
+            return scoped
+        user, target = scoped.user, scoped.target
         if user.role != "admin":
             return await refuse(user, "customer.erase", "customer", target)
         erased = await privacy.erase_customer(
@@ -222,13 +239,10 @@ def register(
 
     @app.patch("/api/v1/customers/<customer_id>")
     async def update_customer(customer_id: str) -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(customer_id, "customer")
-        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
-        if (refusal := await out_of_scope(user, access, "customer.update", "customer", target)) is not None:
-            return refusal
+        scoped = await customer_in_scope(customer_id, "customer.update")
+        if not isinstance(scoped, InScope):
+            return scoped
+        user, target = scoped.user, scoped.target
         if user.role not in ("admin", "supervisor"):
             return await refuse(user, "customer.update", "customer", target)
         customer, changes = await webchat.update_customer(
@@ -454,13 +468,10 @@ def register(
 
     @app.get("/api/v1/customers/<customer_id>/conversations")
     async def customer_conversations(customer_id: str) -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(customer_id, "customer")
-        access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
-        if (refusal := await out_of_scope(user, access, "customer.history", "customer", target)) is not None:
-            return refusal
+        scoped = await customer_in_scope(customer_id, "customer.history")
+        if not isinstance(scoped, InScope):
+            return scoped
+        user, target = scoped.user, scoped.target
         history = await node.conversations.customer_history(
             user.account_id, target, user_id=user.user_id, role=user.role
         )
