@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
+import pytest
 import trio
 from trio_websocket import ConnectionClosed
 
@@ -13,6 +15,7 @@ from kefu.protocol import decode_server_frame
 from kefu.protocol.agent import AcceptOffer, AddNote, SetStatus
 from kefu.protocol.common import Resume, SendMessage, SetTyping
 from kefu.protocol.customer import CloseConversation, StartConversation
+from kefu.server.database import DatabaseUnavailable
 from tests.server.live import Client, connect, live_center
 
 
@@ -413,4 +416,36 @@ async def test_browser_origins_are_checked_on_the_handshake(database_dsn: str, t
         assert await first_frame("/ws/customer", visitor.token, "https://shop.example") == "welcome"
         assert await first_frame("/ws/customer", visitor.token, own) == "welcome"
         assert await first_frame("/ws/customer", visitor.token, "https://evil.example") == 1008
+        nursery.cancel_scope.cancel()
+
+
+async def test_storage_failing_during_the_handshake_closes_with_1013(
+    database_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the token checked out, the customer's open conversations are read and the agent's
+    actor starts (it reads the agent's profile); storage failing there is 1013, try again later."""
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        visitor = await center.add_visitor()
+        anna = await center.add_agent("Anna")
+
+        async def unavailable(*_args: Any) -> Any:
+            raise DatabaseUnavailable("the database went away")
+
+        monkeypatch.setattr(center.node.conversations, "open_conversations_of_customer", unavailable)
+        monkeypatch.setattr(center.node.conversations, "agent_profile", unavailable)
+        customer = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}")
+        )
+        assert await customer.wait_closed() == 1013
+        agent = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}"))
+        assert await agent.wait_closed() == 1013
+        assert not customer.of("welcome") and not agent.of("welcome")
+        # storage is back: both open normally
+        monkeypatch.undo()
+        customer = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}")
+        )
+        await customer.wait_for("welcome")
+        agent = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}"))
+        await agent.wait_for("welcome")
         nursery.cancel_scope.cancel()
