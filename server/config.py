@@ -71,6 +71,9 @@ class Config:
     Attachments go over HTTP."""
     session_ttl_hours: float = 12
     """Hours a sign-in session token stays valid (at most 8760, a year)."""
+    visitor_ttl_days: float = 90
+    """Days a web-chat visitor token stays valid after its last use (at most 3650); the widget
+    then starts over as a new visitor."""
     max_upload_bytes: int = 20 * 1024 * 1024
     """Largest attachment accepted by POST /api/v1/attachments."""
     upload_content_types: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPLOAD_CONTENT_TYPES))
@@ -211,6 +214,7 @@ _MAXIMA: dict[str, float] = {
     "max_frame_bytes": 16 * 1024 * 1024,
     "heartbeat_seconds": 3600,
     "session_ttl_hours": 8760,
+    "visitor_ttl_days": 3650,
     "wrap_up_seconds": 86400,
     "shutdown_grace": 3600,
     "handshake_timeout_seconds": 3600,
@@ -252,7 +256,7 @@ def _validate(config: Config) -> None:
     for name, high in _MAXIMA.items():
         if getattr(config, name) > high:
             raise ConfigError(f"setting {name!r} must be at most {high}")
-    for name in ("session_ttl_hours", "handshake_timeout_seconds", "body_timeout_seconds"):
+    for name in ("session_ttl_hours", "visitor_ttl_days", "handshake_timeout_seconds", "body_timeout_seconds"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive")
     if bool(config.tls_certfile) != bool(config.tls_keyfile):

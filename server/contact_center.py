@@ -155,7 +155,11 @@ def register(
 
     async def current_visitor() -> webchat.Visitor | None:
         token = bearer_token()
-        return await webchat.authenticate_visitor(node.database, token, node.privacy) if token is not None else None
+        if token is None:
+            return None
+        return await webchat.authenticate_visitor(
+            node.database, token, node.privacy, ttl_days=node.config.visitor_ttl_days
+        )
 
     @app.errorhandler(privacy.DataKeyError)
     async def data_key_error(error: privacy.DataKeyError) -> ErrorResponse:
@@ -371,7 +375,9 @@ def register(
         if token is None:
             return None
         if webchat.is_visitor_token(token):
-            visitor = await webchat.authenticate_visitor(node.database, token, node.privacy)
+            visitor = await webchat.authenticate_visitor(
+                node.database, token, node.privacy, ttl_days=node.config.visitor_ttl_days
+            )
             return (
                 None if visitor is None else attachments.Uploader(visitor.account_id, "customer", visitor.customer_id)
             )

@@ -417,7 +417,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         token = websocket.args.get("token", "")
         storage = node.conversations
         try:
-            visitor = await authenticate_visitor(node.database, token, node.privacy)
+            visitor = await authenticate_visitor(node.database, token, node.privacy, ttl_days=config.visitor_ttl_days)
             rows = await storage.open_conversations_of_customer(visitor.customer_id) if visitor is not None else []
         except DatabaseUnavailable:
             await websocket.accept()

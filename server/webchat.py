@@ -114,14 +114,27 @@ def _visitor(privacy: Privacy, row: asyncpg.Record) -> Visitor:
     return Visitor(row["account_id"], row["id"], name, row["level"])
 
 
-async def authenticate_visitor(database: Database, token: str, privacy: Privacy) -> Visitor | None:
-    """The visitor a `kv_…` token belongs to, or None; a hit records `last_seen_at`."""
+DEFAULT_VISITOR_TTL_DAYS = 90.0
+"""Days a visitor token stays valid after its last use (setting `visitor_ttl_days`)."""
+
+
+async def authenticate_visitor(
+    database: Database, token: str, privacy: Privacy, *, ttl_days: float = DEFAULT_VISITOR_TTL_DAYS
+) -> Visitor | None:
+    """The visitor a `kv_…` token belongs to, or None; a hit records `last_seen_at`.
+
+    A token not used for `ttl_days` has expired (sliding: every use renews it); the widget then
+    makes a new visitor, as on a first visit.
+    """
     if not is_visitor_token(token) or len(token) > MAX_VISITOR_TOKEN_CHARS:
         return None
     row = await database.fetchrow(
-        f"""UPDATE customers SET last_seen_at = now() WHERE visitor_token_hash = $1
+        f"""UPDATE customers SET last_seen_at = now()
+             WHERE visitor_token_hash = $1
+               AND coalesce(last_seen_at, created_at) > now() - make_interval(secs => $2)
             RETURNING {_VISITOR_COLUMNS}""",
         token_hash(token),
+        ttl_days * 86400.0,
     )
     if row is None:
         return None

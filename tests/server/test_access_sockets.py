@@ -127,3 +127,39 @@ async def test_a_department_change_rescopes_without_closing(database_dsn: str, t
         assert offer.conversation_id == ack.conversation_id
         assert client.closed_code is None
         nursery.cancel_scope.cancel()
+
+
+async def test_a_visitor_token_unused_for_visitor_ttl_days_has_expired(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path, visitor_ttl_days=30) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        lapsed = await center.add_visitor("Away for a while")
+        recent = await center.add_visitor("Back soon")
+        await center.fetch(
+            "UPDATE customers SET last_seen_at = now() - interval '31 days' WHERE id = $1", UUID(lapsed.customer_id)
+        )
+        await center.fetch(
+            "UPDATE customers SET last_seen_at = now() - interval '29 days' WHERE id = $1", UUID(recent.customer_id)
+        )
+        # the lapsed token opens nothing: the socket is refused with 1008, REST with 401
+        refused = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={lapsed.token}")
+        )
+        assert await refused.wait_closed() == 1008
+        response = await center.http.patch(
+            "/api/v1/webchat/visitor", json={"display_name": "Me"}, headers=center.auth(lapsed.token)
+        )
+        assert response.status_code == 401
+        # the recent one still works, and using it renews it (sliding expiry)
+        welcomed = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={recent.token}")
+        )
+        await welcomed.wait_for("welcome")
+        (row,) = await center.fetch(
+            "SELECT now() - last_seen_at < interval '1 minute' AS renewed FROM customers WHERE id = $1",
+            UUID(recent.customer_id),
+        )
+        assert row["renewed"]
+        nursery.cancel_scope.cancel()
