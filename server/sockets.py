@@ -325,11 +325,11 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                 refilled = now
                 if tokens < 1:
                     refused_in_a_row += 1
+                    ref = _client_id_of(raw)
                     if refused_in_a_row > max_refused_in_a_row:
-                        connection.send(_error("flooding", "rate limit ignored: closing", ref=_client_id_of(raw)))
+                        connection.send(_error("flooding", "rate limit ignored: closing", ref=ref))
                         connection.close(CLOSE_FLOODING, "rate limit ignored")
                         return
-                    ref = _client_id_of(raw)
                     connection.send(_error("rate_limited", "too many frames: slow down", ref=ref, retryable=True))
                     continue
                 refused_in_a_row = 0
