@@ -18,7 +18,7 @@ Rules
    client reconnects and resumes. Nobody else waits for it.
 4. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
    `MAX_INVALID_FRAMES` refused frames close with 4003; a client that keeps sending over
-   its rate (more than `MIN_REFUSED_IN_A_ROW` `rate_limited` answers in a row) closes with 4004.
+   its rate (its unforgiven `rate_limited` answers pass `MIN_REFUSED_IN_A_ROW`) closes with 4004.
 """
 
 from __future__ import annotations
@@ -72,9 +72,12 @@ CLOSE_TOO_MANY_INVALID = 4003
 CLOSE_FLOODING = 4004
 MAX_INVALID_FRAMES = 50
 MIN_REFUSED_IN_A_ROW = 100
-"""A connection refused for its rate this many times in a row (at least; twice its burst when
+"""A connection refused for its rate more than this many times (at least; twice its burst when
 that is more) ignores `rate_limited` and is closed with 4004: answering a flood frame by frame
-would cost the neighbours' CPU."""
+would cost the neighbours' CPU. Refusals are forgiven at twice the rate per second, so a client
+that slows down after `rate_limited` never gets there, while one that floods gets there however
+slowly the server drains it (a single frame let through by a refilled token forgives nothing
+more than the time it took)."""
 
 
 class Connection:
@@ -308,8 +311,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             # Token bucket: `max_frames_per_second` on average, bursts of twice as many.
             rate = float(config.max_frames_per_second)
             tokens = burst = 2 * rate
-            refused_in_a_row = 0
-            max_refused_in_a_row = max(MIN_REFUSED_IN_A_ROW, 2 * burst)
+            refused = 0.0  # unforgiven `rate_limited` answers; forgiven at `burst` per second
+            max_refused = max(MIN_REFUSED_IN_A_ROW, 2 * burst)
             refilled = trio.current_time()
             while True:
                 with trio.move_on_after(idle_seconds) as idle:
@@ -322,17 +325,17 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                     return
                 now = trio.current_time()
                 tokens = min(burst, tokens + (now - refilled) * rate)
+                refused = max(0.0, refused - (now - refilled) * burst)
                 refilled = now
                 if tokens < 1:
-                    refused_in_a_row += 1
+                    refused += 1
                     ref = _client_id_of(raw)
-                    if refused_in_a_row > max_refused_in_a_row:
+                    if refused > max_refused:
                         connection.send(_error("flooding", "rate limit ignored: closing", ref=ref))
                         connection.close(CLOSE_FLOODING, "rate limit ignored")
                         return
                     connection.send(_error("rate_limited", "too many frames: slow down", ref=ref, retryable=True))
                     continue
-                refused_in_a_row = 0
                 tokens -= 1
                 try:
                     frame = decode(raw, max_bytes=config.max_frame_bytes)

@@ -312,16 +312,21 @@ async def test_a_connection_that_ignores_rate_limiting_is_closed_and_others_are_
         agent = await _online(stack, nursery, center, anna)
         customer, conversation, _ = await _assigned(stack, nursery, center, agent)
         calm, calm_conversation, _ = await _assigned(stack, nursery, center, agent)
+        started = trio.current_time()
         for number in range(300):  # and goes on after being told to slow down
             try:
                 await customer.send(SendMessage(f"f-{number}", conversation, "text", text=f"flood {number}"))
             except Exception:  # the server closed the socket under our feet
                 break
         assert await customer.wait_closed() == 4004
+        flooded_for = trio.current_time() - started
         (flooding,) = customer.of("error", code="flooding")
         assert not flooding.retryable
-        # at most 100 refusals were sent before the close, not one per frame of the flood
-        assert len(customer.of("error", code="rate_limited")) == 100
+        # 100 refusals, plus those forgiven while the flood went on (twice the rate per second,
+        # however slow this machine is), were sent before the close: not one per frame of the flood
+        refusals = len(customer.of("error", code="rate_limited"))
+        assert 100 <= refusals <= 100 + 2 * 5 * flooded_for + 1
+        assert refusals < 300 - 10
         await calm.send(SendMessage("calm-1", calm_conversation, "text", text="hello"))
         await calm.wait_for("ack", client_id="calm-1")
         assert not calm.of("error")
