@@ -71,6 +71,8 @@ CLOSE_IDLE = 4002
 CLOSE_TOO_MANY_INVALID = 4003
 CLOSE_FLOODING = 4004
 MAX_INVALID_FRAMES = 50
+WRITE_BATCH_BYTES = 64 * 1024
+"""The writer takes buffered frames up to about this many bytes into one write."""
 MIN_REFUSED_IN_A_ROW = 100
 """A connection refused for its rate more than this many times (at least; twice its burst when
 that is more) ignores `rate_limited` and is closed with 4004: answering a flood frame by frame
@@ -94,7 +96,7 @@ class Connection:
         "_closed",
         "_flushed",
         "_nursery",
-        "_send_text",
+        "_send_texts",
         "_writing",
         "account_id",
         "close_code",
@@ -114,7 +116,7 @@ class Connection:
         self._buffer: deque[bytes] = deque()
         self._capacity = capacity
         self._nursery: trio.Nursery | None = None
-        self._send_text: Callable[[str], Awaitable[None]] | None = None
+        self._send_texts: Callable[[list[str]], Awaitable[None]] | None = None
         self._writing = False
         self._flushed: trio.Event | None = None
         self.reading = trio.CancelScope()
@@ -158,10 +160,11 @@ class Connection:
 
     # -- the writer ----------------------------------------------------------------------
 
-    def attach(self, nursery: trio.Nursery, send_text: Callable[[str], Awaitable[None]]) -> None:
-        """Start writing through `send_text`, with writer tasks in `nursery`."""
+    def attach(self, nursery: trio.Nursery, send_texts: Callable[[list[str]], Awaitable[None]]) -> None:
+        """Start writing through `send_texts` (several messages, in order, at once), with writer
+        tasks in `nursery`."""
         self._nursery = nursery
-        self._send_text = send_text
+        self._send_texts = send_texts
         self._start_writer()
 
     def _start_writer(self) -> None:
@@ -170,12 +173,20 @@ class Connection:
             self._nursery.start_soon(self._write)
 
     async def _write(self) -> None:
-        assert self._send_text is not None
+        assert self._send_texts is not None
         try:
             # After `close` what was buffered before still goes out (the error that explains
-            # a close goes first); a slow consumer is not waited for.
-            while self._buffer and self.close_code != CLOSE_SLOW_CONSUMER:
-                await self._send_text(self._buffer.popleft().decode())
+            # a close goes first); a slow consumer is not waited for. Everything buffered
+            # (up to WRITE_BATCH_BYTES) is written at once: one system call, not one a frame.
+            buffer = self._buffer
+            while buffer and self.close_code != CLOSE_SLOW_CONSUMER:
+                texts = [buffer.popleft().decode()]
+                size = len(texts[0])
+                while buffer and size < WRITE_BATCH_BYTES:
+                    text = buffer.popleft().decode()
+                    size += len(text)
+                    texts.append(text)
+                await self._send_texts(texts)
         finally:
             self._writing = False
             if self._flushed is not None:
@@ -358,7 +369,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         # task is memory an idle socket would hold). Shutdown and `close` reach the reader
         # through `connection.reading`.
         async with trio.open_nursery() as nursery:
-            connection.attach(nursery, websocket.send)
+            connection.attach(nursery, websocket.send_many)
             open_connections.add(connection)
             try:
                 if node.closing.is_set():

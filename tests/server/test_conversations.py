@@ -400,7 +400,10 @@ async def test_browser_origins_are_checked_on_the_handshake(database_dsn: str, t
 
         async def first_frame(path: str, token: str, origin: str | None) -> object:
             headers = [("Origin", origin)] if origin else []
-            async with open_websocket_url(f"{center.ws_base}{path}?token={token}", extra_headers=headers) as ws:
+            # Room for everything the server sends on opening (it may arrive in one write):
+            # trio-websocket's reader cannot take the close handshake while its queue is full.
+            url = f"{center.ws_base}{path}?token={token}"
+            async with open_websocket_url(url, extra_headers=headers, message_queue_size=64) as ws:
                 try:
                     return decode_server_frame(await ws.get_message()).TYPE
                 except ConnectionClosed as closed:
