@@ -414,6 +414,22 @@ def _fmt(x: Any, digits: int = 1) -> str:
     return str(x)
 
 
+def _gc(run: dict[str, Any]) -> str:
+    """kefu's garbage-collector pauses in the measured window (server/gc_pauses.py)."""
+    gc = run.get("gc")
+    if not gc:
+        return ""
+    text = f"; GC in the window: {gc['gen0_collections'] + gc['gen1_collections']} young collections"
+    text += f" ({gc['gen0_paused_ms'] + gc['gen1_paused_ms']:.0f} ms)"
+    if gc["gen2_collections"]:
+        longest = gc.get("gen2_longest_ms_at_most")
+        text += f", {gc['gen2_collections']} full ({gc['gen2_paused_ms']:.0f} ms"
+        text += f", the longest ≤ {longest:g} ms)" if longest is not None and longest != float("inf") else ")"
+    else:
+        text += ", no full one"
+    return text
+
+
 def _per_message(run: dict[str, Any]) -> str:
     text = f"CPU {_fmt(run.get('server_cpu_ms_per_message'), 3)} ms/msg"
     if "database_cpu_ms_per_message" in run:
@@ -476,7 +492,7 @@ def markdown(results: dict[str, Any]) -> str:
             f" {k['rate']:g} msgs/s open loop, {k['seconds']:g} s)"
             f" | {_fmt(kp99, 2)} (p50 {_fmt(k['latency'].get('p50_ms'), 2)},"
             f" p99.9 {_fmt(k['latency'].get('p99.9_ms'), 2)})"
-            f"; {_per_message(k)}"
+            f"; {_per_message(k)}{_gc(k)}"
             f" | quart-trio {_fmt(qp99, 2)} (p50 {_fmt(q['latency'].get('p50_ms'), 2)}; {_per_message(q)})"
             f" | {_fmt(ratio, 2)}× | ≤ {TARGETS['latency_vs_quart']:g}× quart and < {TARGETS['latency_p99_ms']:g} ms"
             f" | {verdict} | {_loss(k)} | {_cpu(k)} |"

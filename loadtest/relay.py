@@ -515,6 +515,28 @@ def cpu_share(seconds_used: float, elapsed: float) -> float:
     return round(100 * seconds_used / elapsed, 1) if elapsed > 0 else math.nan
 
 
+def gc_window(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """The server's garbage-collector pauses between two readings of its counters: collections
+    and seconds paused by generation, and the bucket bound of the longest full collection."""
+    window: dict[str, Any] = {}
+    for generation in "012":
+        window[f"gen{generation}_collections"] = int(
+            after.get(f"count{generation}", 0) - before.get(f"count{generation}", 0)
+        )
+        window[f"gen{generation}_paused_ms"] = round(
+            1000 * (after.get(f"sum{generation}", 0) - before.get(f"sum{generation}", 0)), 1
+        )
+    # cumulative buckets: the smallest bound that grew as much as the count holds the longest
+    if window["gen2_collections"]:
+        grew_all = [
+            float(key[3:])
+            for key, value in after.items()
+            if key.startswith("le=") and value - before.get(key, 0) >= window["gen2_collections"]
+        ]
+        window["gen2_longest_ms_at_most"] = 1000 * min(grew_all) if grew_all else None
+    return window
+
+
 @contextlib.contextmanager
 def measured(results: dict[str, Any], server: Any) -> Any:
     """Elapsed time, and CPU use of this process, of the server process and of the processes
@@ -526,12 +548,16 @@ def measured(results: dict[str, Any], server: Any) -> Any:
     server0 = cpu_seconds(server.pid)
     helpers0 = {pid: cpu_seconds(pid) for pid in helpers}
     own0 = time.process_time()
+    gc0 = server.gc_pauses()
     server.profile_window(True)
     try:
         yield
     finally:
         server.profile_window(False)
     elapsed = time.monotonic() - t0
+    gc1 = server.gc_pauses()
+    if gc0 is not None and gc1 is not None:
+        results["gc"] = gc_window(gc0, gc1)
     results["elapsed_seconds"] = round(elapsed, 3)
     server_used = cpu_seconds(server.pid) - server0
     results["server_cpu_seconds"] = round(server_used, 3)

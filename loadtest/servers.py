@@ -235,6 +235,10 @@ class ServerProcess:
     def profile_window(self, on: bool) -> None:
         """Switch the server's profiler on or off (only a profiled kefu has one)."""
 
+    def gc_pauses(self) -> dict[str, float] | None:
+        """The server's garbage-collector pause counters so far (only kefu reports them)."""
+        return None
+
 
 class EchoServer(ServerProcess):
     def __init__(self, kind: str, cores: set[int] | None = None) -> None:
@@ -290,6 +294,30 @@ class KefuServer(ServerProcess):
                         if int(stat[1]) == postmaster:
                             pids.append(int(entry.name))
         return pids
+
+    def gc_pauses(self) -> dict[str, float] | None:
+        """`kefu_gc_pause_seconds` from /metrics: `count`/`sum` by generation, and the full
+        (generation 2) collections' histogram buckets as `le=<bound>`."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        counters: dict[str, float] = {}
+        for line in text.splitlines():
+            if not line.startswith("kefu_gc_pause_seconds"):
+                continue
+            name, _, value = line.rpartition(" ")
+            generation = name.split('generation="', 1)[1][0]
+            if name.startswith("kefu_gc_pause_seconds_count"):
+                counters[f"count{generation}"] = float(value)
+            elif name.startswith("kefu_gc_pause_seconds_sum"):
+                counters[f"sum{generation}"] = float(value)
+            elif generation == "2":
+                counters["le=" + name.split('le="', 1)[1].split('"', 1)[0]] = float(value)
+        return counters
 
     def profile_window(self, on: bool) -> None:
         if self.profile is not None and self.alive():

@@ -9,6 +9,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -160,7 +161,7 @@ def _explain(error: BaseException, config: Config) -> str | None:
 def _serve(config: Config) -> int:
     from kefu.server.node import serve
 
-    trio.run(serve, config)
+    trio.run(partial(serve, config, freeze_startup=True))
     return 0
 
 

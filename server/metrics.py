@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+
+from kefu.server.gc_pauses import BUCKETS, gc_pauses
 
 if TYPE_CHECKING:
     from kefu.server.node import Node
@@ -77,6 +86,32 @@ class NodeCollector(Collector):
                 "Duration of the latest append transaction.",
                 value=store.last_commit_seconds,
             )
+
+        yield from _gc_metrics()
+
+
+def _gc_metrics() -> Iterator[Metric]:
+    pauses = gc_pauses()
+    histogram = HistogramMetricFamily(
+        "kefu_gc_pause_seconds",
+        "Pauses of Python's garbage collector (the whole process waits), by generation.",
+        labels=["generation"],
+    )
+    longest = GaugeMetricFamily(
+        "kefu_gc_longest_pause_seconds", "The longest collector pause so far, by generation.", labels=["generation"]
+    )
+    for generation in range(3):
+        cumulative, buckets = 0, []
+        for bound, count in zip((*BUCKETS, float("inf")), pauses.bucket_counts[generation], strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        histogram.add_metric([str(generation)], buckets, pauses.seconds[generation])
+        longest.add_metric([str(generation)], pauses.longest[generation])
+    yield histogram
+    yield longest
+    yield GaugeMetricFamily(
+        "kefu_gc_frozen_objects", "Objects moved out of the collector's reach at start.", value=gc.get_freeze_count()
+    )
 
 
 def metrics_registry(node: Node) -> CollectorRegistry:

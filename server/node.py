@@ -52,6 +52,7 @@ from kefu.server.config import Config
 from kefu.server.conversations import PostgresConversations
 from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
 from kefu.server.event_log import PostgresEventLog
+from kefu.server.gc_pauses import freeze_startup_heap, gc_pauses
 from kefu.server.privacy import Privacy, check_data_keys, load_data_keys, seal_plaintext_names
 from kefu.server.sockets import SupervisorFeeds
 
@@ -255,8 +256,12 @@ async def _stop_on_signals(stop: trio.Event, cancel_scope: trio.CancelScope) -> 
                 cancel_scope.cancel()
 
 
-async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Run kefu until SIGINT/SIGTERM (or cancellation); returns after a graceful stop."""
+async def serve(config: Config, *, freeze_startup: bool = False, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run kefu until SIGINT/SIGTERM (or cancellation); returns after a graceful stop.
+
+    `freeze_startup` (the `kefu serve` process, not a node inside a test) takes what exists once
+    kefu is serving out of the garbage collector's reach (server/gc_pauses.py)."""
+    gc_pauses()
     keys = await trio.to_thread.run_sync(load_data_keys, config.data_key, config.data_dir)
     if not config.data_key and not config.embedded_database:
         log.warning(
@@ -280,6 +285,9 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 recovered = await node.recover_sessions()
                 if recovered:
                     log.info("open conversations recovered", extra={"conversations": recovered})
+                if freeze_startup:
+                    frozen = freeze_startup_heap()
+                    log.info("startup heap frozen", extra={"objects": frozen})
                 log.info("kefu is serving", extra={"urls": node.urls, "embedded_database": config.embedded_database})
                 task_status.started(node)
         finally:

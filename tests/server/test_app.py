@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -62,6 +63,8 @@ async def test_health_readiness_and_errors(database_dsn: str, tmp_path: Path) ->
 
 async def test_metrics_are_prometheus_text(database_dsn: str, tmp_path: Path) -> None:
     async with running_node(database_dsn, tmp_path) as (_node, client):
+        before = await client.get("/metrics")
+        gc.collect()  # a full collection: the whole process pauses, and /metrics shows it
         response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -78,6 +81,11 @@ async def test_metrics_are_prometheus_text(database_dsn: str, tmp_path: Path) ->
     assert 'kefu_actor_mailbox_messages{actor="dispatcher"}' in samples
     assert 'kefu_actor_mailbox_messages{actor="store"}' in samples
     assert "kefu_store_transactions_total" in samples
+    full_collections = 'kefu_gc_pause_seconds_count{generation="2"}'
+    earlier = next(line for line in before.text.splitlines() if line.startswith(full_collections))
+    assert samples[full_collections] >= float(earlier.split()[1]) + 1
+    assert samples['kefu_gc_longest_pause_seconds{generation="2"}'] > 0
+    assert samples['kefu_gc_pause_seconds_bucket{generation="2",le="+Inf"}'] == samples[full_collections]
 
 
 async def test_readiness_reports_an_unreachable_database(database_dsn: str, tmp_path: Path) -> None:

@@ -68,6 +68,11 @@ def test_serve_becomes_ready_and_stops_on_sigterm(database_dsn: str, tmp_path: P
     try:
         response = wait_ready(process, f"http://127.0.0.1:{port}/readyz", log_path)
         assert response.json()["ready"] is True
+        # the startup heap is out of the garbage collector's reach, and its pauses are measured
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        frozen = next(line for line in metrics.splitlines() if line.startswith("kefu_gc_frozen_objects "))
+        assert float(frozen.split()[1]) > 10_000
+        assert 'kefu_gc_pause_seconds_count{generation="0"}' in metrics
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0, log_path.read_text()
     finally:
@@ -85,6 +90,7 @@ def test_serve_becomes_ready_and_stops_on_sigterm(database_dsn: str, tmp_path: P
         assert {"time", "level", "logger", "event"} <= set(entry), entry
     events = [entry["event"] for entry in entries]
     assert "kefu is serving" in events
+    assert events.index("startup heap frozen") < events.index("kefu is serving")
     assert "shutting down" in events
     assert events[-1] == "kefu stopped"
     assert events.index("kefu is serving") < events.index("shutting down") < events.index("kefu stopped")
