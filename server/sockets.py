@@ -106,10 +106,14 @@ class Connection:
         "reading",
         "role",
         "user_id",
+        "user_role",
     )
 
     def __init__(self, role: str, user_id: UUID, account_id: UUID, capacity: int) -> None:
         self.role = role
+        """Which side of a conversation the socket is on: "customer" or "agent"."""
+        self.user_role = role
+        """Who signed in, for the audit log: "customer", or the user's role (agent, supervisor, admin)."""
         self.user_id = user_id
         self.account_id = account_id
         self.joined: set[UUID] = set()
@@ -413,7 +417,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         if handle is None:
             if conversation_id is not None:
                 await node.center.audit_denial(
-                    connection.account_id, connection.role, connection.user_id, frame.TYPE, conversation_id
+                    connection.account_id, connection.user_role, connection.user_id, frame.TYPE, conversation_id
                 )
             connection.send(_error("not_found", "no such conversation", ref=getattr(frame, "client_id", None)))
             return
@@ -528,6 +532,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             return
         await websocket.accept()
         connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
+        connection.user_role = user.role
         connection.send(welcome("agent", user.user_id, user.display_name))
         await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
         watching = user.role in ("supervisor", "admin")

@@ -250,11 +250,12 @@ async def test_every_conversation_frame_of_another_department_is_refused_and_aud
         assert await _denials(center, scene.alice.id) == expected
         outsider_id = (await center.fetch("SELECT id FROM users WHERE account_id = $1", scene.outsider_account))[0]
         outsider_rows = await center.fetch(
-            "SELECT account_id, action, target_id FROM audit_log WHERE actor_id = $1 ORDER BY id",
+            "SELECT account_id, actor_role, action, target_id FROM audit_log WHERE actor_id = $1 ORDER BY id",
             str(outsider_id["id"]),
         )
-        assert [(r["account_id"], r["action"], r["target_id"]) for r in outsider_rows] == [
-            (scene.outsider_account, f"denied:{t.TYPE}", conversation) for t in CONVERSATION_FRAMES
+        # recorded as who tried: the other account's admin
+        assert [(r["account_id"], r["actor_role"], r["action"], r["target_id"]) for r in outsider_rows] == [
+            (scene.outsider_account, "admin", f"denied:{t.TYPE}", conversation) for t in CONVERSATION_FRAMES
         ]
 
         # The holder may do each of them.
