@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+import asyncpg
 import orjson
 
 from kefu.protocol.masking import mask_text
@@ -75,6 +76,21 @@ class TextFormatter(logging.Formatter):
         return scrub(line)
 
 
+class ExpectedOutageFilter(logging.Filter):
+    """While the database is away, asyncpg's pool retries its connections about once a second
+    and logs a full traceback each time. The failure to connect is expected, and already
+    reported (`/readyz`, the store's warnings): keep asyncpg's one-line warning, with the
+    error's type and text, without the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, OSError | TimeoutError | asyncpg.CannotConnectNowError):
+            record.error = f"{type(error).__name__}: {error}"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | None = None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -84,3 +100,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     # hypercorn's access log would print every request; its error log stays.
     logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every pg_ctl command at INFO
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, ExpectedOutageFilter) for f in pool_log.filters):
+        pool_log.addFilter(ExpectedOutageFilter())

@@ -110,3 +110,19 @@ async def test_a_conversation_at_debug_level_logs_no_bodies_tokens_or_numbers(
     assert leaked == [], f"found in the logs: {leaked}"
     # Parts of a message (a long word of it) do not appear either.
     assert "courier" not in text and "never came" not in text
+
+
+def test_the_pools_reconnect_attempts_during_an_outage_log_one_line_each(debug_log: io.StringIO) -> None:
+    buffer = debug_log
+    pool_log = logging.getLogger("asyncpg.pool")
+    for error in (FileNotFoundError(2, "No such file or directory"), ValueError("a bug")):
+        try:
+            raise error
+        except Exception:
+            pool_log.warning("Failed to restore the pool connection floor; retrying", exc_info=True)
+    expected, unexpected = (orjson.loads(line) for line in buffer.getvalue().splitlines())
+    # the expected failure to connect: asyncpg's warning and the error, no traceback
+    assert expected["error"] == "FileNotFoundError: [Errno 2] No such file or directory"
+    assert "exception" not in expected
+    # anything else keeps its traceback
+    assert "Traceback" in unexpected["exception"] and "ValueError: a bug" in unexpected["exception"]
