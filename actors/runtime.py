@@ -131,37 +131,63 @@ class Reply(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
-class StopRequest:
-    """What a supervisor sets to stop one child: a `trio.Event` that also calls back.
+class Flag:
+    """A one-way flag that can be waited for, like a `trio.Event`, that makes the event only
+    when somebody waits: a supervisor holds two per child (its stop request and its end),
+    and most children are never waited for while they run."""
 
-    An actor's message loop registers a callback that cancels its wait for the next
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: trio.Event | None = None
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
+
+class StopRequest(Flag):
+    """What a supervisor sets to stop one child: a `Flag` that also calls back.
+
+    An actor's message loop registers a callback that interrupts its wait for the next
     message, so an idle actor needs no task of its own watching for the stop.
     """
 
-    __slots__ = ("_callbacks", "_event")
+    __slots__ = ("_callbacks",)
 
     def __init__(self) -> None:
-        self._event = trio.Event()
-        self._callbacks: list[Callable[[], None]] = []
+        super().__init__()
+        self._callbacks: list[Callable[[], None]] | None = None
 
     def set(self) -> None:
-        if self._event.is_set():
+        if self._set:
             return
-        self._event.set()
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
+        super().set()
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
             callback()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
 
     def on_set(self, callback: Callable[[], None]) -> None:
         """Call `callback` when set (at once if already set)."""
-        if self._event.is_set():
+        if self._set:
             callback()
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
             self._callbacks.append(callback)
 
