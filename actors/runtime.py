@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -354,15 +354,23 @@ class Mailbox(Generic[M]):
 
     async def _wait_for_message(self) -> M:
         """Park until a sender hands a message over; `_Interrupted` if `interrupt` comes first."""
+        await trio.lowlevel.wait_task_rescheduled(self._park_receiver())
+        return self._take_handed()
+
+    # The two halves of `_wait_for_message`, for the actor loop to park without a coroutine
+    # frame of its own (one per idle actor).
+
+    def _park_receiver(self) -> Callable[[Any], trio.lowlevel.Abort]:
         if self._receiver is not None:
             raise RuntimeError(f"mailbox {self.name} already has a receiver waiting")
         self._receiver = trio.lowlevel.current_task()
+        return self._abort_receive
 
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-            self._receiver = None
-            return trio.lowlevel.Abort.SUCCEEDED
+    def _abort_receive(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _take_handed(self) -> M:
         message, self._handed = self._handed, _NOTHING
         if message is _NOTHING:
             if self._closed:
@@ -499,15 +507,21 @@ class Actor(Generic[M]):
         await self.message_loop(stop_requested)
         await self.stopping()
 
-    async def message_loop(self, stop_requested: trio.Event) -> None:
-        """Handle messages until `stop_requested` is set; a message being handled finishes."""
+    def message_loop(self, stop_requested: trio.Event) -> Awaitable[None]:
+        """Handle messages until `stop_requested` is set; a message being handled finishes.
+
+        (A plain function returning the loop's coroutine: no coroutine frame of its own
+        stays on every idle actor's stack.)
+        """
         on_set = getattr(stop_requested, "on_set", None)
         if on_set is not None:
             # A `StopRequest` (what supervisors give their children) interrupts the wait for
             # the next message itself: no watcher task, which every idle actor would hold.
             on_set(self._cancel_receive)
-            await self._message_loop(stop_requested)
-            return
+            return self._message_loop(stop_requested)
+        return self._watched_message_loop(stop_requested)
+
+    async def _watched_message_loop(self, stop_requested: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
 
             async def cancel_receive_on_stop() -> None:
@@ -548,11 +562,14 @@ class Actor(Generic[M]):
             try:
                 message = mailbox.receive_nowait()
             except trio.WouldBlock:
+                message = _NOTHING  # waited for below, not in here: the exception would stay alive
+            if message is _NOTHING:
                 # Parked in the mailbox without a cancel scope of its own (one per idle actor):
                 # a stop or `finish` interrupts the wait instead of cancelling it.
                 self._waiting = True
                 try:
-                    message = await mailbox._wait_for_message()
+                    await trio.lowlevel.wait_task_rescheduled(mailbox._park_receiver())
+                    message = mailbox._take_handed()
                 except _Interrupted:
                     break
                 finally:
