@@ -100,7 +100,6 @@ class Connection:
         "account_id",
         "close_code",
         "close_reason",
-        "joined",
         "peer_gone",
         "reading",
         "role",
@@ -111,7 +110,6 @@ class Connection:
         self.role = role
         self.user_id = user_id
         self.account_id = account_id
-        self.joined: set[UUID] = set()
         self._buffer: deque[bytes] = deque()
         self._capacity = capacity
         self._nursery: trio.Nursery | None = None
