@@ -475,19 +475,30 @@ def actor_child(
     registry: Registry | None = None,
 ) -> ChildSpec:
     """A child spec that runs a fresh actor from `factory` on the same `mailbox` at each start."""
+    return ChildSpec(mailbox.name, _ActorStart(factory, mailbox, registry), restart, shutdown, ChildKind.WORKER)
 
-    async def start(stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+
+class _ActorStart(Generic[M]):
+    """The `start` of `actor_child`: one small object a child rather than a closure and its cells."""
+
+    __slots__ = ("factory", "mailbox", "registry")
+
+    def __init__(self, factory: Callable[[Mailbox[M]], Actor[M]], mailbox: Mailbox[M], registry: Registry | None):
+        self.factory = factory
+        self.mailbox = mailbox
+        self.registry = registry
+
+    async def __call__(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        mailbox = self.mailbox
         mailbox.starts += 1
-        actor = factory(mailbox)
-        if registry is not None:
-            registry.register(mailbox.ref)
+        actor = self.factory(mailbox)
+        if self.registry is not None:
+            self.registry.register(mailbox.ref)
         try:
             await actor.run(stop_requested, task_status=task_status)
         except Exception:
             mailbox.crashes += 1
             raise
-
-    return ChildSpec(mailbox.name, start, restart, shutdown, ChildKind.WORKER)
 
 
 def actor_ref(value: Any) -> ActorRef[Any]:
