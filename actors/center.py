@@ -41,6 +41,20 @@ class CenterSettings:
     default_offer_timeout_seconds: float = 20.0
 
 
+class _Bound:
+    """`factory(handle)` as the actor factory of a child spec (it is called with the mailbox,
+    which the handle holds): one small object per running actor rather than a closure."""
+
+    __slots__ = ("factory", "handle")
+
+    def __init__(self, factory: Callable[[Any], Actor[Any]], handle: Any) -> None:
+        self.factory = factory
+        self.handle = handle
+
+    def __call__(self, _mailbox: Mailbox[Any]) -> Actor[Any]:
+        return self.factory(self.handle)
+
+
 class ContactCenter:
     def __init__(
         self,
@@ -151,7 +165,7 @@ class ContactCenter:
             await starting.wait()
         starting = self._starting[key] = trio.Event()
         try:
-            spec = actor_child(lambda _mailbox: factory(handle), handle.mailbox, restart=Restart.TRANSIENT)
+            spec = actor_child(_Bound(factory, handle), handle.mailbox, restart=Restart.TRANSIENT)
             table[key] = handle
             try:
                 await supervisor.start_child(spec)
@@ -181,9 +195,7 @@ class ContactCenter:
         for key, handle in list(table.items()):
             if key in self._starting or handle.mailbox.name in supervisor or table.get(key) is not handle:
                 continue
-            spec = actor_child(
-                lambda _mailbox, handle=handle: factory(handle), handle.mailbox, restart=Restart.TRANSIENT
-            )
+            spec = actor_child(_Bound(factory, handle), handle.mailbox, restart=Restart.TRANSIENT)
             try:
                 await supervisor.start_child(spec)
                 restarted += 1

@@ -28,8 +28,6 @@ class Outbox(Protocol):
     """``customer`` or ``agent``."""
     user_id: UUID
     """The customer or the agent behind the connection."""
-    joined: set[UUID]
-    """Conversations whose live events this connection receives (after its resume)."""
 
     @property
     def closed(self) -> bool: ...

@@ -19,7 +19,8 @@ with `MailboxFull` (a `trio.WouldBlock`) and the sender decides, e.g. the edge a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +33,9 @@ T = TypeVar("T")
 
 DEFAULT_MAILBOX_CAPACITY = 1024
 """Messages a mailbox holds before `tell` waits and `tell_nowait` refuses."""
+
+
+_NOTHING: Any = object()
 
 
 class MailboxFull(trio.WouldBlock):
@@ -127,50 +131,115 @@ class Reply(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
-class StopRequest:
-    """What a supervisor sets to stop one child: a `trio.Event` that also calls back.
+class Flag:
+    """A one-way flag that can be waited for, like a `trio.Event`, that makes the event only
+    when somebody waits: a supervisor holds two per child (its stop request and its end),
+    and most children are never waited for while they run."""
 
-    An actor's message loop registers a callback that cancels its wait for the next
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: trio.Event | None = None
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        if self._set:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = trio.Event()
+        await self._event.wait()
+
+
+class StopRequest(Flag):
+    """What a supervisor sets to stop one child: a `Flag` that also calls back.
+
+    An actor's message loop registers a callback that interrupts its wait for the next
     message, so an idle actor needs no task of its own watching for the stop.
     """
 
-    __slots__ = ("_callbacks", "_event")
+    __slots__ = ("_callbacks",)
 
     def __init__(self) -> None:
-        self._event = trio.Event()
-        self._callbacks: list[Callable[[], None]] = []
+        super().__init__()
+        self._callbacks: list[Callable[[], None]] | None = None
 
     def set(self) -> None:
-        if self._event.is_set():
+        if self._set:
             return
-        self._event.set()
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
+        super().set()
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
             callback()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    async def wait(self) -> None:
-        await self._event.wait()
 
     def on_set(self, callback: Callable[[], None]) -> None:
         """Call `callback` when set (at once if already set)."""
-        if self._event.is_set():
+        if self._set:
             callback()
+        elif self._callbacks is None:
+            self._callbacks = [callback]
         else:
             self._callbacks.append(callback)
 
 
+class _Interrupted(Exception):
+    """The actor's wait for its next message was interrupted (a stop or `finish`)."""
+
+
 class Mailbox(Generic[M]):
-    """A bounded queue of messages for one actor, stable across its restarts."""
+    """A bounded queue of messages for one actor, stable across its restarts.
+
+    A FIFO with one receiver (the actor) and any number of senders, with the semantics of a
+    trio memory channel of `capacity` (a waiting receiver is handed a message directly;
+    senders that find it full wait in arrival order and their messages go in as room is
+    made), built on trio's low-level parking instead: an idle contact center holds one
+    mailbox per open conversation, and a memory channel (its state, two endpoints, their
+    sets and ordered dicts, the receiver's registration) was about 2 KiB of it. Here an
+    idle, empty mailbox holds no container at all.
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_closed",
+        "_handed",
+        "_handled",
+        "_peak",
+        "_queued",
+        "_receiver",
+        "_refused",
+        "_senders",
+        "capacity",
+        "crashes",
+        "name",
+        "ref",
+        "starts",
+    )
 
     def __init__(self, name: str, capacity: int = DEFAULT_MAILBOX_CAPACITY) -> None:
         if capacity < 1 or capacity == math.inf:
             raise ValueError("a mailbox must be bounded and hold at least one message")
         self.name = name
         self.capacity = capacity
-        self._send, self._receive = trio.open_memory_channel[M](capacity)
+        self._buffer: deque[M] | None = None
+        """Messages waiting for the actor; made when one has to wait, dropped when empty."""
+        self._senders: dict[trio.lowlevel.Task, list[M]] | None = None
+        """Senders waiting for room (in arrival order), each with its message in a list that
+        is emptied when the message goes in."""
+        self._receiver: trio.lowlevel.Task | None = None
+        """The actor, while it waits in `receive`."""
+        self._handed: Any = _NOTHING
+        """What the waiting receiver is woken with: a message, or `_NOTHING` (interrupted or closed)."""
+        self._closed = False
         self._queued = 0
         self._peak = 0
         self._handled = 0
@@ -181,55 +250,68 @@ class Mailbox(Generic[M]):
 
     # -- sending side (used through ActorRef) ------------------------------------------
 
-    def _put_nowait(self, message: M) -> None:
-        try:
-            self._send.send_nowait(message)
-        except trio.WouldBlock:
-            self._refused += 1
-            raise MailboxFull(self.name) from None
-        except trio.ClosedResourceError:
-            raise ActorStopped(self.name) from None
-        self._note_peak()
-
-    def _try_put(self, message: M) -> bool:
-        """Enqueue if there is room now (no checkpoint, nothing counted as refused)."""
-        try:
-            self._send.send_nowait(message)
-        except trio.WouldBlock:
-            return False
-        except trio.ClosedResourceError:
-            raise ActorStopped(self.name) from None
+    def _offer(self, message: M) -> bool:
+        """Hand over or enqueue `message` if there is room now (no checkpoint)."""
+        if self._closed:
+            raise ActorStopped(self.name)
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            self._handed = message
+            trio.lowlevel.reschedule(receiver)
+        else:
+            buffer = self._buffer
+            if buffer is None:
+                buffer = self._buffer = deque()
+            elif len(buffer) >= self.capacity:
+                return False
+            buffer.append(message)
         self._note_peak()
         return True
 
+    def _put_nowait(self, message: M) -> None:
+        if not self._offer(message):
+            self._refused += 1
+            raise MailboxFull(self.name)
+
+    def _try_put(self, message: M) -> bool:
+        """Enqueue if there is room now (no checkpoint, nothing counted as refused)."""
+        return self._offer(message)
+
     async def _put(self, message: M) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self._send.send_nowait(message)
-        except trio.WouldBlock:
-            # A waiting sender's message is not in the mailbox yet: it is not counted
-            # until the channel takes it, so the size never exceeds the capacity.
-            try:
-                await self._send.send(message)
-            except trio.ClosedResourceError:
-                raise ActorStopped(self.name) from None
-            self._note_peak()
+        if self._offer(message):
+            # No scheduling point after a send that found room: the sender goes on and the
+            # receiver later takes every message that piled up meanwhile in one go. (A send
+            # is still a cancellation point, above, and waits, yielding, when the box is full.)
             return
-        except trio.ClosedResourceError:
-            raise ActorStopped(self.name) from None
-        self._note_peak()
-        # No scheduling point after a send that found room: the sender goes on and the
-        # receiver later takes every message that piled up meanwhile in one go. (A send
-        # is still a cancellation point, above, and waits, yielding, when the box is full.)
+        # A waiting sender's message is not in the mailbox yet: it is not counted until it
+        # goes in (in `receive_nowait`), so the size never exceeds the capacity.
+        task = trio.lowlevel.current_task()
+        box = [message]
+        if self._senders is None:
+            self._senders = {}
+        self._senders[task] = box
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            senders = self._senders
+            if senders is not None:
+                senders.pop(task, None)
+                if not senders:
+                    self._senders = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        if box:
+            raise ActorStopped(self.name)  # woken by `close`, the message did not go in
 
     @property
     def size(self) -> int:
-        """Messages waiting in the mailbox now (taken by the channel, not yet by the actor)."""
+        """Messages waiting in the mailbox now (taken by it, not yet by the actor)."""
         return self._queued
 
     def _note_peak(self) -> None:
-        # Counted here rather than read from the channel's statistics (which builds a
-        # record on every call): one successful send in, one receive out.
+        # one successful send in, one receive out
         self._queued += 1
         if self._queued > self._peak:
             self._peak = self._queued
@@ -237,21 +319,85 @@ class Mailbox(Generic[M]):
     # -- receiving side (used by the actor loop) ---------------------------------------
 
     def receive_nowait(self) -> M:
-        message = self._receive.receive_nowait()
+        buffer = self._buffer
+        if not buffer:
+            if self._closed:
+                raise trio.EndOfChannel
+            raise trio.WouldBlock
+        message = buffer.popleft()
         self._queued -= 1
+        senders = self._senders
+        if senders:
+            # room was made: the longest-waiting sender's message goes in
+            task = next(iter(senders))
+            box = senders.pop(task)
+            if not senders:
+                self._senders = None
+            buffer.append(box.pop())
+            self._note_peak()
+            trio.lowlevel.reschedule(task)
+        elif not buffer:
+            self._buffer = None
         return message
 
     async def receive(self) -> M:
-        message = await self._receive.receive()
+        """Wait for the next message (one receiving task at a time)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            message = self.receive_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return message
+        return await self._wait_for_message()
+
+    async def _wait_for_message(self) -> M:
+        """Park until a sender hands a message over; `_Interrupted` if `interrupt` comes first."""
+        await trio.lowlevel.wait_task_rescheduled(self._park_receiver())
+        return self._take_handed()
+
+    # The two halves of `_wait_for_message`, for the actor loop to park without a coroutine
+    # frame of its own (one per idle actor).
+
+    def _park_receiver(self) -> Callable[[Any], trio.lowlevel.Abort]:
+        if self._receiver is not None:
+            raise RuntimeError(f"mailbox {self.name} already has a receiver waiting")
+        self._receiver = trio.lowlevel.current_task()
+        return self._abort_receive
+
+    def _abort_receive(self, _raise_cancel: Any) -> trio.lowlevel.Abort:
+        self._receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _take_handed(self) -> M:
+        message, self._handed = self._handed, _NOTHING
+        if message is _NOTHING:
+            if self._closed:
+                raise trio.EndOfChannel
+            raise _Interrupted
         self._queued -= 1
-        return message
+        return message  # type: ignore[no-any-return]
+
+    def interrupt(self) -> None:
+        """Wake the receiver waiting for a message, if any, with `_Interrupted`."""
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            trio.lowlevel.reschedule(receiver)
 
     def mark_handled(self) -> None:
         self._handled += 1
 
     def close(self) -> None:
         """Refuse further messages for good (the actor will not run again)."""
-        self._send.close()
+        if self._closed:
+            return
+        self._closed = True
+        senders, self._senders = self._senders, None
+        for task in senders or ():
+            trio.lowlevel.reschedule(task)
+        self.interrupt()
 
     def statistics(self) -> ActorStatistics:
         return ActorStatistics(
@@ -330,14 +476,14 @@ class Actor(Generic[M]):
     def __init__(self, mailbox: Mailbox[M]) -> None:
         self.mailbox = mailbox
         self._finishing = False
-        self._receive_scopes: list[trio.CancelScope] = []
+        self._waiting = False
+        """This incarnation waits in its mailbox for the next message."""
 
     def finish(self) -> None:
         """End this incarnation after the message being handled: a normal exit, not a crash
         (a transient child that finishes is not restarted)."""
         self._finishing = True
-        for scope in self._receive_scopes:
-            scope.cancel()
+        self._cancel_receive()
 
     @property
     def ref(self) -> ActorRef[M]:
@@ -361,15 +507,21 @@ class Actor(Generic[M]):
         await self.message_loop(stop_requested)
         await self.stopping()
 
-    async def message_loop(self, stop_requested: trio.Event) -> None:
-        """Handle messages until `stop_requested` is set; a message being handled finishes."""
+    def message_loop(self, stop_requested: trio.Event) -> Awaitable[None]:
+        """Handle messages until `stop_requested` is set; a message being handled finishes.
+
+        (A plain function returning the loop's coroutine: no coroutine frame of its own
+        stays on every idle actor's stack.)
+        """
         on_set = getattr(stop_requested, "on_set", None)
         if on_set is not None:
-            # A `StopRequest` (what supervisors give their children) cancels the wait for
+            # A `StopRequest` (what supervisors give their children) interrupts the wait for
             # the next message itself: no watcher task, which every idle actor would hold.
             on_set(self._cancel_receive)
-            await self._message_loop(stop_requested)
-            return
+            return self._message_loop(stop_requested)
+        return self._watched_message_loop(stop_requested)
+
+    async def _watched_message_loop(self, stop_requested: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
 
             async def cancel_receive_on_stop() -> None:
@@ -388,12 +540,11 @@ class Actor(Generic[M]):
             raise crash
 
     def _cancel_receive(self) -> None:
-        for scope in self._receive_scopes:
-            scope.cancel()
+        if self._waiting:
+            self.mailbox.interrupt()
 
     async def _message_loop(self, stop_requested: trio.Event) -> None:
         mailbox = self.mailbox
-        receive_scope = self._receive_scopes
         handled_since_yield = 0
         while True:
             # The checkpoint comes before a message is taken, never between taking
@@ -411,14 +562,18 @@ class Actor(Generic[M]):
             try:
                 message = mailbox.receive_nowait()
             except trio.WouldBlock:
-                with trio.CancelScope() as scope:
-                    receive_scope.append(scope)
-                    try:
-                        message = await mailbox.receive()
-                    finally:
-                        receive_scope.clear()
-                if scope.cancelled_caught:
+                message = _NOTHING  # waited for below, not in here: the exception would stay alive
+            if message is _NOTHING:
+                # Parked in the mailbox without a cancel scope of its own (one per idle actor):
+                # a stop or `finish` interrupts the wait instead of cancelling it.
+                self._waiting = True
+                try:
+                    await trio.lowlevel.wait_task_rescheduled(mailbox._park_receiver())
+                    message = mailbox._take_handed()
+                except _Interrupted:
                     break
+                finally:
+                    self._waiting = False
             # a crash propagates as the error itself (no nursery wraps it): the supervisor sees it
             await self.deliver(message)
 

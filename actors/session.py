@@ -710,7 +710,6 @@ class CustomerSession(Actor[Any]):
             await agent.ref.tell(m.Let(self.conversation_id))
             for connection in agent.connections:
                 self.shared.subscribers.discard(connection)
-                connection.joined.discard(self.conversation_id)
 
     # -- routing helpers -------------------------------------------------------------------------
 
@@ -770,7 +769,6 @@ class CustomerSession(Actor[Any]):
         if connection.closed:
             return
         self.shared.subscribers.discard(connection)
-        connection.joined.discard(self.conversation_id)
         after_seq = min(after_seq, self.last_seq)
         if after_seq < self.last_seq:
             room = connection.room() - REPLAY_HEADROOM
@@ -799,7 +797,6 @@ class CustomerSession(Actor[Any]):
                 return
         connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.last_seq)))
         self.shared.subscribers.add(connection)
-        connection.joined.add(self.conversation_id)
 
 
 def _uuid(value: Any) -> UUID | None:

@@ -40,7 +40,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
-from kefu.actors.runtime import Actor, ActorRef, Mailbox, Registry, StopRequest
+from kefu.actors.runtime import Actor, ActorRef, Flag, Mailbox, Registry, StopRequest
 
 log = logging.getLogger("kefu.supervisor")
 
@@ -106,12 +106,12 @@ class SupervisorStatistics:
     """Child incarnations that ended with an exception."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Child:
     spec: ChildSpec
     stop_requested: StopRequest = field(default_factory=StopRequest)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    done: trio.Event = field(default_factory=trio.Event)
+    done: Flag = field(default_factory=Flag)
     terminating: bool = False
     value: Any = None
 
@@ -133,9 +133,14 @@ class _ChildStatus:
         self.reported = False
 
     def started(self, value: Any = None) -> None:
+        # trio's task status is let go once used: it holds the nursery the child was started
+        # from, which a long-lived child would otherwise keep alive.
+        task_status, self.task_status = self.task_status, None
+        if task_status is None:
+            raise RuntimeError("called 'started' twice on the same task status")
         self.reported = True
         self.child.value = value
-        self.task_status.started(value)
+        task_status.started(value)
 
 
 class _SupervisorBase:
@@ -179,6 +184,7 @@ class _SupervisorBase:
 
     async def _child_task(self, child: _Child, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         status = _ChildStatus(child, task_status)
+        del task_status  # held by `status` until used
         error: BaseException | None = None
         try:
             with child.scope:
@@ -469,19 +475,30 @@ def actor_child(
     registry: Registry | None = None,
 ) -> ChildSpec:
     """A child spec that runs a fresh actor from `factory` on the same `mailbox` at each start."""
+    return ChildSpec(mailbox.name, _ActorStart(factory, mailbox, registry), restart, shutdown, ChildKind.WORKER)
 
-    async def start(stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+
+class _ActorStart(Generic[M]):
+    """The `start` of `actor_child`: one small object a child rather than a closure and its cells."""
+
+    __slots__ = ("factory", "mailbox", "registry")
+
+    def __init__(self, factory: Callable[[Mailbox[M]], Actor[M]], mailbox: Mailbox[M], registry: Registry | None):
+        self.factory = factory
+        self.mailbox = mailbox
+        self.registry = registry
+
+    async def __call__(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        mailbox = self.mailbox
         mailbox.starts += 1
-        actor = factory(mailbox)
-        if registry is not None:
-            registry.register(mailbox.ref)
+        actor = self.factory(mailbox)
+        if self.registry is not None:
+            self.registry.register(mailbox.ref)
         try:
             await actor.run(stop_requested, task_status=task_status)
         except Exception:
             mailbox.crashes += 1
             raise
-
-    return ChildSpec(mailbox.name, start, restart, shutdown, ChildKind.WORKER)
 
 
 def actor_ref(value: Any) -> ActorRef[Any]:

@@ -24,6 +24,7 @@ Rules
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -101,7 +102,6 @@ class Connection:
         "account_id",
         "close_code",
         "close_reason",
-        "joined",
         "peer_gone",
         "reading",
         "role",
@@ -116,7 +116,6 @@ class Connection:
         """Who signed in, for the audit log: "customer", or the user's role (agent, supervisor, admin)."""
         self.user_id = user_id
         self.account_id = account_id
-        self.joined: set[UUID] = set()
         self._buffer: deque[bytes] = deque()
         self._capacity = capacity
         self._nursery: trio.Nursery | None = None
@@ -318,6 +317,12 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             if connections_by_address[address] <= 0:
                 del connections_by_address[address]
 
+    def reading_ended(connection: Connection) -> None:
+        """The reader stopped: when it was its deadline that cancelled it (not `close`), the
+        client was silent too long."""
+        if connection.reading.cancelled_caught and not connection.closed:
+            connection.close(CLOSE_IDLE, "idle timeout: send a ping at least every heartbeat_seconds")
+
     async def _pump(connection: Connection, on_frame: Any, decode: Any) -> None:
         """Run one connection: the reader feeds `on_frame`; writers drain the send buffer."""
 
@@ -329,12 +334,14 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             refused = 0.0  # unforgiven `rate_limited` answers; forgiven at `burst` per second
             max_refused = max(MIN_REFUSED_IN_A_ROW, 2 * burst)
             refilled = trio.current_time()
+            # The idle timeout is the deadline of `connection.reading` (the scope the reader runs
+            # in) while it waits for a frame, not a scope of its own per wait: memory each idle
+            # socket would hold. `reading_ended` tells it from `close`.
+            reading = connection.reading
             while True:
-                with trio.move_on_after(idle_seconds) as idle:
-                    raw = await websocket.receive()
-                if idle.cancelled_caught:
-                    connection.close(CLOSE_IDLE, "idle timeout: send a ping at least every heartbeat_seconds")
-                    return
+                reading.deadline = trio.current_time() + idle_seconds
+                raw = await websocket.receive()
+                reading.deadline = math.inf
                 if isinstance(raw, bytes):
                     connection.close(1003, "binary messages are not accepted")
                     return
@@ -380,6 +387,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                     connection.close(CLOSE_GOING_AWAY, "server restarting: reconnect and resume")
                 with connection.reading:
                     await reader()
+                reading_ended(connection)
             finally:
                 open_connections.discard(connection)
             connection.close(1000, "")

@@ -56,23 +56,29 @@ CLOSE_INTERNAL_ERROR = 1011
 
 
 class Headers:
-    """Request headers, looked up without regard to case (the first value of a name)."""
+    """Request headers, looked up without regard to case (the first value of a name).
 
-    __slots__ = ("_values",)
+    Looked up in the scope's own list, which the connection keeps anyway: a handler reads a
+    header or two once, and a dict of them all would stay with every open socket.
+    """
+
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
-        self._values: dict[str, str] = {}
-        for name, value in raw:
-            self._values.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        self._raw = raw
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        return self._values.get(name.lower(), default)
+        wanted = name.lower()
+        for key, value in self._raw:
+            if key.decode("latin-1").lower() == wanted:
+                return value.decode("latin-1")
+        return default
 
 
 class WebsocketConnection:
     """One websocket on hypercorn's ASGI interface."""
 
-    __slots__ = ("_args", "_cancel", "_headers", "_receive", "_send", "_stream", "accepted", "closed", "scope")
+    __slots__ = ("_cancel", "_headers", "_receive", "_send", "_stream", "accepted", "closed", "scope")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, cancel: trio.CancelScope) -> None:
         self.scope = scope
@@ -81,19 +87,18 @@ class WebsocketConnection:
         stream = getattr(send, "__self__", None)
         self._stream: WSStream | None = stream if isinstance(stream, WSStream) else None
         self._cancel = cancel
-        self._args: dict[str, str] | None = None
         self._headers: Headers | None = None
         self.accepted = False
         self.closed = False
 
     @property
     def args(self) -> dict[str, str]:
-        if self._args is None:
-            query = self.scope.get("query_string", b"").decode("latin-1")
-            self._args = {}
-            for name, value in parse_qsl(query, keep_blank_values=True):
-                self._args.setdefault(name, value)
-        return self._args
+        """The query string's arguments (the first value of a name), parsed on each use: a
+        handler reads them once, and a cached dict would stay with every open socket."""
+        args: dict[str, str] = {}
+        for name, value in parse_qsl(self.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+            args.setdefault(name, value)
+        return args
 
     @property
     def headers(self) -> Headers:

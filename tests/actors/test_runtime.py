@@ -181,6 +181,52 @@ async def test_tell_to_a_closed_mailbox_raises_actor_stopped() -> None:
     assert mailbox.statistics().mailbox_size == 0
 
 
+async def test_waiting_senders_go_in_in_arrival_order_and_close_refuses_the_rest() -> None:
+    mailbox: Mailbox[str] = Mailbox("desk", capacity=1)
+    ref = mailbox.ref
+    ref.tell_nowait("a")
+    stopped: list[str] = []
+
+    async def sender(message: str) -> None:
+        try:
+            await ref.tell(message)
+        except ActorStopped:
+            stopped.append(message)
+
+    async with trio.open_nursery() as nursery:
+        for message in ("b", "c", "d"):
+            nursery.start_soon(sender, message)
+            await trio.testing.wait_all_tasks_blocked()
+        assert ref.statistics().mailbox_size == 1
+        assert mailbox.receive_nowait() == "a"
+        assert mailbox.receive_nowait() == "b"
+        assert ref.statistics().mailbox_size == 1  # c went in as b came out; d still waits
+        mailbox.close()
+    assert stopped == ["d"]
+    assert mailbox.receive_nowait() == "c"  # what went in before the close is still there
+    with pytest.raises(trio.EndOfChannel):
+        mailbox.receive_nowait()
+    stats = ref.statistics()
+    assert (stats.mailbox_size, stats.mailbox_peak) == (0, 1)
+
+
+async def test_a_message_sent_to_a_waiting_actor_is_handed_over_once() -> None:
+    mailbox: Mailbox[str] = Mailbox("desk", capacity=1)
+    received: list[str] = []
+
+    async def receiver() -> None:
+        received.append(await mailbox.receive())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver)
+        await trio.testing.wait_all_tasks_blocked()
+        mailbox.ref.tell_nowait("a")
+        mailbox.ref.tell_nowait("b")  # the box is empty again: a went straight to the receiver
+    assert received == ["a"]
+    assert mailbox.receive_nowait() == "b"
+    assert mailbox.statistics().mailbox_size == 0
+
+
 # -- ask -----------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio_asyncio
 
 from kefu.server import database as database_module
 from kefu.server.database import DatabaseUnavailable
@@ -20,3 +21,15 @@ async def test_a_query_that_hangs_is_cut_off_and_the_pool_keeps_working(
         # the connection it ran on was given back or replaced: the next queries work
         for _ in range(5):
             assert await database.fetchval("SELECT 41 + 1") == 42
+
+
+async def test_queries_leave_no_asyncio_timers_behind(database_dsn: str) -> None:
+    # trio-asyncio keeps a cancelled asyncio timer until it would have fired: a timer armed per
+    # query (asyncpg's pool inactivity timer, its command_timeout) would pile up in memory.
+    async with open_database(database_dsn) as database:
+        assert await database.fetchval("SELECT 1") == 1
+        loop = trio_asyncio.current_loop.get()
+        before = len(loop._timers)
+        for _ in range(50):
+            assert await database.fetchval("SELECT 41 + 1") == 42
+        assert len(loop._timers) - before < 5
