@@ -12,7 +12,8 @@ from trio_websocket import open_websocket_url
 
 from kefu.server.websocket_asgi import WebsocketConnection, WebsocketRoutes, websocket
 
-BIG = "客" * 40_000  # 120 KB of UTF-8: more than one write batch on its own
+BIG = "客" * 40_000  # 120 KB of UTF-8: more than one write batch, and a 64-bit length
+MEDIUM = "服" * 1_000  # 3 KB: a 16-bit length
 
 
 async def _not_found(scope: Any, receive: Any, send: Any) -> None:
@@ -35,7 +36,8 @@ async def test_send_many_writes_separate_messages_in_order_through_hypercorn() -
         coalesced.append(websocket.coalesces)
         while True:
             count = int(await websocket.receive())
-            await websocket.send_many([f"{number}" for number in range(count)] + [BIG, "last"])
+            texts = [f"{number}" for number in range(count)] + [MEDIUM, BIG, "last"]
+            await websocket.send_many(texts)
 
     config = HypercornConfig()
     port = _free_port()
@@ -49,8 +51,8 @@ async def test_send_many_writes_separate_messages_in_order_through_hypercorn() -
         async with open_websocket_url(f"ws://127.0.0.1:{port}/ws/echo", max_message_size=1 << 20) as client:
             for count in (1, 3, 200):
                 await client.send_message(str(count))
-                received = [await client.get_message() for _ in range(count + 2)]
-                assert received == [f"{number}" for number in range(count)] + [BIG, "last"]
+                received = [await client.get_message() for _ in range(count + 3)]
+                assert received == [f"{number}" for number in range(count)] + [MEDIUM, BIG, "last"]
         # the fast path is the one taken: if a hypercorn upgrade moved what it relies on, this fails
         assert coalesced == [True]
         shutdown.set()
@@ -69,3 +71,50 @@ async def test_send_many_without_hypercorn_sends_one_asgi_message_each() -> None
     assert not connection.coalesces
     await connection.send_many(["a", "b", "c"])
     assert sent == [{"type": "websocket.send", "text": text} for text in "abc"]
+
+
+async def test_send_many_compresses_when_the_client_asked_for_permessage_deflate() -> None:
+    """Browsers offer permessage-deflate and hypercorn accepts it: the frames written together
+    are compressed each, as hypercorn's own sends would be."""
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+    from wsproto.extensions import PerMessageDeflate
+
+    routes = WebsocketRoutes(_not_found)
+
+    @routes.route("/ws/echo")
+    async def echo() -> None:
+        await websocket.accept()
+        await websocket.receive()
+        await websocket.send_many(["one", "two " * 500, BIG])
+
+    config = HypercornConfig()
+    port = _free_port()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    async with trio.open_nursery() as nursery:
+        shutdown = trio.Event()
+        await nursery.start(
+            lambda task_status: serve(routes, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+        )
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        deflate = PerMessageDeflate()
+        client = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(client.send(Request(host="127.0.0.1", target="/ws/echo", extensions=[deflate])))
+        received: list[str] = []
+        partial = ""
+        with trio.fail_after(10):
+            while len(received) < 3:
+                client.receive_data(await stream.receive_some(65536))
+                for event in client.events():
+                    if isinstance(event, AcceptConnection):
+                        await stream.send_all(client.send(TextMessage(data="go")))
+                    elif isinstance(event, TextMessage):
+                        partial += event.data
+                        if event.message_finished:
+                            received.append(partial)
+                            partial = ""
+        assert deflate.enabled()  # negotiated: what arrived was compressed, and inflates to the texts
+        assert received == ["one", "two " * 500, BIG]
+        await stream.aclose()
+        shutdown.set()
