@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -26,6 +28,22 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@asynccontextmanager
+async def _serving(routes: WebsocketRoutes) -> AsyncIterator[int]:
+    """hypercorn serving `routes` on a loopback port (yielded) until the block ends."""
+    config = HypercornConfig()
+    port = _free_port()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    async with trio.open_nursery() as nursery:
+        shutdown = trio.Event()
+        await nursery.start(
+            lambda task_status: serve(routes, config, shutdown_trigger=shutdown.wait, task_status=task_status)
+        )
+        yield port
+        shutdown.set()
+
+
 async def test_send_many_writes_separate_messages_in_order_through_hypercorn() -> None:
     routes = WebsocketRoutes(_not_found)
     coalesced: list[bool] = []
@@ -39,15 +57,7 @@ async def test_send_many_writes_separate_messages_in_order_through_hypercorn() -
             texts = [f"{number}" for number in range(count)] + [MEDIUM, BIG, "last"]
             await websocket.send_many(texts)
 
-    config = HypercornConfig()
-    port = _free_port()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    async with trio.open_nursery() as nursery:
-        shutdown = trio.Event()
-        await nursery.start(
-            lambda task_status: serve(routes, config, shutdown_trigger=shutdown.wait, task_status=task_status)
-        )
+    async with _serving(routes) as port:
         async with open_websocket_url(f"ws://127.0.0.1:{port}/ws/echo", max_message_size=1 << 20) as client:
             for count in (1, 3, 200):
                 await client.send_message(str(count))
@@ -55,7 +65,6 @@ async def test_send_many_writes_separate_messages_in_order_through_hypercorn() -
                 assert received == [f"{number}" for number in range(count)] + [MEDIUM, BIG, "last"]
         # the fast path is the one taken: if a hypercorn upgrade moved what it relies on, this fails
         assert coalesced == [True]
-        shutdown.set()
 
 
 async def test_send_many_without_hypercorn_sends_one_asgi_message_each() -> None:
@@ -88,15 +97,7 @@ async def test_send_many_compresses_when_the_client_asked_for_permessage_deflate
         await websocket.receive()
         await websocket.send_many(["one", "two " * 500, BIG])
 
-    config = HypercornConfig()
-    port = _free_port()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    async with trio.open_nursery() as nursery:
-        shutdown = trio.Event()
-        await nursery.start(
-            lambda task_status: serve(routes, config, shutdown_trigger=shutdown.wait, task_status=task_status)
-        )
+    async with _serving(routes) as port:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         deflate = PerMessageDeflate()
         client = WSConnection(ConnectionType.CLIENT)
@@ -117,4 +118,3 @@ async def test_send_many_compresses_when_the_client_asked_for_permessage_deflate
         assert deflate.enabled()  # negotiated: what arrived was compressed, and inflates to the texts
         assert received == ["one", "two " * 500, BIG]
         await stream.aclose()
-        shutdown.set()
