@@ -9,8 +9,9 @@ actor and conversation state), so at 1,000 customers a full collection takes 0.1
 
 `freeze_startup_heap` moves what exists once kefu is serving (modules, configuration, the
 supervision tree) out of the collector's reach (`gc.freeze`): those objects live as long as the
-process, so no collection ever needs to walk them again. Objects made later are collected as
-usual, so nothing that becomes garbage later is held.
+process, so no collection ever needs to walk them again. A frozen object is still freed when
+its last reference goes; only a reference cycle among frozen objects would never be collected,
+and startup objects do not turn into such garbage. Objects made later are collected as usual.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ class GcPauses:
         self.bucket_counts = [[0] * (len(BUCKETS) + 1) for _ in range(3)]
         self.seconds = [0.0, 0.0, 0.0]
         self.longest = [0.0, 0.0, 0.0]
-        self.collected = [0, 0, 0]
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
@@ -48,10 +48,6 @@ class GcPauses:
             counts[-1] += 1
         self.seconds[generation] += pause
         self.longest[generation] = max(self.longest[generation], pause)
-        self.collected[generation] += int(info.get("collected", 0))
-
-    def collections(self, generation: int) -> int:
-        return sum(self.bucket_counts[generation])
 
 
 _pauses: GcPauses | None = None
