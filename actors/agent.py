@@ -25,6 +25,8 @@ Rules
    revoke every session) all of the agent's (close code 1008); a department change only
    reloads the profile (the access checks read departments live, so nothing reconnects).
 4. The actor stops when the agent is offline with no connection and nothing held.
+5. A new dispatcher or aggregator incarnation knows nothing: on `Reannounce` the agent
+   publishes its whole state again (status, availability, the conversations it holds).
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ class Agent(Actor[Any]):
         if update == self._last_update and not force:
             return
         self._last_update = update
-        await self.center.tell_dispatcher(m.AgentUpdate(profile, self.available, len(self.held)))
+        await self.center.tell_dispatcher(m.AgentUpdate(profile, self.available, len(self.held), frozenset(self.held)))
         self.center.agent_changed(
             profile, self.presence, self.reason if self.status == "break" else None, len(self.held)
         )
@@ -190,6 +192,8 @@ class Agent(Actor[Any]):
             await self.center.audit_denial(
                 self.account_id, role, self.agent_id, message.action, message.target_id, target_type=message.target_type
             )
+        elif isinstance(message, m.Reannounce):
+            await self._publish(force=True)
         elif isinstance(message, m.InjectCrash):
             raise RuntimeError("injected crash")
 

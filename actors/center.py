@@ -17,6 +17,7 @@ from uuid import UUID
 import trio
 
 from kefu.actors.aggregator import AgentChanged
+from kefu.actors.messages import Reannounce
 from kefu.actors.ports import AgentHandle, AgentProfile, ConversationStorage, SessionHandle
 from kefu.actors.runtime import ActorRef, Mailbox, MailboxFull
 from kefu.actors.supervisor import DynamicSupervisor, Restart, actor_child
@@ -75,6 +76,10 @@ class ContactCenter:
         self.sessions: dict[UUID, SessionHandle] = {}
         self.agents: dict[UUID, AgentHandle] = {}
         self._starting: dict[UUID, trio.Event] = {}
+        self.open_offers: dict[str, tuple[UUID, UUID]] = {}
+        """Offers the dispatcher made that are still open, by offer id: (agent, conversation).
+        Written by the dispatcher alone; it outlives a dispatcher incarnation (like its
+        mailbox) so that the next one can withdraw what the dead one offered."""
         self.dispatcher: ActorRef[Any] | None = None
         self.aggregator: ActorRef[Any] | None = None
         self.session_factory: Callable[[SessionHandle], Actor[Any]] | None = None
@@ -130,6 +135,23 @@ class ContactCenter:
             )
         except Exception:
             log.warning("could not write an audit record", extra={"action": action})
+
+    def reannounce(self, *, sessions: bool) -> list[ActorRef[Any]]:
+        """Ask every Agent actor (and, with `sessions`, every CustomerSession) to tell its
+        routing state again (`Reannounce`): a singleton restarted with nothing. Never blocks;
+        returns the refs whose mailbox was full, for the caller to try again."""
+        handles: list[Any] = list(self.agents.values())
+        if sessions:
+            handles.extend(self.sessions.values())
+        refused: list[ActorRef[Any]] = []
+        for handle in handles:
+            try:
+                handle.ref.tell_nowait(Reannounce())
+            except MailboxFull:
+                refused.append(handle.ref)
+            except Exception:
+                pass  # stopped for good: its successor announces itself when it starts
+        return refused
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -24,6 +24,17 @@ Rules
 3. `max_missed_offers` expiries in a row put the agent on break.
 4. The dispatcher never waits on a session or an agent: it tells them without blocking,
    and a message that finds a full mailbox is retried on the next tick.
+5. An agent's load is its pending offers plus the conversations it holds: the ones it
+   reported in its last `AgentUpdate` and the ones assigned since that it has not reported
+   yet. A `Released` takes a conversation out of both, so a slot is never counted twice
+   nor kept after its conversation left.
+6. A restarted dispatcher starts with nothing and rebuilds, as OTP's ``init`` does, from
+   the actors it serves: it withdraws every offer the dead incarnation left open (the
+   ledger `ContactCenter.open_offers` outlives it; ``offer.revoked`` with ``cancelled``),
+   and asks every Agent and CustomerSession to `Reannounce`: agents tell their status and
+   held conversations, sessions enqueue again what waits (under offer included), and a
+   pending transfer is asked for again. Those it cannot tell at once are asked on each
+   tick until they have room.
 """
 
 from __future__ import annotations
@@ -83,6 +94,12 @@ class AgentEntry:
     profile: AgentProfile
     available: bool
     missed: int = 0
+    reported: frozenset[UUID] = frozenset()
+    """The conversations the agent said it holds, in its last `AgentUpdate`."""
+    assigned: set[UUID] = field(default_factory=set)
+    """Conversations assigned to it that it has not reported holding yet."""
+    counted: int = 0
+    """Slots of the router's load that stand for held conversations (the rest are offers)."""
 
 
 @dataclass(slots=True)
@@ -130,8 +147,23 @@ class Dispatcher(Actor[Any]):
         self._stats: list[Any] = []
         """Statistics events of the message being handled, sent to the aggregator at once after it."""
         self._nursery: trio.Nursery | None = None
+        self._unannounced: list[Any] = []
+        """Refs of actors asked to `Reannounce` whose mailbox was full: asked again on each tick."""
 
     # -- life ----------------------------------------------------------------------------
+
+    async def started(self) -> None:
+        # Rule 6: rebuild from the actors this incarnation serves.
+        stranded = list(self.center.open_offers.items())
+        self.center.open_offers.clear()
+        for offer_id, (agent_id, _conversation_id) in stranded:
+            self._send_agent(agent_id, encode_frame(OfferRevoked(offer_id, "cancelled")))
+        self._unannounced = self.center.reannounce(sessions=True)
+        if stranded or self.mailbox.starts > 1:
+            log.info(
+                "dispatcher rebuilding its state",
+                extra={"withdrawn_offers": len(stranded), "agents": len(self.center.agents)},
+            )
 
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.started()
@@ -240,9 +272,14 @@ class Dispatcher(Actor[Any]):
             self._tick()
         elif isinstance(message, m.ReloadQueues):
             await self._load_queues(message.account_id, await self._router(message.account_id))
+        elif isinstance(message, m.Describe):
+            self._describe()
+            return
         elif isinstance(message, m.RouteProbe):
             message.reply.set(None)
             return
+        elif isinstance(message, m.InjectCrash):
+            raise RuntimeError("injected crash")
         else:
             log.warning("dispatcher got an unknown message", extra={"message": type(message).__name__})
             return
@@ -283,8 +320,11 @@ class Dispatcher(Actor[Any]):
         )
         if entry is None:
             entry = self.agents[profile.agent_id] = AgentEntry(profile, False)
-            for _ in range(message.held):
-                router.occupy(profile.agent_id, now)
+        entry.reported = message.held_ids
+        entry.assigned -= message.held_ids
+        for conversation_id in message.held_ids:
+            self.holder.setdefault(conversation_id, profile.agent_id)
+        self._count_held(entry, router, now)
         entry.profile = profile
         if message.available and not entry.available:
             entry.missed = 0
@@ -297,6 +337,38 @@ class Dispatcher(Actor[Any]):
                 self._lapse(offer, "cancelled", missed=False)
         self.dirty_accounts.add(profile.account_id)
         self._report_availability(profile.account_id, router)
+
+    def _count_held(self, entry: AgentEntry, router: Router, now: float) -> None:
+        """Rule 5: make the router's load count each held conversation exactly once."""
+        target = len(entry.reported | entry.assigned)
+        agent_id = entry.profile.agent_id
+        while entry.counted < target:
+            router.occupy(agent_id, now)
+            entry.counted += 1
+        while entry.counted > target:
+            router.release(agent_id, now)
+            entry.counted -= 1
+
+    def _holds(self, agent_id: UUID, conversation_id: UUID) -> None:
+        """An offer (or a direct assignment) became a held conversation: its reserved slot now
+        counts as held."""
+        self.holder[conversation_id] = agent_id
+        entry = self.agents.get(agent_id)
+        if entry is not None and conversation_id not in entry.reported and conversation_id not in entry.assigned:
+            entry.assigned.add(conversation_id)
+            entry.counted += 1
+
+    def _describe(self) -> None:
+        """Tell a fresh aggregator every queue, its availability and every waiting conversation."""
+        for account_id, router in self.routers.items():
+            for queue_id, entry in self.queues.items():
+                if entry.settings.account_id == account_id:
+                    self._stat(agg.QueueDescribed(account_id, queue_id, entry.settings.name))
+            self._report_availability(account_id, router)
+        for conversation_id, waiting in self.waiting.items():
+            self._stat(
+                agg.ConversationQueued(waiting.account_id, conversation_id, waiting.queue_id, waiting.waiting_since)
+            )
 
     def _report_availability(self, account_id: UUID, router: Router) -> None:
         for queue_id, entry in self.queues.items():
@@ -332,7 +404,7 @@ class Dispatcher(Actor[Any]):
         agent = self.agents.get(match.agent_id)
         self._stat(agg.ConversationOffered(account_id, conversation_id, match.queue_id, match.agent_id, now))
         if queue.auto_accept and agent is not None:
-            self.holder[conversation_id] = match.agent_id
+            self._holds(match.agent_id, conversation_id)
             self._answered(
                 account_id, conversation_id, match.queue_id, match.agent_id, now - waiting.waiting_since, now
             )
@@ -344,6 +416,7 @@ class Dispatcher(Actor[Any]):
         offer.timer = self.center.timers.call_later(timeout, self.ref, m.OfferTimeout(offer_id))
         self.offers[offer_id] = offer
         self.offer_of[conversation_id] = offer_id
+        self.center.open_offers[offer_id] = (match.agent_id, conversation_id)
         self._parked[conversation_id] = waiting
         self._tell_session(account_id, conversation_id, m.Offered(match.agent_id))
         self._send_agent(
@@ -390,7 +463,7 @@ class Dispatcher(Actor[Any]):
         agent = self.agents.get(offer.agent_id)
         if agent is not None:
             agent.missed = 0
-        self.holder[offer.conversation_id] = offer.agent_id
+        self._holds(offer.agent_id, offer.conversation_id)
         waiting = self._parked.pop(offer.conversation_id, None)
         if offer.transfer_from is None and waiting is not None:
             self._answered(
@@ -438,6 +511,7 @@ class Dispatcher(Actor[Any]):
 
     def _close_offer(self, offer: PendingOffer) -> None:
         self.offers.pop(offer.offer_id, None)
+        self.center.open_offers.pop(offer.offer_id, None)
         if self.offer_of.get(offer.conversation_id) == offer.offer_id:
             del self.offer_of[offer.conversation_id]
         if offer.timer is not None:
@@ -523,8 +597,11 @@ class Dispatcher(Actor[Any]):
                     message.account_id, message.conversation_id, message.agent_id, trio.current_time()
                 )
             )
-        if router is not None and message.agent_id in self.agents:
-            router.release(message.agent_id, trio.current_time())
+        entry = self.agents.get(message.agent_id)
+        if router is not None and entry is not None:
+            entry.reported = entry.reported - {message.conversation_id}
+            entry.assigned.discard(message.conversation_id)
+            self._count_held(entry, router, trio.current_time())
             self.dirty_accounts.add(message.account_id)
 
     def _transfer_to_agent(self, message: m.TransferToAgent) -> None:
@@ -558,6 +635,7 @@ class Dispatcher(Actor[Any]):
         offer.timer = self.center.timers.call_later(timeout, self.ref, m.OfferTimeout(offer_id))
         self.offers[offer_id] = offer
         self.offer_of[message.conversation_id] = offer_id
+        self.center.open_offers[offer_id] = (message.to_agent_id, message.conversation_id)
         self._send_agent(
             message.to_agent_id,
             encode_frame(
@@ -575,6 +653,15 @@ class Dispatcher(Actor[Any]):
 
     def _tick(self) -> None:
         now = trio.current_time()
+        if self._unannounced:
+            unannounced, self._unannounced = self._unannounced, []
+            for ref in unannounced:
+                try:
+                    ref.tell_nowait(m.Reannounce())
+                except MailboxFull:
+                    self._unannounced.append(ref)
+                except Exception:
+                    pass  # stopped for good: a successor announces itself
         for _ in range(len(self.backlog)):
             account_id, conversation_id, message = self.backlog.popleft()
             self._tell_session(account_id, conversation_id, message)

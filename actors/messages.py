@@ -112,6 +112,14 @@ class IdleStop:
 
 
 @dataclass(frozen=True, slots=True)
+class Reannounce:
+    """A new incarnation of the dispatcher (or the aggregator) started with nothing: tell it
+    your routing state again. An Agent publishes its status, availability and held
+    conversations; a session whose conversation waits (or was under an offer the dead
+    incarnation made) enqueues it again; one under a transfer offer asks for it again."""
+
+
+@dataclass(frozen=True, slots=True)
 class InjectCrash:
     """Fault injection for tests: the actor raises while handling it."""
 
@@ -147,6 +155,9 @@ class AgentUpdate:
     profile: AgentProfile
     available: bool
     held: int
+    held_ids: frozenset[UUID] = frozenset()
+    """The conversations the agent holds (in wrap-up included): the dispatcher counts the
+    agent's load from these, so a restarted dispatcher learns it exactly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +213,11 @@ class Tick:
 @dataclass(frozen=True, slots=True)
 class ReloadQueues:
     account_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Describe:
+    """A new aggregator incarnation started: tell it every queue, its availability and who waits."""
 
 
 @dataclass(frozen=True, slots=True)

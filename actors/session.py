@@ -355,6 +355,8 @@ class CustomerSession(Actor[Any]):
         elif isinstance(message, m.IdleStop):
             if self.state.is_closed:
                 self.finish()
+        elif isinstance(message, m.Reannounce):
+            await self._reannounce()
         elif isinstance(message, m.InjectCrash):
             raise RuntimeError("injected crash")
         else:
@@ -725,6 +727,25 @@ class CustomerSession(Actor[Any]):
             # Agents see the summary before any permission check: numbers and addresses masked.
             preview=None if self.preview is None else mask_text(self.preview),
         )
+
+    async def _reannounce(self) -> None:
+        """A new dispatcher incarnation: ask again for what the dead one was doing for us.
+
+        An offer it made died with it (it revoked it from the agent), so a conversation
+        under offer waits again; a transfer offer is asked for again."""
+        state = self.state.state
+        if state is State.OFFERED:
+            self.state.handle(Event.OFFER_EXPIRED)
+            state = self.state.state
+        if state is State.QUEUED and self.last_seq > 0:
+            self.last_position = None
+            await self._enqueue()
+        elif state is State.TRANSFERRING and self.transfer_to is not None and self.agent_id is not None:
+            await self.center.tell_dispatcher(
+                m.TransferToAgent(
+                    self.account_id, self.conversation_id, self.agent_id, self.transfer_to, self._summary()
+                )
+            )
 
     async def _enqueue(self) -> None:
         row = self.row

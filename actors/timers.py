@@ -16,6 +16,9 @@ Rules
    attempt, 50 ms later, and a stopped actor's message is dropped (the actor's state is
    rebuilt from the store when it comes back, and the next timer comes with it).
 3. `cancel()` after the timer fired does nothing.
+4. The deadlines live in the `Timers` object, not in its task: when the task crashes and
+   its supervisor starts it again, every deadline registered before the crash is still
+   there, and the ones that came due meanwhile fire at once.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Timers:
         self._order = itertools.count()
         self._cancelled = 0
         self._wakeup = trio.Event()
+        self._crash_requested = False
         self.fired = 0
 
     def __len__(self) -> int:
@@ -71,6 +75,11 @@ class Timers:
             self._wakeup.set()
         heapq.heappush(self._heap, (deadline, next(self._order), timer))
         return timer
+
+    def inject_crash(self) -> None:
+        """Fault injection for tests: the service's task raises once, as a bug would."""
+        self._crash_requested = True
+        self._wakeup.set()
 
     def _compact(self) -> None:
         self._heap = [entry for entry in self._heap if not entry[2].cancelled]
@@ -90,6 +99,9 @@ class Timers:
 
     async def _loop(self) -> None:
         while True:
+            if self._crash_requested:
+                self._crash_requested = False
+                raise RuntimeError("injected crash")
             self._wakeup = trio.Event()
             now = trio.current_time()
             heap = self._heap

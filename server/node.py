@@ -82,6 +82,8 @@ class Node:
         """Queue changes told to the dispatcher, per account."""
         self.store_mailbox: Mailbox[StoreMessage] = Mailbox("store", STORE_MAILBOX_CAPACITY)
         self.store: Store | None = None
+        self.dispatcher: Dispatcher | None = None
+        """The running dispatcher incarnation (for statistics and tests)."""
         self.timers = Timers()
         self.conversations = PostgresConversations(database, self.privacy)
         self.supervisor_feeds = SupervisorFeeds()
@@ -112,16 +114,8 @@ class Node:
         self.core = Supervisor(
             "core",
             [
-                actor_child(
-                    lambda mailbox: Dispatcher(mailbox, self.center), self.dispatcher_mailbox, registry=self.registry
-                ),
-                actor_child(
-                    lambda mailbox: Aggregator(
-                        mailbox, publish=self.supervisor_feeds.publish, wants=self.supervisor_feeds.wants
-                    ),
-                    self.aggregator_mailbox,
-                    registry=self.registry,
-                ),
+                actor_child(self._new_dispatcher, self.dispatcher_mailbox, registry=self.registry),
+                actor_child(self._new_aggregator, self.aggregator_mailbox, registry=self.registry),
             ],
             strategy=Strategy.REST_FOR_ONE,
         )
@@ -151,6 +145,24 @@ class Node:
 
     async def _restart_agents(self) -> None:
         await self.center.restart_agents()
+
+    def _new_dispatcher(self, mailbox: Mailbox[Any]) -> Dispatcher:
+        # A restarted dispatcher rebuilds itself from the agents and sessions (its `started`).
+        self.dispatcher = Dispatcher(mailbox, self.center)
+        return self.dispatcher
+
+    def _new_aggregator(self, mailbox: Mailbox[Any]) -> Aggregator:
+        aggregator = Aggregator(mailbox, publish=self.supervisor_feeds.publish, wants=self.supervisor_feeds.wants)
+        if mailbox.starts > 1:
+            # Restarted with nothing: the agents tell it their status and load again, the
+            # dispatcher its queues, their availability and who waits (queued before anything
+            # else is folded, since the mailbox outlives the incarnation).
+            self.center.reannounce(sessions=False)
+            try:
+                self.dispatcher_mailbox.ref.tell_nowait(m.Describe())
+            except MailboxFull:
+                log.warning("dispatcher busy: queues reappear in live statistics at their next change")
+        return aggregator
 
     def _new_store(self, mailbox: Mailbox[StoreMessage]) -> Store:
         self.store = Store(mailbox, PostgresEventLog(self.database), batch_max=self.config.store_batch_max)
