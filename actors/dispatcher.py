@@ -35,13 +35,29 @@ Rules
    held conversations, sessions enqueue again what waits (under offer included), and a
    pending transfer is asked for again. Those it cannot tell at once are asked on each
    tick until they have room.
+
+Bounds and overflow
+-------------------
+- The mailbox holds `DISPATCHER_MAILBOX_CAPACITY` messages. Sessions and agents `tell` it
+  (routing facts are never dropped: a sender waits for room, back-pressure on it alone);
+  the ticker's `Tick` is dropped when the mailbox is full (the next one does its work), a
+  timer's message is retried by the timer service.
+- What a session's full mailbox refused waits in the backlog, keyed by conversation, and is
+  told again on each tick. Per conversation it keeps at most one message of each kind
+  (`BACKLOG_KINDS`): a newer queue position replaces the older one, so does a newer offer
+  state (``Offered``/``OfferLapsed``), a newer queue move, a newer transfer answer; an
+  assignment and a "no agents" notice are at most one each by construction. So the backlog
+  never holds more than `len(BACKLOG_KINDS)` messages for each open conversation, loses no
+  decision, and the session ends in the state the latest message says.
+- A decision for a conversation whose session is not running (closed and idle) starts it:
+  at most `WAKE_CONCURRENCY` sessions are being started at once, by that many long-lived
+  tasks taking conversations from the backlog (never one task per message).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -61,9 +77,47 @@ from kefu.protocol.server import CustomerSummary, Offer, OfferRevoked, ServerErr
 
 log = logging.getLogger("kefu.dispatcher")
 
-DISPATCHER_MAILBOX_CAPACITY = 100_000
+DISPATCHER_MAILBOX_CAPACITY = 10_000
+"""Messages waiting for the dispatcher. Full: `tell` waits (back-pressure), `tell_nowait` refuses."""
+WAKE_CONCURRENCY = 8
+"""Sessions started at once to receive a decision (their conversation's session was not running)."""
 TICK_SECONDS = 1.0
 ESTIMATE_SMOOTHING = 0.2
+
+BACKLOG_KINDS: dict[type[Any], str] = {
+    m.QueueStatus: "position",
+    m.Offered: "offer",
+    m.OfferLapsed: "offer",
+    m.Requeued: "queue",
+    m.Assign: "assign",
+    m.NoAgents: "notice",
+    m.TransferLapsed: "transfer",
+}
+"""The slot a message to a session takes in the backlog: a newer message of a slot replaces the older."""
+
+
+@dataclass(slots=True)
+class Undelivered:
+    """What a session could not be told yet, at most one message a slot, in the order told."""
+
+    account_id: UUID
+    messages: dict[str, Any] = field(default_factory=dict)
+    wake: bool = False
+    """The session is not running: one of the wake tasks starts it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherStatistics:
+    """A snapshot of the dispatcher's own bounded buffers (its mailbox has `ActorStatistics`)."""
+
+    backlog_conversations: int
+    """Conversations with messages their session could not take yet."""
+    backlog_messages: int
+    """Messages waiting in the backlog (at most `len(BACKLOG_KINDS)` per conversation)."""
+    waking: int
+    """Sessions being started now to receive a decision (at most `WAKE_CONCURRENCY`)."""
+    replaced: int
+    """Backlog messages replaced by a newer one of the same slot, since this incarnation started."""
 
 
 @dataclass(slots=True)
@@ -139,7 +193,11 @@ class Dispatcher(Actor[Any]):
         self.offers: dict[str, PendingOffer] = {}
         self.offer_of: dict[UUID, str] = {}
         self.holder: dict[UUID, UUID] = {}
-        self.backlog: deque[tuple[UUID, UUID, Any]] = deque()
+        self.backlog: dict[UUID, Undelivered] = {}
+        """Messages sessions could not take yet, by conversation (see "Bounds and overflow")."""
+        self._wake_ready = trio.Event()
+        self._waking = 0
+        self._replaced = 0
         self.dirty_accounts: set[UUID] = set()
         self._parked: dict[UUID, Waiting] = {}
         """Waiting records of conversations under offer, to requeue them if it lapses."""
@@ -171,6 +229,8 @@ class Dispatcher(Actor[Any]):
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._ticker)
+            for _ in range(WAKE_CONCURRENCY):
+                nursery.start_soon(self._waker)
             await self.message_loop(stop_requested)
             nursery.cancel_scope.cancel()
 
@@ -651,6 +711,14 @@ class Dispatcher(Actor[Any]):
 
     # -- the tick: overflow, queue positions, retries ----------------------------------------------
 
+    def statistics_of_buffers(self) -> DispatcherStatistics:
+        return DispatcherStatistics(
+            backlog_conversations=len(self.backlog),
+            backlog_messages=sum(len(entry.messages) for entry in self.backlog.values()),
+            waking=self._waking,
+            replaced=self._replaced,
+        )
+
     def _tick(self) -> None:
         now = trio.current_time()
         if self._unannounced:
@@ -662,9 +730,7 @@ class Dispatcher(Actor[Any]):
                     self._unannounced.append(ref)
                 except Exception:
                     pass  # stopped for good: a successor announces itself
-        for _ in range(len(self.backlog)):
-            account_id, conversation_id, message = self.backlog.popleft()
-            self._tell_session(account_id, conversation_id, message)
+        self._retry_backlog()
         for conversation_id, waiting in list(self.waiting.items()):
             queue = self.queues.get(waiting.queue_id)
             if queue is None:
@@ -708,21 +774,87 @@ class Dispatcher(Actor[Any]):
             handle.broadcast(data)
 
     def _tell_session(self, account_id: UUID, conversation_id: UUID, message: Any) -> None:
+        pending = self.backlog.get(conversation_id)
+        if pending is not None:
+            # behind what is already waiting for it: in order, one a slot
+            self._hold(pending, message)
+            return
         handle = self.center.session(conversation_id)
         if handle is not None:
             try:
                 handle.ref.tell_nowait(message)
             except MailboxFull:
-                self.backlog.append((account_id, conversation_id, message))
+                self._hold(self._undelivered(account_id, conversation_id), message)
             return
         if isinstance(message, m.QueueStatus | m.OfferLapsed | m.Offered):
             return  # the session rebuilds these from the store when it starts
-        if self._nursery is not None:
-            self._nursery.start_soon(self._wake_session, account_id, conversation_id, message)
+        pending = self._undelivered(account_id, conversation_id)
+        pending.wake = True
+        self._hold(pending, message)
+        self._wake_ready.set()
 
-    async def _wake_session(self, account_id: UUID, conversation_id: UUID, message: Any) -> None:
-        try:
-            handle = await self.center.ensure_session(account_id, conversation_id)
-            await handle.ref.tell(message)
-        except Exception:
-            log.exception("could not deliver a routing decision", extra={"conversation_id": str(conversation_id)})
+    def _undelivered(self, account_id: UUID, conversation_id: UUID) -> Undelivered:
+        pending = self.backlog.get(conversation_id)
+        if pending is None:
+            pending = self.backlog[conversation_id] = Undelivered(account_id)
+        return pending
+
+    def _hold(self, pending: Undelivered, message: Any) -> None:
+        slot = BACKLOG_KINDS.get(type(message), type(message).__name__)
+        if pending.messages.pop(slot, None) is not None:
+            self._replaced += 1
+        pending.messages[slot] = message  # last in the order: it is the newest
+
+    def _retry_backlog(self) -> None:
+        for conversation_id, pending in list(self.backlog.items()):
+            if pending.wake:
+                continue  # a wake task has it
+            handle = self.center.session(conversation_id)
+            if handle is None:
+                pending.wake = True
+                self._wake_ready.set()
+                continue
+            self._flush(conversation_id, pending, handle.ref)
+
+    def _flush(self, conversation_id: UUID, pending: Undelivered, ref: Any) -> None:
+        """Tell the session what waits for it, oldest first, until its mailbox is full."""
+        messages = pending.messages
+        while messages:
+            slot = next(iter(messages))
+            try:
+                ref.tell_nowait(messages[slot])
+            except MailboxFull:
+                return
+            except Exception:
+                break  # the session stopped for good meanwhile: a successor is woken below
+            del messages[slot]
+        if messages:
+            pending.wake = True
+            self._wake_ready.set()
+        elif self.backlog.get(conversation_id) is pending:
+            del self.backlog[conversation_id]
+
+    async def _waker(self) -> None:
+        """One of `WAKE_CONCURRENCY` tasks that start sessions to give them their decisions."""
+        while True:
+            conversation_id = next((c for c, p in self.backlog.items() if p.wake), None)
+            if conversation_id is None:
+                if self._wake_ready.is_set():
+                    self._wake_ready = trio.Event()  # every waker waits on the same one
+                await self._wake_ready.wait()
+                continue
+            pending = self.backlog[conversation_id]
+            pending.wake = False
+            self._waking += 1
+            try:
+                handle = await self.center.ensure_session(pending.account_id, conversation_id)
+            except Exception:
+                log.exception("could not deliver a routing decision", extra={"conversation_id": str(conversation_id)})
+                if self.backlog.get(conversation_id) is pending:
+                    del self.backlog[conversation_id]
+                continue
+            finally:
+                self._waking -= 1
+            if self.backlog.get(conversation_id) is pending:
+                pending.wake = False
+                self._flush(conversation_id, pending, handle.ref)

@@ -307,7 +307,8 @@ async def _through_dispatcher(config: BenchConfig, strategy: RoutingStrategy) ->
         stop = trio.Event()
         nursery.start_soon(center.timers.run, stop)
         nursery.start_soon(Aggregator(aggregator_mailbox, publish=lambda *_: None, wants=lambda _: False).run, stop)
-        nursery.start_soon(Dispatcher(dispatcher_mailbox, center).run, stop)
+        dispatcher = Dispatcher(dispatcher_mailbox, center)
+        nursery.start_soon(dispatcher.run, stop)
         for i in range(config.agents):
             member_of = {departments[i % len(departments)]}
             if rng.random() < 0.3:
@@ -328,10 +329,17 @@ async def _through_dispatcher(config: BenchConfig, strategy: RoutingStrategy) ->
         made = 0
         step = 0
         started = time.perf_counter()
+        released: set[uuid.UUID] = set()
         while made < config.assignments and step < steps:
             window = min(WINDOW, len(active), steps - step, config.assignments - made)
             for _ in range(window):
-                await dispatcher_ref.tell(m.Released(account, active.popleft(), conversation_ids[0]))
+                # A release names a conversation the agent holds (the dispatcher counts held
+                # conversations by id): one of those assigned to it, not released before.
+                agent_id = active.popleft()
+                held = dispatcher.agents[agent_id].assigned
+                conversation_id = next(c for c in held if c not in released)
+                released.add(conversation_id)
+                await dispatcher_ref.tell(m.Released(account, agent_id, conversation_id))
                 await enqueue(target + step)
                 step += 1
             made += await collect(window)
