@@ -15,7 +15,10 @@ Rules
 -----
 1. Every connection of the agent gets every ``status`` frame; a new one also gets the
    list of held conversations to resume.
-2. An agent is available only when online and connected. Wrap-up is per conversation,
+2. An agent is available only when online and connected. When its last tab closes it keeps
+   the status it chose for `reconnect_grace_seconds` (30 s: a page reload keeps it online),
+   but gets no offers and is reported ``offline`` to supervisors until a tab is back; if
+   none is back by then, its status becomes ``offline``. Wrap-up is per conversation,
    as in the omnichannel routers of the trade: a conversation in wrap-up keeps its
    capacity slot until the wrap-up ends, so an agent with capacity 1 gets no offer
    meanwhile, and one with capacity 3 can take two more chats while it writes its notes.
@@ -61,6 +64,9 @@ class Agent(Actor[Any]):
         self.wrap_up = handle.wrap_up
         self.tokens = handle.session_tokens
         self._last_update: tuple[Any, ...] | None = None
+        self._grace: Any = None
+        """The timer that ends the reconnect grace, while no tab is connected."""
+        self._grace_ends: float | None = None
 
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.started()
@@ -76,6 +82,8 @@ class Agent(Actor[Any]):
         if self.profile is None:
             raise LookupError(f"agent {self.agent_id} does not exist")
         self.held = set(await storage.held_conversations(self.agent_id))
+        if not self.connected:
+            self._start_grace()  # restarted while no tab was connected
         await self._publish(force=True)
 
     @property
@@ -103,8 +111,25 @@ class Agent(Actor[Any]):
         return self.status
 
     @property
+    def connected(self) -> bool:
+        return any(not c.closed for c in self.shared.connections)
+
+    @property
     def available(self) -> bool:
-        return self.status == "online" and any(not c.closed for c in self.shared.connections)
+        return self.status == "online" and self.connected
+
+    def _start_grace(self) -> None:
+        if self.status == "offline" or self._grace_ends is not None:
+            return
+        seconds = self.center.settings.reconnect_grace_seconds
+        self._grace_ends = trio.current_time() + seconds
+        self._grace = self.center.timers.call_later(seconds, self.ref, m.ReconnectGraceOver())
+
+    def _end_grace(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+        self._grace = None
+        self._grace_ends = None
 
     def _status_frame(self) -> bytes:
         profile = self.profile
@@ -126,15 +151,20 @@ class Agent(Actor[Any]):
         """Tell the dispatcher, the aggregator and every tab when anything changed."""
         profile = self.profile
         assert profile is not None
-        update = (self.presence, self.reason, self.available, len(self.held), profile)
+        connected = self.connected
+        update = (self.presence, self.reason, self.available, connected, len(self.held), profile)
         if update == self._last_update and not force:
             return
+        # what the tabs see does not include whether a tab is connected
+        seen_by_tabs = update[:3] + update[4:] != (self._last_update or ())[:3] + (self._last_update or ())[4:]
         self._last_update = update
         await self.center.tell_dispatcher(m.AgentUpdate(profile, self.available, len(self.held), frozenset(self.held)))
-        self.center.agent_changed(
-            profile, self.presence, self.reason if self.status == "break" else None, len(self.held)
-        )
-        self.shared.broadcast(self._status_frame())
+        # Supervisors see an agent with no tab connected as offline (it gets no offers),
+        # also while it keeps its status for a reconnect.
+        presence = self.presence if connected else "offline"
+        self.center.agent_changed(profile, presence, self.reason if presence == "break" else None, len(self.held))
+        if force or seen_by_tabs:
+            self.shared.broadcast(self._status_frame())
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -142,13 +172,25 @@ class Agent(Actor[Any]):
         if isinstance(message, m.Connected):
             self.shared.connections.add(message.connection)
             self.tokens[message.connection] = message.session_token_hash
+            self._end_grace()
             await self._greet(message.connection)
             await self._publish()
         elif isinstance(message, m.Disconnected):
             self.shared.connections.discard(message.connection)
             self.tokens.pop(message.connection, None)
+            if not self.connected:
+                self._start_grace()
             await self._publish()
             self._maybe_stop()
+        elif isinstance(message, m.ReconnectGraceOver):
+            ends = self._grace_ends
+            if ends is not None and trio.current_time() >= ends and not self.connected:
+                self._end_grace()
+                self.status = "offline"
+                self.reason = None
+                log.info("agent offline: no tab came back", extra={"agent_id": str(self.agent_id)})
+                await self._publish(force=True)
+                self._maybe_stop()
         elif isinstance(message, m.ChangeStatus):
             self.status = message.status
             self.reason = message.reason if message.status == "break" else None
@@ -221,5 +263,6 @@ class Agent(Actor[Any]):
         connection.send(self._status_frame())
 
     def _maybe_stop(self) -> None:
-        if self.status == "offline" and not self.held and not any(not c.closed for c in self.shared.connections):
+        if self.status == "offline" and not self.held and not self.connected:
+            self._end_grace()
             self.finish()

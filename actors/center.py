@@ -30,6 +30,9 @@ log = logging.getLogger("kefu.center")
 
 SESSION_MAILBOX_CAPACITY = 512
 AGENT_MAILBOX_CAPACITY = 1024
+RECONNECT_GRACE_SECONDS = 30.0
+"""How long an agent whose last tab closed keeps its status (a page reload keeps it online);
+it gets no offers meanwhile, and after it the agent is offline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,7 @@ class CenterSettings:
     resume_page_size: int = 500
     append_timeout: float = 10.0
     default_offer_timeout_seconds: float = 20.0
+    reconnect_grace_seconds: float = RECONNECT_GRACE_SECONDS
 
 
 class _Bound:

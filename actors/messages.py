@@ -249,6 +249,11 @@ class ChangeStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReconnectGraceOver:
+    """The agent's last tab closed `reconnect_grace_seconds` ago: if none came back, it is offline."""
+
+
+@dataclass(frozen=True, slots=True)
 class Held:
     conversation_id: UUID
 
