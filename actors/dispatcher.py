@@ -11,6 +11,22 @@ offers (or, for auto-accept queues, straight into assignments), times the offers
 counts the offers an agent missed, moves conversations that waited too long to their
 overflow queue, and keeps customers told of their place in the queue.
 
+Queue position and estimated wait
+---------------------------------
+A waiting conversation's session is told its place (`QueueStatus`) as soon as it is
+queued and again whenever its place or its estimate changes (someone ahead was offered,
+left or moved; an answer changed the estimate), after the message that changed it.
+Position 1 is the next conversation the queue offers, in the queue's own order.
+
+The estimate is the queue's service interval times the position, rounded up to whole
+seconds: ``estimated_wait_seconds = ceil(position × T)``. ``T`` is the queue's service
+interval under load: the mean time between two consecutive answers of the queue, over its
+last `ESTIMATE_WINDOW` answers that came while the line was backlogged, i.e. when the
+previous answer's round of matching left conversations waiting because every slot of the
+queue's agents was taken. So ``T`` is how often a slot frees (handle time ÷ slots), and
+neither an idle gap nor a burst of answers by agents who had free slots counts. Until one
+such interval was measured the estimate is absent (None).
+
 Because only the dispatcher reserves and assigns slots, and it handles one message at a
 time, two offers can never race for an agent's last slot.
 
@@ -57,7 +73,9 @@ Bounds and overflow
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,7 +100,8 @@ DISPATCHER_MAILBOX_CAPACITY = 10_000
 WAKE_CONCURRENCY = 8
 """Sessions started at once to receive a decision (their conversation's session was not running)."""
 TICK_SECONDS = 1.0
-ESTIMATE_SMOOTHING = 0.2
+ESTIMATE_WINDOW = 20
+"""Answers (intervals between them, under load) a queue's service interval is averaged over."""
 
 BACKLOG_KINDS: dict[type[Any], str] = {
     m.QueueStatus: "position",
@@ -129,6 +148,8 @@ class Waiting:
     level: int
     customer: CustomerSummary
     exclude: set[UUID] = field(default_factory=set)
+    told: tuple[int, int | None] | None = None
+    """The last (position, estimate) the session was told."""
 
 
 @dataclass(slots=True)
@@ -160,7 +181,14 @@ class AgentEntry:
 class QueueEntry:
     settings: QueueSettings
     last_answer: float | None = None
-    answer_interval: float | None = None
+    backlogged: bool = False
+    """After the last round of matching someone still waited: every slot of the queue's agents
+    was taken, so the next answer comes when one frees (a service interval)."""
+    intervals: deque[float] = field(default_factory=lambda: deque(maxlen=ESTIMATE_WINDOW))
+    """Times between consecutive answers under load, the newest last (see the module doc)."""
+
+    def service_interval(self) -> float | None:
+        return sum(self.intervals) / len(self.intervals) if self.intervals else None
 
 
 def implicit_default_queue(account_id: UUID) -> QueueSettings:
@@ -196,6 +224,8 @@ class Dispatcher(Actor[Any]):
         self.backlog: dict[UUID, Undelivered] = {}
         """Messages sessions could not take yet, by conversation (see "Bounds and overflow")."""
         self._wake_ready = trio.Event()
+        self._lines_changed: set[UUID] = set()
+        """Queues whose waiting line (or estimate) changed in the message being handled."""
         self._waking = 0
         self._replaced = 0
         self.dirty_accounts: set[UUID] = set()
@@ -280,6 +310,7 @@ class Dispatcher(Actor[Any]):
             for conversation_id in router.remove_queue(queue_id):
                 waiting = self.waiting[conversation_id]
                 waiting.queue_id = default
+                self._lines_changed.add(default)
                 router.enqueue(
                     conversation_id,
                     default,
@@ -345,6 +376,8 @@ class Dispatcher(Actor[Any]):
             return
         if self.dirty_accounts:
             self._match()
+        if self._lines_changed:
+            self._tell_positions()
 
     async def _enqueue(self, message: m.Enqueue) -> None:
         conversation_id = message.conversation_id
@@ -360,6 +393,7 @@ class Dispatcher(Actor[Any]):
         self.waiting[conversation_id] = waiting
         self.holder.pop(conversation_id, None)
         router.enqueue(conversation_id, queue_id, customer_level=waiting.level, waiting_since=waiting.waiting_since)
+        self._lines_changed.add(queue_id)
         self.dirty_accounts.add(message.account_id)
         self._stat(agg.ConversationQueued(message.account_id, conversation_id, queue_id, now))
         if router.available_agents(queue_id) == 0:
@@ -460,6 +494,8 @@ class Dispatcher(Actor[Any]):
         self.decisions += 1
         conversation_id = match.conversation_id
         waiting = self.waiting.pop(conversation_id)
+        waiting.told = None
+        self._lines_changed.add(match.queue_id)
         queue = self.queues[match.queue_id].settings
         agent = self.agents.get(match.agent_id)
         self._stat(agg.ConversationOffered(account_id, conversation_id, match.queue_id, match.agent_id, now))
@@ -496,15 +532,13 @@ class Dispatcher(Actor[Any]):
         self, account_id: UUID, conversation_id: UUID, queue_id: UUID, agent_id: UUID, waited: float, now: float
     ) -> None:
         entry = self.queues.get(queue_id)
-        if entry is not None:
-            if entry.last_answer is not None:
-                interval = now - entry.last_answer
-                entry.answer_interval = (
-                    interval
-                    if entry.answer_interval is None
-                    else entry.answer_interval + ESTIMATE_SMOOTHING * (interval - entry.answer_interval)
-                )
+        router = self.routers.get(account_id)
+        if entry is not None and router is not None:
+            if entry.backlogged and entry.last_answer is not None:
+                entry.intervals.append(now - entry.last_answer)
+                self._lines_changed.add(queue_id)  # the estimate changed
             entry.last_answer = now
+            entry.backlogged = False  # until a round of matching leaves someone waiting
         self._stat(agg.ConversationAnswered(account_id, conversation_id, queue_id, agent_id, max(0.0, waited), now))
 
     # -- offers ------------------------------------------------------------------------------------
@@ -608,6 +642,7 @@ class Dispatcher(Actor[Any]):
             if waiting is not None and router is not None and offer.queue_id in self.queues:
                 waiting.exclude.add(offer.agent_id)
                 self.waiting[offer.conversation_id] = waiting
+                self._lines_changed.add(waiting.queue_id)
                 router.enqueue(
                     offer.conversation_id,
                     waiting.queue_id,
@@ -642,6 +677,7 @@ class Dispatcher(Actor[Any]):
             router = self.routers.get(waiting.account_id)
             if router is not None:
                 router.withdraw(conversation_id)
+                self._lines_changed.add(waiting.queue_id)
             self._stat(
                 agg.ConversationAbandoned(
                     message.account_id, conversation_id, waiting.queue_id, now - waiting.waiting_since, now
@@ -745,6 +781,7 @@ class Dispatcher(Actor[Any]):
             ):
                 router = self.routers[waiting.account_id]
                 router.move(conversation_id, overflow_to)
+                self._lines_changed.update((waiting.queue_id, overflow_to))
                 self._stat(
                     agg.ConversationMoved(waiting.account_id, conversation_id, waiting.queue_id, overflow_to, now)
                 )
@@ -755,16 +792,30 @@ class Dispatcher(Actor[Any]):
         # Skills queues widen with time: every account with waiting conversations is looked at.
         self.dirty_accounts.update(waiting.account_id for waiting in self.waiting.values())
         self._match()
-        for conversation_id, waiting in self.waiting.items():
-            router = self.routers.get(waiting.account_id)
+        if self._lines_changed:
+            self._tell_positions()
+
+    def _tell_positions(self) -> None:
+        """Tell each conversation of a changed line its place and estimate, if they changed."""
+        lines, self._lines_changed = self._lines_changed, set()
+        for queue_id in lines:
+            entry = self.queues.get(queue_id)
+            if entry is None:
+                continue
+            router = self.routers.get(entry.settings.account_id)
             if router is None:
                 continue
-            position = router.position(conversation_id)
-            if position is None:
-                continue
-            interval = self.queues[waiting.queue_id].answer_interval if waiting.queue_id in self.queues else None
-            estimate = None if interval is None else int(position * interval + 0.5)
-            self._tell_session(waiting.account_id, conversation_id, m.QueueStatus(position, estimate))
+            line = router.waiting_in(queue_id)
+            entry.backlogged = bool(line)
+            interval = entry.service_interval()
+            for position, conversation_id in enumerate(line, 1):
+                waiting = self.waiting.get(conversation_id)
+                if waiting is None:
+                    continue
+                told = (position, None if interval is None else math.ceil(position * interval))
+                if waiting.told != told:
+                    waiting.told = told
+                    self._tell_session(waiting.account_id, conversation_id, m.QueueStatus(*told))
 
     # -- sending without waiting -----------------------------------------------------------------
 

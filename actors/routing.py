@@ -784,6 +784,13 @@ class Router:
     def waiting(self, queue_id: UUID) -> int:
         return self._queues[queue_id].waiting()
 
+    def waiting_in(self, queue_id: UUID) -> list[UUID]:
+        """The conversations waiting in the queue, in its order (the next to be offered first)."""
+        queue = self._queues.get(queue_id)
+        if queue is None:
+            return []
+        return [entry[3].conversation_id for entry in queue.items[queue.head :]]
+
     def waiting_since(self, conversation_id: UUID) -> float | None:
         item = self._waiting.get(conversation_id)
         return None if item is None else item.waiting_since
