@@ -192,7 +192,8 @@ class QueueEntry:
 
 
 def implicit_default_queue(account_id: UUID) -> QueueSettings:
-    """The queue of an account that configured none: every agent, least load first."""
+    """The stand-in for an account's default queue when its queues could not be read (every
+    account has a real default queue, server/queues.py): every agent, least load first."""
     return QueueSettings(
         account_id=account_id, queue_id=account_id, name="Default", strategy="least_load", is_default=True
     )

@@ -14,6 +14,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from kefu.server.database import Database
 
 ROLES = ("admin", "supervisor", "agent")
+DEFAULT_QUEUE_NAME = "Default"
+"""The queue a new account starts with: least load, every agent of the account (editable)."""
 MIN_PASSWORD_LENGTH = 10
 
 _hasher = PasswordHasher()
@@ -88,6 +90,12 @@ async def create_account(
                 email,
                 admin_name or email.split("@")[0],
                 password_hash,
+            )
+            # every account has a real default queue (migration 0010 gave older ones theirs)
+            await conn.execute(
+                "INSERT INTO queues (account_id, name, is_default) VALUES ($1, $2, true)",
+                account_id,
+                DEFAULT_QUEUE_NAME,
             )
         return CreatedAccount(account_id, slug, user_id, email)
 

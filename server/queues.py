@@ -1,5 +1,15 @@
 """Queues: where conversations wait and how an agent is picked for them.
 
+Every account has exactly one default queue (created with the account; migration 0010 gave
+older accounts theirs): the queue of a conversation that asks for no department, or for one
+without a queue of its own. It is a queue like the others, visible and editable; making
+another queue the default moves the mark, and the default itself can be neither deleted nor
+un-marked (409), so a conversation always has a real queue to wait in.
+
+Which agents a queue offers to: with a `department_id`, the agents of that department; with
+a `skill_id`, those having the skill (at `min_skill_level` or above for the `skills` strategy,
+which widens with the wait); with neither, every agent of the account.
+
 The REST edge creates, changes and deletes them (admins only) and then tells the node, whose
 dispatcher reloads the account's queues with `load_queues`. References to a department, skill
 or overflow queue are checked within the caller's account; another account's id is not found.
@@ -221,6 +231,8 @@ async def update_queue(
             )
             if current is None:
                 raise NotFound("no such queue")
+            if current["is_default"] and changes.get("is_default") is False:
+                raise Conflict("this is the account's default queue: make another queue the default instead")
             merged = {**dict(current), **changes}
             _check_whole(merged)
             await _check_references(conn, account_id, changes)
@@ -253,6 +265,11 @@ async def delete_queue(database: Database, account_id: UUID, queue_id: UUID, *, 
 
     async def work(conn: asyncpg.Connection) -> None:
         async with conn.transaction():
+            is_default = await conn.fetchval(
+                "SELECT is_default FROM queues WHERE account_id = $1 AND id = $2 FOR UPDATE", account_id, queue_id
+            )
+            if is_default:
+                raise Conflict("the default queue cannot be deleted: make another queue the default first")
             name = await conn.fetchval(
                 "DELETE FROM queues WHERE account_id = $1 AND id = $2 RETURNING name", account_id, queue_id
             )

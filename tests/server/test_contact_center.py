@@ -94,7 +94,7 @@ async def test_admin_manages_queues_and_the_dispatcher_is_told(database_dsn: str
         # Only one default queue per account: the new one took it over.
         assert (await client.get(f"/api/v1/queues/{general['id']}", headers=h)).json()["is_default"] is False
         listed = (await client.get("/api/v1/queues", headers=h)).json()["queues"]
-        assert [q["name"] for q in listed] == ["French sales", "General"]
+        assert [q["name"] for q in listed] == ["Default", "French sales", "General"]  # Default: the account's first
 
         response = await client.patch(
             f"/api/v1/queues/{general['id']}", json={"is_default": True, "strategy": "round_robin"}, headers=h
@@ -106,8 +106,8 @@ async def test_admin_manages_queues_and_the_dispatcher_is_told(database_dsn: str
 
         # What the dispatcher loads: every column, native types.
         loaded = await queues.load_queues(database, account_id)
-        assert [q["name"] for q in loaded] == ["French sales", "General"]
-        assert loaded[0]["overflow_queue_id"] == uuid.UUID(general["id"])
+        assert [q["name"] for q in loaded] == ["Default", "French sales", "General"]
+        assert loaded[1]["overflow_queue_id"] == uuid.UUID(general["id"])
         assert set(loaded[0]) >= {"account_id", "id", "strategy", "min_skill_level", "created_at", "is_default"}
         assert {q["id"] for q in await queues.load_all_queues(database)} >= {q["id"] for q in loaded}
 
@@ -117,6 +117,12 @@ async def test_admin_manages_queues_and_the_dispatcher_is_told(database_dsn: str
         assert (await client.delete(f"/api/v1/departments/{department['id']}", headers=h)).status_code == 204
         assert (await client.get(f"/api/v1/queues/{french['id']}", headers=h)).json()["department_id"] is None
 
+        # The default queue cannot be deleted (409, nothing reloads) until another one is the default.
+        changes = node.queue_changes[account_id]
+        assert (await client.delete(f"/api/v1/queues/{general['id']}", headers=h)).status_code == 409
+        assert node.queue_changes[account_id] == changes
+        response = await client.patch(f"/api/v1/queues/{french['id']}", json={"is_default": True}, headers=h)
+        assert response.status_code == 200
         # Deleting the overflow target leaves the other queue without overflow.
         changes = node.queue_changes[account_id]
         assert (await client.delete(f"/api/v1/queues/{general['id']}", headers=h)).status_code == 204
@@ -134,6 +140,7 @@ async def test_admin_manages_queues_and_the_dispatcher_is_told(database_dsn: str
         assert [a for a in actions if a[1] == "queue"] == [
             ("queue.create", "queue", "admin"),
             ("queue.create", "queue", "admin"),
+            ("queue.update", "queue", "admin"),
             ("queue.update", "queue", "admin"),
             ("queue.update", "queue", "admin"),
             ("queue.delete", "queue", "admin"),
@@ -191,7 +198,7 @@ async def test_queue_input_is_checked(database_dsn: str, tmp_path: Path) -> None
             ("DELETE", f"/api/v1/queues/{uuid.uuid4()}"),
         ]:
             assert (await client.request(method, url, json={"name": "x"}, headers=h)).status_code == 404
-        assert len((await client.get("/api/v1/queues", headers=h)).json()["queues"]) == 1
+        assert len((await client.get("/api/v1/queues", headers=h)).json()["queues"]) == 2  # and the account's Default
         assert sum(node.queue_changes.values()) == changes  # refused writes change nothing, so nothing reloads
 
 
@@ -457,7 +464,8 @@ async def test_accounts_cannot_see_or_use_each_others_contact_center(database_ds
             response = await client.request(method, url, json=body, headers=hb)
             assert response.status_code == 404, (method, url, body)
             assert response.json()["error"]["code"] == "not_found"
-        assert [q["id"] for q in (await client.get("/api/v1/queues", headers=hb)).json()["queues"]] == [queue_b["id"]]
+        listed_b = (await client.get("/api/v1/queues", headers=hb)).json()["queues"]
+        assert [q["id"] for q in listed_b if q["name"] != "Default"] == [queue_b["id"]]
         assert (await client.get("/api/v1/canned-responses", headers=hb)).json()["canned_responses"] == []
         assert (await client.get(f"/api/v1/queues/{queue_a['id']}", headers=ha)).json() == queue_a
         assert (await client.get(f"/api/v1/customers/{customer_a}", headers=ha)).json()["level"] == 0
