@@ -91,7 +91,7 @@ async def create_account(
                 admin_name or email.split("@")[0],
                 password_hash,
             )
-            # every account has a real default queue (migration 0010 gave older ones theirs)
+            # every account has a real default queue (migration 0011 gave older ones theirs)
             await conn.execute(
                 "INSERT INTO queues (account_id, name, is_default) VALUES ($1, $2, true)",
                 account_id,

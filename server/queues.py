@@ -1,6 +1,6 @@
 """Queues: where conversations wait and how an agent is picked for them.
 
-Every account has exactly one default queue (created with the account; migration 0010 gave
+Every account has exactly one default queue (created with the account; migration 0011 gave
 older accounts theirs): the queue of a conversation that asks for no department, or for one
 without a queue of its own. It is a queue like the others, visible and editable; making
 another queue the default moves the mark, and the default itself can be neither deleted nor

@@ -110,9 +110,9 @@ async def test_the_migration_gives_an_account_without_a_queue_a_default_one(data
         account = await create_account(
             database, name="Old", slug="old-no-queue", admin_email="admin@old.example", admin_password="p" * 12
         )
-        # as an account made before migration 0010: no queue, a conversation in the implicit one
+        # as an account made before migration 0011: no queue, a conversation in the implicit one
         await database.execute("DELETE FROM queues WHERE account_id = $1", account.account_id)
-        migration = (Path(__file__).parents[2] / "server/migrations/0010_default_queue.sql").read_text()
+        migration = (Path(__file__).parents[2] / "server/migrations/0011_default_queue.sql").read_text()
         await database.execute(migration)
         rows = await database.fetch("SELECT name, is_default FROM queues WHERE account_id = $1", account.account_id)
         assert [(r["name"], r["is_default"]) for r in rows] == [("Default", True)]
