@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 The session is the only writer of its conversation's event log. It owns the state
-machine (`kefu.protocol.conversation`), the next sequence number and the set of
-client ids already used, all rebuilt from the stored events when it starts, so a crashed
+machine (`kefu.protocol.conversation`), the next sequence number and the client ids
+each sender already used, all rebuilt from the stored events when it starts, so a crashed
 session comes back exactly where the last COMMIT left it. Every storable frame becomes
 one append to the store; only after the COMMIT does the session ack the sender and fan
 the event out to the connections subscribed to the conversation.
@@ -22,8 +22,10 @@ writer of assignments.
 Rules
 -----
 1. Ack after COMMIT, with the event's seq; seqs are gapless per conversation.
-2. A frame whose client_id was already stored in this conversation is answered with the
-   original ack before any other check, and stores nothing.
+2. A frame whose client_id its sender already stored in this conversation is answered with
+   the original ack before any other check, and stores nothing (whatever else it carries: the
+   first stored wins). Client ids are per sender (role, id): a customer's `c-2` and an agent's
+   `c-2` are two events.
 3. A frame the sender may not send (not its conversation, wrong state) is refused with an
    error frame and changes nothing.
 4. Events that are internal (notes, wrap-up, transfer notes) never reach a customer.
@@ -74,6 +76,9 @@ REPLAY_WAIT_SECONDS = 0.05
 CLOSED_IDLE_SECONDS = 60.0
 """A closed conversation's session stays this long for late resumes, then stops."""
 
+SenderClientId = tuple[str, str | None, str]
+"""(sender_role, sender_id, client_id): a client id is unique per sender, not per conversation."""
+
 
 class Refused(Exception):
     def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
@@ -122,7 +127,8 @@ class CustomerSession(Actor[Any]):
         self.row: ConversationRow | None = None
         self.state = ConversationState()
         self.last_seq = 0
-        self.client_ids: dict[str, int] = {}
+        self.client_ids: dict[SenderClientId, int] = {}
+        """The seq each (sender_role, sender_id, client_id) was stored as."""
         self.agent_id: UUID | None = None
         self.agent_name: str | None = None
         self.transfer_to: UUID | None = None
@@ -183,7 +189,7 @@ class CustomerSession(Actor[Any]):
         """Fold one stored event into the in-memory state (on start and after each append)."""
         self.last_seq = event.seq
         if event.client_id is not None:
-            self.client_ids[event.client_id] = event.seq
+            self.client_ids[(event.sender_role, event.sender_id, event.client_id)] = event.seq
         body = event.body
         kind = event.kind
         if kind == "queued":
@@ -397,8 +403,10 @@ class CustomerSession(Actor[Any]):
 
     async def _begin(self, message: m.Begin) -> None:
         connection = message.connection
-        if message.client_id in self.client_ids:
-            self._ack(connection, message.client_id, self.client_ids[message.client_id])
+        # The start is stored as the system's `queued` event, under the customer's client id.
+        started = self.client_ids.get(("system", None, message.client_id))
+        if started is not None:
+            self._ack(connection, message.client_id, started)
             await self._replay(connection, 0, 1)
             return
         if self.last_seq > 0:
@@ -428,8 +436,9 @@ class CustomerSession(Actor[Any]):
             )
             raise Refused("forbidden", "this conversation belongs to another customer")
         client_id = getattr(frame, "client_id", None)
-        if client_id is not None and client_id in self.client_ids:
-            self._ack(connection, client_id, self.client_ids[client_id])
+        stored = None if client_id is None else self.client_ids.get(("customer", str(row.customer_id), client_id))
+        if stored is not None:
+            self._ack(connection, client_id, stored)
             return
         if not self.state.customer_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
@@ -517,16 +526,17 @@ class CustomerSession(Actor[Any]):
             return
         if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.assignees:
             return  # reading a conversation one no longer holds tells the customer nothing
+        stored = None if client_id is None else self.client_ids.get(("agent", str(message.agent_id), client_id))
         if not is_holder:
-            if client_id is not None and client_id in self.client_ids and message.agent_id in self.assignees:
-                self._ack(connection, client_id, self.client_ids[client_id])
+            if stored is not None and message.agent_id in self.assignees:
+                self._ack(connection, client_id, stored)
                 return
             await self.center.audit_denial(
                 self.account_id, message.role, message.agent_id, frame.TYPE, self.conversation_id
             )
             raise Refused("forbidden", "this conversation is not yours")
-        if client_id is not None and client_id in self.client_ids:
-            self._ack(connection, client_id, self.client_ids[client_id])
+        if stored is not None:
+            self._ack(connection, client_id, stored)
             return
         if not self.state.agent_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
