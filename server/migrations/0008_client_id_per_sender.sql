@@ -7,4 +7,3 @@ CREATE UNIQUE INDEX conversation_events_sender_client_id
     ON conversation_events (conversation_id, sender_role, coalesce(sender_id, ''), client_id)
     WHERE client_id IS NOT NULL;
 DROP INDEX conversation_events_client_id;
-
