@@ -87,9 +87,8 @@ async def test_a_customer_and_an_agent_counting_the_same_ids_lose_nothing(databa
             for number in (2, 4, 5):
                 client_id = f"c-{number}"
                 text = f"{role} {client_id}"
-                assert await _send(client, SendMessage(client_id, conversation, "text", text=text)) == (
-                    by_sender[(role, client_id)]
-                )
+                seq = await _send(client, SendMessage(client_id, conversation, "text", text=text))
+                assert seq == by_sender[(role, client_id)]
         assert session.mailbox.crashes == 3
 
         rows = await center.fetch(
