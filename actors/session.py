@@ -29,6 +29,10 @@ Rules
 3. A frame the sender may not send (not its conversation, wrong state) is refused with an
    error frame and changes nothing.
 4. Events that are internal (notes, wrap-up, transfer notes) never reach a customer.
+5. Personal data: the customer's display name is not stored in events (frames take it from the
+   customer record, stored encrypted); the `text` of events reaches agents without
+   `may_view_contact_details` with phone numbers and e-mail addresses masked (`mask_text`),
+   everyone else as written. Masking happens when a frame is built, never in storage.
 """
 
 from __future__ import annotations
@@ -91,18 +95,34 @@ def error_bytes(code: str, message: str, *, ref: str | None = None, retryable: b
     return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
 
 
-def event_frame(conversation_id: UUID, event: StoredEvent, *, for_customer: bool) -> ConversationEvent:
+def event_frame(
+    conversation_id: UUID,
+    event: StoredEvent,
+    *,
+    for_customer: bool,
+    customer_name: str | None = None,
+    masked: bool = False,
+) -> ConversationEvent:
+    """The `event` frame of a stored event.
+
+    `customer_name`: the customer's display name (from its record) for the customer's events;
+    `masked`: phone numbers and e-mail addresses in `text` are masked (an agent without
+    `may_view_contact_details`).
+    """
     body = event.body
     sender_id = event.sender_id or "system"
     text = body.get("text")
     if for_customer and event.kind == "transferred":
         text = None  # the transfer note is for the receiving agent
+    if masked and text:
+        text = mask_text(text)
+    display_name = customer_name if event.sender_role == "customer" else body.get("sender_name")
     return ConversationEvent(
         conversation_id=str(conversation_id),
         seq=event.seq,
         kind=event.kind,
         at=utc_timestamp(event.created_at),
-        sender=Sender(role=event.sender_role, id=sender_id, display_name=body.get("sender_name")),  # type: ignore[arg-type]
+        sender=Sender(role=event.sender_role, id=sender_id, display_name=display_name),  # type: ignore[arg-type]
         client_id=event.client_id,
         message_kind=body.get("message_kind"),
         text=text,
@@ -299,23 +319,33 @@ class CustomerSession(Actor[Any]):
                 self.uncertain = False
                 return
 
+    def _event_bytes(self, event: StoredEvent, connection: Outbox) -> bytes:
+        for_customer = connection.role == "customer"
+        customer_name = self.row.customer_name if self.row is not None else None
+        frame = event_frame(
+            self.conversation_id,
+            event,
+            for_customer=for_customer,
+            customer_name=customer_name,
+            masked=not (for_customer or connection.sees_contact_details),
+        )
+        return encode_frame(frame)
+
     def _fan_out(self, event: StoredEvent) -> None:
-        agent_data: bytes | None = None
-        customer_data: bytes | None = None
+        # Each frame is encoded once per kind of reader: the customer, agents who see contact
+        # details in full, agents who see them masked.
+        encoded: dict[tuple[bool, bool], bytes] = {}
         for connection in list(self.shared.subscribers):
             if connection.closed:
                 self.shared.subscribers.discard(connection)
                 continue
-            if connection.role == "customer":
-                if event.kind in AGENT_ONLY_KINDS:
-                    continue
-                if customer_data is None:
-                    customer_data = encode_frame(event_frame(self.conversation_id, event, for_customer=True))
-                data = customer_data
-            else:
-                if agent_data is None:
-                    agent_data = encode_frame(event_frame(self.conversation_id, event, for_customer=False))
-                data = agent_data
+            for_customer = connection.role == "customer"
+            if for_customer and event.kind in AGENT_ONLY_KINDS:
+                continue
+            reader = (for_customer, for_customer or connection.sees_contact_details)
+            data = encoded.get(reader)
+            if data is None:
+                data = encoded[reader] = self._event_bytes(event, connection)
             if not connection.send(data):
                 self.shared.subscribers.discard(connection)
 
@@ -443,10 +473,8 @@ class CustomerSession(Actor[Any]):
         if not self.state.customer_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
         if isinstance(frame, SendMessage):
+            # No sender_name: the customer's name stays in its (encrypted) record.
             body = await self._message_body(frame, row.customer_id)
-            body["sender_name"] = row.customer_name
-            if body["sender_name"] is None:
-                del body["sender_name"]
             event = await self._append(
                 "message", body, sender_role="customer", sender_id=str(row.customer_id), client_id=frame.client_id
             )
@@ -798,8 +826,7 @@ class CustomerSession(Actor[Any]):
             for event in events:
                 if for_customer and event.kind in AGENT_ONLY_KINDS:
                     continue
-                frame = event_frame(self.conversation_id, event, for_customer=for_customer)
-                if not connection.send(encode_frame(frame)):
+                if not connection.send(self._event_bytes(event, connection)):
                     return
             if events and events[-1].seq < self.last_seq:
                 delay = 0.0 if len(events) == self.center.settings.resume_page_size else REPLAY_WAIT_SECONDS

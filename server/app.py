@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import audit, auth, business_hours, contact_center, directory, metrics, sockets
+from kefu.server import audit, auth, business_hours, contact_center, directory, metrics, privacy, sockets
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -260,6 +260,11 @@ def create_app(node: Node) -> QuartTrio:
         else:
             # Departments are read live by every check; routing reloads the profile.
             node.agent_changed(changed)
+            if (handle := node.center.agent(changed)) is not None:
+                # Open sockets mask texts by the permission: they follow a change at once.
+                sees = privacy.may_view_contact_details(agent["role"], agent["may_view_contact_details"])
+                for connection in list(handle.connections):
+                    connection.sees_contact_details = sees
         return jsonify(agent), 200
 
     business_hours.register(app, node, current_user, error_response, _unauthenticated)

@@ -479,7 +479,7 @@ def register(
             return scoped
         user, target = scoped.user, scoped.target
         history = await node.conversations.customer_history(
-            user.account_id, target, user_id=user.user_id, role=user.role
+            user.account_id, target, user_id=user.user_id, role=user.role, full=await sees_contact_details(user)
         )
         return jsonify({"conversations": history}), 200
 
@@ -496,6 +496,7 @@ def register(
             user.user_id,
             queued_only=view == "queued",
             every_department=user.role in ("supervisor", "admin"),
+            full=await sees_contact_details(user),
         )
         return jsonify({"conversations": listed}), 200
 
@@ -516,7 +517,14 @@ def register(
         if after < 0 or not 1 <= limit <= 500:
             return error_response("invalid_request", "after must be >= 0 and limit from 1 to 500", 400)
         events = await node.conversations.events_after(target, after, limit)
-        frames = [orjson.loads(encode_frame(event_frame(target, event, for_customer=False))) for event in events]
+        row = await node.conversations.conversation(target)
+        customer_name, masked = (row.customer_name if row else None), not await sees_contact_details(user)
+        frames = [
+            orjson.loads(
+                encode_frame(event_frame(target, event, for_customer=False, customer_name=customer_name, masked=masked))
+            )
+            for event in events
+        ]
         return jsonify({"events": frames}), 200
 
     # -- the API's description -------------------------------------------------------------------

@@ -51,7 +51,7 @@ from kefu.protocol.server import (
     Welcome,
     utc_timestamp,
 )
-from kefu.server import auth
+from kefu.server import auth, privacy
 from kefu.server.database import DatabaseUnavailable
 from kefu.server.webchat import authenticate_visitor
 from kefu.server.websocket_asgi import WebsocketRoutes, websocket
@@ -105,6 +105,7 @@ class Connection:
         "peer_gone",
         "reading",
         "role",
+        "sees_contact_details",
         "user_id",
         "user_role",
     )
@@ -116,6 +117,8 @@ class Connection:
         """Who signed in, for the audit log: "customer", or the user's role (agent, supervisor, admin)."""
         self.user_id = user_id
         self.account_id = account_id
+        self.sees_contact_details = role == "customer"
+        """Texts show phone numbers and e-mail addresses as written; agents: set from the permission."""
         self._buffer: deque[bytes] = deque()
         self._capacity = capacity
         self._nursery: trio.Nursery | None = None
@@ -522,6 +525,9 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         token = websocket.args.get("token", "")
         try:
             user = await auth.authenticate(node.database, token)
+            sees_contact_details = user is not None and await privacy.viewer_may_see(
+                node.database, user.account_id, user.user_id, user.role
+            )
         except DatabaseUnavailable:
             await websocket.accept()
             await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
@@ -541,6 +547,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         await websocket.accept()
         connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
         connection.user_role = user.role
+        connection.sees_contact_details = sees_contact_details
         connection.send(welcome("agent", user.user_id, user.display_name))
         await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
         watching = user.role in ("supervisor", "admin")
