@@ -23,9 +23,11 @@ Rules
 -----
 1. Ack after COMMIT, with the event's seq; seqs are gapless per conversation.
 2. A frame whose client_id its sender already stored in this conversation is answered with
-   the original ack before any other check, and stores nothing (whatever else it carries: the
-   first stored wins). Client ids are per sender (role, id): a customer's `c-2` and an agent's
-   `c-2` are two events.
+   the original ack before any other check, and stores nothing. Client ids are per sender
+   (role, id): a customer's `c-2` and an agent's `c-2` are two events. A `message.send` or
+   `note.add` that reuses a stored client id with another body (or for another kind of event)
+   is refused with `client_id_reused`; other frames under a used id get the original ack (the
+   first stored wins).
 3. A frame the sender may not send (not its conversation, wrong state) is refused with an
    error frame and changes nothing.
 4. Events that are internal (notes, wrap-up, transfer notes) never reach a customer.
@@ -82,6 +84,23 @@ CLOSED_IDLE_SECONDS = 60.0
 
 SenderClientId = tuple[str, str | None, str]
 """(sender_role, sender_id, client_id): a client id is unique per sender, not per conversation."""
+
+TEXT_KINDS = frozenset({"message", "note"})
+"""Events whose retries are compared with what was stored (`Rule 2`)."""
+
+
+def _fingerprint(kind: str, message_kind: Any, text: Any, attachment_id: Any) -> int:
+    """What a retry of a message or note must repeat. A hash: a collision (2**-64) would only
+    answer a changed frame with the original ack, as before this check existed."""
+    return hash((kind, message_kind, text, attachment_id))
+
+
+def _frame_fingerprint(frame: Any) -> int | None:
+    if isinstance(frame, SendMessage):
+        return _fingerprint("message", frame.kind, frame.text, frame.attachment_id)
+    if isinstance(frame, AddNote):
+        return _fingerprint("note", None, frame.text, None)
+    return None
 
 
 class Refused(Exception):
@@ -149,6 +168,8 @@ class CustomerSession(Actor[Any]):
         self.last_seq = 0
         self.client_ids: dict[SenderClientId, int] = {}
         """The seq each (sender_role, sender_id, client_id) was stored as."""
+        self.fingerprints: dict[SenderClientId, int | None] = {}
+        """What each stored message or note said (`_fingerprint`; None: erased, not comparable)."""
         self.agent_id: UUID | None = None
         self.agent_name: str | None = None
         self.transfer_to: UUID | None = None
@@ -208,9 +229,16 @@ class CustomerSession(Actor[Any]):
     def _apply(self, event: StoredEvent) -> None:
         """Fold one stored event into the in-memory state (on start and after each append)."""
         self.last_seq = event.seq
-        if event.client_id is not None:
-            self.client_ids[(event.sender_role, event.sender_id, event.client_id)] = event.seq
         body = event.body
+        if event.client_id is not None:
+            key = (event.sender_role, event.sender_id, event.client_id)
+            self.client_ids[key] = event.seq
+            if event.kind in TEXT_KINDS:
+                self.fingerprints[key] = (
+                    None
+                    if body.get("erased")
+                    else _fingerprint(event.kind, body.get("message_kind"), body.get("text"), body.get("attachment_id"))
+                )
         kind = event.kind
         if kind == "queued":
             self.queue_id = _uuid(body.get("queue_id")) or self.queue_id
@@ -355,6 +383,19 @@ class CustomerSession(Actor[Any]):
             if connection.role == role and not connection.send(data):
                 self.shared.subscribers.discard(connection)
 
+    def _ack_retry(self, connection: Outbox, key: SenderClientId, frame: Any, seq: int) -> None:
+        """Answer a frame whose client id its sender already stored: the original ack, unless it
+        is a message or note that says something else than what was stored under that id."""
+        wanted = _frame_fingerprint(frame)
+        if wanted is not None:
+            stored = self.fingerprints.get(key, wanted - 1)  # missing: another kind of event
+            if stored is not None and stored != wanted:
+                raise Refused(
+                    "client_id_reused",
+                    f"client_id {key[2]!r} was used for another frame (seq {seq}); use a fresh client_id",
+                )
+        self._ack(connection, key[2], seq)
+
     def _ack(self, connection: Outbox, client_id: str, seq: int) -> None:
         connection.send(encode_frame(Ack(client_id=client_id, conversation_id=str(self.conversation_id), seq=seq)))
 
@@ -466,9 +507,10 @@ class CustomerSession(Actor[Any]):
             )
             raise Refused("forbidden", "this conversation belongs to another customer")
         client_id = getattr(frame, "client_id", None)
-        stored = None if client_id is None else self.client_ids.get(("customer", str(row.customer_id), client_id))
+        key = ("customer", str(row.customer_id), client_id)
+        stored = None if client_id is None else self.client_ids.get(key)
         if stored is not None:
-            self._ack(connection, client_id, stored)
+            self._ack_retry(connection, key, frame, stored)
             return
         if not self.state.customer_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
@@ -554,17 +596,18 @@ class CustomerSession(Actor[Any]):
             return
         if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.assignees:
             return  # reading a conversation one no longer holds tells the customer nothing
-        stored = None if client_id is None else self.client_ids.get(("agent", str(message.agent_id), client_id))
+        key = ("agent", str(message.agent_id), client_id)
+        stored = None if client_id is None else self.client_ids.get(key)
         if not is_holder:
             if stored is not None and message.agent_id in self.assignees:
-                self._ack(connection, client_id, stored)
+                self._ack_retry(connection, key, frame, stored)
                 return
             await self.center.audit_denial(
                 self.account_id, message.role, message.agent_id, frame.TYPE, self.conversation_id
             )
             raise Refused("forbidden", "this conversation is not yours")
         if stored is not None:
-            self._ack(connection, client_id, stored)
+            self._ack_retry(connection, key, frame, stored)
             return
         if not self.state.agent_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")

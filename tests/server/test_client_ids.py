@@ -136,3 +136,59 @@ async def test_the_store_finds_duplicates_per_sender(database_dsn: str) -> None:
                 again = await append(mailbox.ref, _record(account, conversation, seq, "c-1", role, sender_id))
                 assert (again.duplicate, again.seq, again.created_at) == (True, first.seq, first.created_at)
         assert await stored_seqs(database, conversation) == [1, 2, 3, 4]
+
+
+async def test_a_client_id_reused_for_another_message_is_refused_distinctly(database_dsn: str, tmp_path: Path) -> None:
+    async with (
+        live_center(database_dsn, tmp_path) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        anna = await center.add_agent("Anna")
+        visitor = await center.add_visitor()
+        agent = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={anna.token}"))
+        await agent.wait_for("welcome")
+        await agent.send(SetStatus("online"))
+        customer = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}")
+        )
+        await _send(customer, StartConversation("c-1"))
+        conversation = customer.of("ack", client_id="c-1")[0].conversation_id
+        first = await _send(customer, SendMessage("c-2", conversation, "text", text="the first"))
+        (offer,) = await agent.wait_for("offer")
+        await agent.send(AcceptOffer(offer.offer_id))
+        await agent.wait_for("resumed", conversation_id=conversation)
+        note = await _send(agent, AddNote("a-1", conversation, "a note"))
+        session = center.node.center.session(uuid.UUID(conversation))
+        assert session is not None
+
+        reused: list[tuple[Client, Any]] = [
+            (customer, SendMessage("c-2", conversation, "text", text="another text")),
+            (agent, AddNote("a-1", conversation, "another note")),
+            (agent, SendMessage("a-1", conversation, "text", text="a message under the note's id")),
+        ]
+        for crashed in (False, True):
+            if crashed:  # the same from the state rebuilt from the store
+                session.ref.tell_nowait(InjectCrash())
+            for client, frame in reused:
+                refusals = len(client.of("error", code="client_id_reused"))
+                await client.send(frame)
+                (*_, error) = await client.wait_for("error", refusals + 1, code="client_id_reused")
+                assert error.ref == frame.client_id and error.retryable is False
+            # exact retries still get the original acks
+            assert await _send(customer, SendMessage("c-2", conversation, "text", text="the first")) == first
+            assert await _send(agent, AddNote("a-1", conversation, "a note")) == note
+        assert session.mailbox.crashes == 1
+
+        # A customer's message under its start's client id is its own: the start was the system's `queued` event.
+        own = await _send(
+            customer, SendMessage("c-1", conversation, "text", text="the start's id, but c-1 was the system's")
+        )
+        assert own > note
+        rows = await center.fetch(
+            "SELECT seq, body->>'text' AS text FROM conversation_events WHERE conversation_id = $1 ORDER BY seq",
+            uuid.UUID(conversation),
+        )
+        texts = [row["text"] for row in rows if row["text"]]
+        assert texts == ["the first", "a note", "the start's id, but c-1 was the system's"]
+        nursery.cancel_scope.cancel()
