@@ -388,8 +388,9 @@ class CustomerSession(Actor[Any]):
         is a message or note that says something else than what was stored under that id."""
         wanted = _frame_fingerprint(frame)
         if wanted is not None:
-            stored = self.fingerprints.get(key, wanted - 1)  # missing: another kind of event
-            if stored is not None and stored != wanted:
+            # not in `fingerprints`: the id was used for another kind of event (a close, a transfer)
+            same = key in self.fingerprints and self.fingerprints[key] in (None, wanted)
+            if not same:
                 raise Refused(
                     "client_id_reused",
                     f"client_id {key[2]!r} was used for another frame (seq {seq}); use a fresh client_id",
