@@ -527,7 +527,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/customers/{customer_id}/conversations": {
             "get": _op(
-                "A customer's conversations, newest first, at most 50 (any user of the account)",
+                "A customer's conversations, newest first, at most 50 (any user of the account; phone numbers and"
+                " e-mail addresses in topics masked without may_view_contact_details)",
                 {
                     "200": _ok(
                         "conversations",
@@ -542,7 +543,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/conversations": {
             "get": _op(
                 "Open conversations of the caller's departments (and of none); supervisors and admins see all."
-                " `view=queued` lists only those waiting, `view=departments` (default) every open one",
+                " `view=queued` lists only those waiting, `view=departments` (default) every open one; topics masked"
+                " as in the customer's conversations",
                 {
                     "200": _ok(
                         "conversations",
@@ -563,7 +565,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/conversations/{conversation_id}/events": {
             "get": _op(
-                "A conversation's stored events after `after` (default 0), at most `limit` (1-500, default 200)",
+                "A conversation's stored events after `after` (default 0), at most `limit` (1-500, default 200);"
+                " phone numbers and e-mail addresses in texts masked without may_view_contact_details",
                 {
                     "200": _ok(
                         "events, as the websocket's `event` frames",
