@@ -48,6 +48,7 @@ from kefu.actors.supervisor import (
 )
 from kefu.actors.timers import Timers
 from kefu.server.app import create_app
+from kefu.server.backup import hold_database
 from kefu.server.config import Config
 from kefu.server.conversations import PostgresConversations
 from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
@@ -280,6 +281,8 @@ async def serve(config: Config, *, freeze_startup: bool = False, task_status: An
             node = Node(config, database, Privacy(keys, config.phone_region))
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
+                # `kefu restore` refuses while this is held, and a node does not start during a restore.
+                await nursery.start(hold_database, dsn)
                 nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
                 await nursery.start(_run_tree, node, stop, nursery.cancel_scope)
                 recovered = await node.recover_sessions()
