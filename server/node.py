@@ -54,6 +54,7 @@ from kefu.server.conversations import PostgresConversations
 from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
 from kefu.server.event_log import PostgresEventLog
 from kefu.server.gc_pauses import freeze_startup_heap, gc_pauses
+from kefu.server.live_stats import PostgresDayStore
 from kefu.server.privacy import Privacy, check_data_keys, load_data_keys, seal_plaintext_names
 from kefu.server.sockets import SupervisorFeeds
 
@@ -118,7 +119,10 @@ class Node:
                 ),
                 actor_child(
                     lambda mailbox: Aggregator(
-                        mailbox, publish=self.supervisor_feeds.publish, wants=self.supervisor_feeds.wants
+                        mailbox,
+                        publish=self.supervisor_feeds.publish,
+                        wants=self.supervisor_feeds.wants,
+                        store=PostgresDayStore(database),
                     ),
                     self.aggregator_mailbox,
                     registry=self.registry,
