@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -127,3 +128,46 @@ async def test_the_days_counters_and_waiting_lines_survive_a_restart_and_a_crash
         async with running(database) as ref:
             (last,) = (await _snapshot(ref, account)).queues
             assert (last.waiting, last.longest_wait_seconds, last.offered) == (0, 0, 6)
+
+
+async def test_a_restarted_node_shows_the_days_figures_and_no_supervisor_as_an_agent(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    from contextlib import AsyncExitStack
+
+    from tests.server.live import Client, connect, live_center
+    from tests.server.test_live_behaviour import _assigned, _online
+
+    offered = 3
+    async with live_center(database_dsn, tmp_path) as center:
+        anna = await center.add_agent("Anna", capacity=offered)
+        boss = await center.add_agent("Boss", role="supervisor")
+
+        async def watch(stack: AsyncExitStack, nursery: trio.Nursery) -> Client:
+            client = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/agent?token={boss.token}"))
+            await client.wait_for("welcome")
+            return client
+
+        async def stats_where(supervisor: Client, condition: Any) -> Any:
+            with trio.fail_after(15):
+                while not (supervisor.of("stats") and condition(supervisor.of("stats")[-1])):
+                    await supervisor.wait_for("stats", len(supervisor.of("stats")) + 1)
+            return supervisor.of("stats")[-1]
+
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            supervisor = await watch(stack, nursery)
+            agent = await _online(stack, nursery, center, anna)
+            for _ in range(offered):
+                await _assigned(stack, nursery, center, agent)
+            frame = await stats_where(supervisor, lambda f: f.queues and f.queues[0].answered == offered)
+            assert [a.display_name for a in frame.agents] == ["Anna"]  # the watching supervisor is not listed
+            nursery.cancel_scope.cancel()
+
+        await center.restart()
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            supervisor = await watch(stack, nursery)
+            frame = await stats_where(supervisor, lambda f: bool(f.queues))
+            (queue,) = frame.queues
+            assert (queue.offered, queue.answered, queue.abandoned) == (offered, offered, 0)
+            assert "Boss" not in [a.display_name for a in frame.agents]
+            nursery.cancel_scope.cancel()
