@@ -679,13 +679,16 @@ class Aggregator(Actor[AggregatorMessage]):
             try:
                 with trio.fail_after(STORE_TIMEOUT_SECONDS):
                     await self.store.save_day(day, queues, agents)
-            except Exception as error:
+            except BaseException as error:
+                # Cancelled too (the aggregator stops): the final save takes these rows again.
+                self._retry(changes[index:])
+                if not isinstance(error, Exception):
+                    raise
                 self.save_failures += 1
                 log.warning(
                     "aggregator could not save the day's figures: retrying at the next tick",
                     extra={"error": repr(error)},
                 )
-                self._retry(changes[index:])
                 return
             self.saves += 1
 
