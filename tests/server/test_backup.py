@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import trio
 
 from kefu.server.backup import BackupError, backup, restore
-from tests.conftest import new_account, new_conversation, open_database
+from tests.conftest import _admin_dsn, new_account, new_conversation, open_database
 from tests.server.live import PASSWORD, live_center
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8 + uuid.uuid4().bytes
@@ -219,3 +220,57 @@ async def test_a_node_does_not_start_while_a_restore_holds_the_database(database
 
 async def _in_thread(function, *args):  # type: ignore[no-untyped-def]
     return await trio.to_thread.run_sync(function, *args)
+
+
+@pytest.fixture
+def own_database(postgres_dsn: str, template_database: str) -> Iterator[str]:
+    """A database of this test alone: the module's holds other tests' attachments without files here."""
+    import asyncio
+
+    import asyncpg
+
+    name = f"kefu_backup_{uuid.uuid4().hex[:12]}"
+
+    async def run(statement: str) -> None:
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f"CREATE DATABASE {name} TEMPLATE {template_database}"))
+    yield _admin_dsn(postgres_dsn, name)
+    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+async def test_a_backup_never_holds_a_row_without_its_file(own_database: str, tmp_path: Path) -> None:
+    """A file gone between the snapshot and the copy (an erasure) makes the backup take a new
+    snapshot; a row whose file stays missing is refused, so no archive points at a missing file."""
+    database_dsn = own_database
+    data_dir = tmp_path / "data"
+    async with open_database(database_dsn) as database:
+        account = await new_account(database)
+        attachment = uuid.uuid4()
+        await database.execute(
+            "INSERT INTO attachments (account_id, id, uploader_role, uploader_id, kind, content_type, filename,"
+            " size_bytes, sha256) VALUES ($1, $2, 'agent', $3, 'file', 'application/pdf', 'a.pdf', $4, $5)",
+            account,
+            attachment,
+            uuid.uuid4(),
+            len(PDF),
+            hashlib.sha256(PDF).digest(),
+        )
+    with pytest.raises(BackupError, match="removed during the backup"):
+        await _in_thread(backup, database_dsn, data_dir, tmp_path / "no.tar")
+    assert not list(tmp_path.glob("no.tar*"))
+    # The same bytes under the wrong size or digest are refused too; the right ones are kept.
+    folder = data_dir / "attachments" / str(account)
+    folder.mkdir(parents=True)
+    (folder / str(attachment)).write_bytes(PDF[:-1] + b"!")
+    with pytest.raises(BackupError, match="does not match its recorded SHA-256"):
+        await _in_thread(backup, database_dsn, data_dir, tmp_path / "no.tar")
+    (folder / str(attachment)).write_bytes(PDF)
+    written = await _in_thread(backup, database_dsn, data_dir, tmp_path / "yes.tar")
+    with tarfile.open(written) as tar:
+        stored = tar.extractfile(f"attachments/{account}/{attachment}")
+        assert stored is not None and stored.read() == PDF
