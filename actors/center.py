@@ -110,6 +110,7 @@ class ContactCenter:
                 load,
                 profile.capacity,
                 trio.current_time(),
+                profile.role,
             )
         )
 

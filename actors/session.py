@@ -517,7 +517,7 @@ class CustomerSession(Actor[Any]):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
         if isinstance(frame, SendMessage):
             # No sender_name: the customer's name stays in its (encrypted) record.
-            body = await self._message_body(frame, row.customer_id)
+            body = await self._message_body(frame, "customer", row.customer_id)
             event = await self._append(
                 "message", body, sender_role="customer", sender_id=str(row.customer_id), client_id=frame.client_id
             )
@@ -562,7 +562,7 @@ class CustomerSession(Actor[Any]):
         if self.state.is_closed:
             self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
-    async def _message_body(self, frame: SendMessage, sender_id: UUID) -> dict[str, Any]:
+    async def _message_body(self, frame: SendMessage, sender_role: str, sender_id: UUID) -> dict[str, Any]:
         body: dict[str, Any] = {"message_kind": frame.kind}
         if frame.text is not None:
             body["text"] = frame.text
@@ -570,6 +570,14 @@ class CustomerSession(Actor[Any]):
             # Only the sender's own uploads: an id never lets one customer see another's file.
             kind = await self.center.storage.attachment_kind(self.account_id, frame.attachment_id, sender_id)
             if kind is None:
+                await self.center.audit_denial(
+                    self.account_id,
+                    sender_role,
+                    sender_id,
+                    "message.send",
+                    frame.attachment_id,
+                    target_type="attachment",
+                )
                 raise Refused("not_found", "no such attachment")
             if kind != frame.kind:
                 raise Refused("invalid_field", f"attachment {frame.attachment_id} is a {kind}, not a {frame.kind}")
@@ -614,7 +622,7 @@ class CustomerSession(Actor[Any]):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
         sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
         if isinstance(frame, SendMessage):
-            body = await self._message_body(frame, message.agent_id)
+            body = await self._message_body(frame, message.role, message.agent_id)
             body["sender_name"] = message.agent_name
             event = await self._append("message", body, client_id=frame.client_id, **sender)
             self._ack(connection, frame.client_id, event.seq)

@@ -225,12 +225,30 @@ def create_app(node: Node) -> QuartTrio:
         )
         return jsonify(created), 201
 
+    async def agent_not_found(user: auth.SignedInUser, attempted: str, agent_id: Any) -> None:
+        """An agent id that is not in the caller's account (another account's, or none): audited, then 404."""
+        await audit.record_denial(
+            node.database,
+            user.account_id,
+            user.role,
+            user.user_id,
+            attempted,
+            "agent",
+            agent_id,
+            {"status": 404, "method": request.method, "path": request.path},
+        )
+
     @app.get("/api/v1/agents/<agent_id>")
     async def get_agent(agent_id: str) -> tuple[Response, int]:
         user = await staff(write=False)
         if not isinstance(user, auth.SignedInUser):
             return user
-        agent = await directory.get_agent(node.database, user.account_id, directory.parse_id(agent_id, "agent"))
+        target = directory.parse_id(agent_id, "agent")
+        try:
+            agent = await directory.get_agent(node.database, user.account_id, target)
+        except directory.NotFound:
+            await agent_not_found(user, "agent.read", target)
+            raise
         return jsonify(agent), 200
 
     @app.patch("/api/v1/agents/<agent_id>")
@@ -245,15 +263,20 @@ def create_app(node: Node) -> QuartTrio:
             recorded.update(detail.get("changes", {}))
             await write_audit(conn, action, target_id, detail)
 
-        agent = await directory.update_agent(
-            node.database,
-            user.account_id,
-            directory.parse_id(agent_id, "agent"),
-            await json_body(),
-            acting_user_id=user.user_id,
-            audit=audit_and_keep,
-        )
         changed = directory.parse_id(agent_id, "agent")
+        try:
+            agent = await directory.update_agent(
+                node.database,
+                user.account_id,
+                changed,
+                await json_body(),
+                acting_user_id=user.user_id,
+                audit=audit_and_keep,
+            )
+        except directory.NotFound as missing:
+            if str(missing) == "no such agent":  # not a department or skill named in the body
+                await agent_not_found(user, "agent.update", changed)
+            raise
         if agent.get("disabled") or "role" in recorded:
             # Their sessions were revoked (a socket carries the role of its handshake): close the sockets.
             node.signed_out(changed, None)
@@ -268,6 +291,7 @@ def create_app(node: Node) -> QuartTrio:
         return jsonify(agent), 200
 
     business_hours.register(app, node, current_user, error_response, _unauthenticated)
+    audit.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
         app,
         node,

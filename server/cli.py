@@ -64,11 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         " what follows goes to psql",
         add_help=False,
     )
-    dump = commands.add_parser("backup", help="write a backup of the database (pg_dump, custom format)")
-    dump.add_argument("--output", type=Path, help="the file to write (default: <data_dir>/backups/kefu-<time>.dump)")
+    dump = commands.add_parser("backup", help="write a backup of the database and the attachment files (one archive)")
+    dump.add_argument("--output", type=Path, help="the file to write (default: <data_dir>/backups/kefu-<time>.tar)")
     dump.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
 
-    load = commands.add_parser("restore", help="replace the database's contents with a backup (stop kefu first)")
+    load = commands.add_parser(
+        "restore", help="replace the database and the attachment files with a backup (refused while kefu runs)"
+    )
     load.add_argument("file", type=Path, help="a file written by `kefu backup`")
     load.add_argument("--yes", action="store_true", help="really replace everything in the database")
     load.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
@@ -119,18 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "psql":
             return _psql(config, psql_args)
         if args.command == "backup":
-            written = backup.backup(resolve_dsn(config), args.output or backup.default_backup_path(config.data_dir))
+            written = backup.backup(
+                resolve_dsn(config), config.data_dir, args.output or backup.default_backup_path(config.data_dir)
+            )
             print(f"kefu: backup written to {written}")
             return 0
         if args.command == "restore":
             if not args.yes:
                 print(
-                    f"kefu: this replaces everything in the database with {args.file}; stop kefu, then run again"
-                    " with --yes",
+                    f"kefu: this replaces everything in the database and the attachment files with {args.file};"
+                    " stop kefu, then run again with --yes",
                     file=sys.stderr,
                 )
                 return 2
-            backup.restore(resolve_dsn(config), args.file)
+            backup.restore(resolve_dsn(config), config.data_dir, args.file)
             print(f"kefu: restored {args.file}; start kefu again")
             return 0
     except BaseException as error:

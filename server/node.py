@@ -48,11 +48,13 @@ from kefu.actors.supervisor import (
 )
 from kefu.actors.timers import Timers
 from kefu.server.app import create_app
+from kefu.server.backup import hold_database
 from kefu.server.config import Config
 from kefu.server.conversations import PostgresConversations
 from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
 from kefu.server.event_log import PostgresEventLog
 from kefu.server.gc_pauses import freeze_startup_heap, gc_pauses
+from kefu.server.live_stats import PostgresDayStore
 from kefu.server.privacy import Privacy, check_data_keys, load_data_keys, seal_plaintext_names
 from kefu.server.sockets import SupervisorFeeds
 
@@ -117,7 +119,10 @@ class Node:
                 ),
                 actor_child(
                     lambda mailbox: Aggregator(
-                        mailbox, publish=self.supervisor_feeds.publish, wants=self.supervisor_feeds.wants
+                        mailbox,
+                        publish=self.supervisor_feeds.publish,
+                        wants=self.supervisor_feeds.wants,
+                        store=PostgresDayStore(database),
                     ),
                     self.aggregator_mailbox,
                     registry=self.registry,
@@ -280,6 +285,8 @@ async def serve(config: Config, *, freeze_startup: bool = False, task_status: An
             node = Node(config, database, Privacy(keys, config.phone_region))
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
+                # `kefu restore` refuses while this is held, and a node does not start during a restore.
+                await nursery.start(hold_database, dsn)
                 nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
                 await nursery.start(_run_tree, node, stop, nursery.cancel_scope)
                 recovered = await node.recover_sessions()

@@ -245,6 +245,29 @@ SCHEMAS: dict[str, Any] = {
     ),
 }
 
+SCHEMAS["AuditEntry"] = _object(
+    {
+        "id": {"type": "integer"},
+        "at": TIMESTAMP,
+        "actor_role": {"type": "string"},
+        "actor_id": _nullable({"type": "string"}),
+        "action": {"type": "string"},
+        "target_type": {"type": "string"},
+        "target_id": _nullable({"type": "string"}),
+        "outcome": {"enum": ["done", "denied"]},
+        "detail": {"type": "object"},
+    },
+    ["id", "at", "actor_role", "actor_id", "action", "target_type", "target_id", "outcome", "detail"],
+)
+SCHEMAS["AuditLogPage"] = _object(
+    {
+        "entries": {"type": "array", "items": _ref("AuditEntry")},
+        "next_before": _nullable({"type": "integer"}),
+    },
+    ["entries", "next_before"],
+    description="next_before is null on the last page; pass it as `before` for the next one.",
+)
+
 _queue_input = {k: v for k, v in SCHEMAS["Queue"]["properties"].items() if k not in ("id", "created_at")}
 SCHEMAS["QueueCreate"] = _object(
     {**_queue_input, "strategy": {"enum": list(queues.STRATEGIES), "default": "least_load"}},
@@ -718,6 +741,53 @@ def _paths() -> dict[str, Any]:
                 tag="business hours",
                 body=_body(_ref("BusinessHoursInput")),
                 errors=(400, 401, 403),
+            ),
+        },
+        "/api/v1/audit-log": {
+            "get": _op(
+                "The account's audit log, newest first, in keyset pages (admin; others get an audited 403)",
+                {"200": _ok("one page of entries", _ref("AuditLogPage"))},
+                tag="audit",
+                errors=(400, 401, 403),
+                parameters=[
+                    {
+                        "name": "actor",
+                        "in": "query",
+                        "required": False,
+                        "schema": UUID_STRING,
+                        "description": "only entries of this user (or customer) id",
+                    },
+                    {
+                        "name": "action",
+                        "in": "query",
+                        "required": False,
+                        "schema": _string(100),
+                        "description": "only this action, e.g. `agent.update`, `forbidden`, `denied:message.send`",
+                    },
+                    {"name": "outcome", "in": "query", "required": False, "schema": {"enum": ["done", "denied"]}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": TIMESTAMP,
+                        "description": "entries at or after this time (with its UTC offset)",
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "required": False,
+                        "schema": TIMESTAMP,
+                        "description": "entries before this time (with its UTC offset)",
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "required": False,
+                        "schema": _integer(1, 2**63 - 1),
+                        "description": "entries with a smaller id: the previous page's `next_before`",
+                    },
+                    {"name": "limit", "in": "query", "required": False, "schema": _integer(1, 500)},
+                ],
             ),
         },
         "/api/v1/openapi.json": {
