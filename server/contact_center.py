@@ -211,7 +211,25 @@ def register(
             value=request.args[given[0]],
             full=await sees_contact_details(user),
         )
-        return jsonify({"customers": found}), 200
+        # The rule of GET /customers/<id>: a customer outside the caller's scope is left out, as
+        # if nobody had that number (a 403 would confirm it exists), and the refusal is audited.
+        in_scope = []
+        for customer in found:
+            target = UUID(customer["id"])
+            access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
+            if access == "allowed":
+                in_scope.append(customer)
+                continue
+            await node.conversations.record_denial(
+                user.account_id,
+                user.role,
+                user.user_id,
+                "customer.find",
+                target,
+                target_type="customer",
+                detail={"field": given[0], "method": request.method, "path": request.path},
+            )
+        return jsonify({"customers": in_scope}), 200
 
     @app.get("/api/v1/customers/<customer_id>")
     async def get_customer(customer_id: str) -> ErrorResponse:
