@@ -32,6 +32,18 @@ def error_response(code: str, message: str, status: int) -> tuple[Response, int]
     return jsonify({"error": {"code": code, "message": message}}), status
 
 
+def too_many(code: str, message: str, retry_after: int, status: int = 429) -> tuple[Response, int]:
+    """429 (or 503) with `Retry-After` in whole seconds."""
+    response, status = error_response(code, message, status)
+    response.headers["Retry-After"] = str(retry_after)
+    return response, status
+
+
+def client_address() -> str:
+    """The address of the request's peer (what the per-address limits count)."""
+    return request.remote_addr or "unknown"
+
+
 def bearer_token() -> str | None:
     """The token of the request's `Authorization: Bearer <token>` header, or None."""
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
@@ -62,6 +74,8 @@ def create_app(node: Node) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["BODY_TIMEOUT"] = node.config.body_timeout_seconds  # a slower body gets 408
     registry = metrics.metrics_registry(node)
+    gate = auth.Gate(node.config)
+    app.extensions["kefu.gate"] = gate
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -92,12 +106,16 @@ def create_app(node: Node) -> QuartTrio:
         try:
             token, user = await auth.sign_in(
                 node.database,
+                gate,
                 body["account"],
                 body["email"],
                 body["password"],
                 timedelta(hours=node.config.session_ttl_hours),
+                address=client_address(),
                 user_agent=request.headers.get("User-Agent"),
             )
+        except auth.SignInRefused as refused:
+            return too_many(refused.code, str(refused), refused.retry_after, 503 if refused.code == "busy" else 429)
         except auth.InvalidCredentials:
             return error_response("invalid_credentials", "invalid account, e-mail or password", 401)
         return jsonify({"token": token, "expires_at": user.expires_at.isoformat(), "user": user_json(user)}), 200
@@ -275,6 +293,9 @@ def create_app(node: Node) -> QuartTrio:
         bearer_token=bearer_token,
         error_response=error_response,
         unauthenticated=_unauthenticated,
+        too_many=too_many,
+        client_address=client_address,
+        gate=gate,
     )
 
     @app.errorhandler(directory.InvalidInput)
