@@ -285,6 +285,20 @@ def create_app(node: Node) -> QuartTrio:
                     connection.sees_contact_details = sees
         return jsonify(agent), 200
 
+    @app.post("/api/v1/agents/<agent_id>/unlock")
+    async def unlock_agent(agent_id: str) -> tuple[Response, int]:
+        """Lift a user's sign-in lockout (docs/security.md, "Sign-in"); admins only, audited."""
+        user = await staff(write=True)
+        if not isinstance(user, auth.SignedInUser):
+            return user
+        target = directory.parse_id(agent_id, "agent")
+        was_locked = await auth.unlock_user(
+            node.database, user.account_id, target, actor_role=user.role, actor_id=user.user_id
+        )
+        if was_locked is None:
+            raise directory.NotFound("no such agent")
+        return jsonify({"id": str(target), "was_locked": was_locked}), 200
+
     business_hours.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
         app,

@@ -319,20 +319,35 @@ async def _count_failure(database: Database, gate: Gate, account_id: UUID, user_
 async def unlock(
     database: Database, account_slug: str, email: str, *, actor_role: str, actor_id: UUID | str | None
 ) -> bool | None:
-    """Lift a user's sign-in lockout and reset its failure count, audited as `sign_in.unlocked`.
+    """Lift a user's sign-in lockout and reset its failure count, audited as `sign_in.unlocked`
+    (`kefu account unlock`). None when there is no such user; else whether it was locked."""
+    return await _unlock(
+        database,
+        "u.account_id = (SELECT id FROM accounts WHERE slug = $1) AND lower(u.email) = lower($2)",
+        (account_slug.strip().lower(), email.strip()),
+        actor_role,
+        actor_id,
+    )
 
-    None when there is no such user; else whether it was locked."""
 
+async def unlock_user(
+    database: Database, account_id: UUID, user_id: UUID, *, actor_role: str, actor_id: UUID | str | None
+) -> bool | None:
+    """`unlock` by the user's id (an admin's `POST /api/v1/agents/<id>/unlock`)."""
+    return await _unlock(database, "u.account_id = $1 AND u.id = $2", (account_id, user_id), actor_role, actor_id)
+
+
+async def _unlock(
+    database: Database, where: str, args: tuple[Any, ...], actor_role: str, actor_id: UUID | str | None
+) -> bool | None:
     async def work(conn: asyncpg.Connection) -> bool | None:
         async with conn.transaction():
             row = await conn.fetchrow(
-                """UPDATE users u SET failed_sign_ins = 0, locked_until = NULL
-                   FROM users old, accounts a
-                   WHERE a.slug = $1 AND u.account_id = a.id AND lower(u.email) = lower($2)
-                         AND old.account_id = u.account_id AND old.id = u.id
-                   RETURNING u.account_id, u.id, old.locked_until > now() AS was_locked""",
-                account_slug.strip().lower(),
-                email.strip(),
+                f"""UPDATE users u SET failed_sign_ins = 0, locked_until = NULL
+                    FROM users old
+                    WHERE {where} AND old.account_id = u.account_id AND old.id = u.id
+                    RETURNING u.account_id, u.id, coalesce(old.locked_until > now(), false) AS was_locked""",
+                *args,
             )
             if row is None:
                 return None

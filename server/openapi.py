@@ -452,6 +452,20 @@ def _paths() -> dict[str, Any]:
                 errors=(400, 401, 403, 404, 409),
             ),
         },
+        "/api/v1/agents/{agent_id}/unlock": {
+            "post": _op(
+                "Lift a user's sign-in lockout and reset its failure count (admin; audited as sign_in.unlocked)",
+                {
+                    "200": _ok(
+                        "unlocked",
+                        _object({"id": UUID_STRING, "was_locked": {"type": "boolean"}}, ["id", "was_locked"]),
+                    )
+                },
+                tag="directory",
+                parameters=agent_id,
+                errors=(401, 403, 404),
+            ),
+        },
         "/api/v1/webchat/visitors": {
             "post": _op(
                 "Start a web-chat visitor: returns its kv_ token (shown once; keep it in localStorage)",

@@ -427,3 +427,36 @@ async def test_a_hash_made_with_older_parameters_still_signs_in_and_is_rewritten
         assert (ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM) == (19 * 1024, 2, 1)
         assert (await attempt(center.http, center, email, PASSWORD)).status_code == 200
         assert (await attempt(center.http, center, email, "wrong password!")).status_code == 401
+
+
+async def test_an_admin_unlocks_a_locked_out_agent_over_rest(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path, sign_in_lockout_failures=2) as center:
+        ann = await center.add_agent("Ann")
+        sue = await center.add_agent("Sue", role="supervisor")
+        (row,) = await center.fetch("SELECT email FROM users WHERE id = $1", uuid.UUID(ann.id))
+        for _ in range(2):
+            assert (await attempt(center.http, center, row["email"], "wrong password!")).status_code == 401
+        locked = await attempt(center.http, center, row["email"], AGENT_PASSWORD)
+        assert (locked.status_code, locked.json()["error"]["code"]) == (429, "locked_out")
+
+        url = f"/api/v1/agents/{ann.id}/unlock"
+        refused = await center.http.post(url, headers=center.auth(sue.token))  # a supervisor may not
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden")
+        unlocked = await center.http.post(url, headers=center.auth(center.admin_token))
+        assert (unlocked.status_code, unlocked.json()) == (200, {"id": ann.id, "was_locked": True})
+        assert (await attempt(center.http, center, row["email"], AGENT_PASSWORD)).status_code == 200
+        again = await center.http.post(url, headers=center.auth(center.admin_token))
+        assert again.json() == {"id": ann.id, "was_locked": False}
+        missing = await center.http.post(
+            f"/api/v1/agents/{uuid.uuid4()}/unlock", headers=center.auth(center.admin_token)
+        )
+        assert missing.status_code == 404
+        (admin,) = await center.fetch("SELECT id FROM users WHERE email = $1", admin_email(center))
+        rows = await center.fetch(
+            "SELECT actor_role, actor_id, target_id FROM audit_log WHERE action = 'sign_in.unlocked'"
+            " AND account_id = (SELECT id FROM accounts WHERE slug = $1) ORDER BY id",
+            center.slug,
+        )
+        assert [(r["actor_role"], r["actor_id"], r["target_id"]) for r in rows] == [
+            ("admin", str(admin["id"]), ann.id)
+        ] * 2
