@@ -32,6 +32,18 @@ def error_response(code: str, message: str, status: int) -> tuple[Response, int]
     return jsonify({"error": {"code": code, "message": message}}), status
 
 
+def too_many(code: str, message: str, retry_after: int, status: int = 429) -> tuple[Response, int]:
+    """429 (or 503) with `Retry-After` in whole seconds."""
+    response, status = error_response(code, message, status)
+    response.headers["Retry-After"] = str(retry_after)
+    return response, status
+
+
+def client_address() -> str:
+    """The address of the request's peer (what the per-address limits count)."""
+    return request.remote_addr or "unknown"
+
+
 def bearer_token() -> str | None:
     """The token of the request's `Authorization: Bearer <token>` header, or None."""
     scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
@@ -62,6 +74,8 @@ def create_app(node: Node) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["BODY_TIMEOUT"] = node.config.body_timeout_seconds  # a slower body gets 408
     registry = metrics.metrics_registry(node)
+    gate = auth.Gate(node.config)
+    app.extensions["kefu.gate"] = gate
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -92,12 +106,16 @@ def create_app(node: Node) -> QuartTrio:
         try:
             token, user = await auth.sign_in(
                 node.database,
+                gate,
                 body["account"],
                 body["email"],
                 body["password"],
                 timedelta(hours=node.config.session_ttl_hours),
+                address=client_address(),
                 user_agent=request.headers.get("User-Agent"),
             )
+        except auth.SignInRefused as refused:
+            return too_many(refused.code, str(refused), refused.retry_after, 503 if refused.code == "busy" else 429)
         except auth.InvalidCredentials:
             return error_response("invalid_credentials", "invalid account, e-mail or password", 401)
         return jsonify({"token": token, "expires_at": user.expires_at.isoformat(), "user": user_json(user)}), 200
@@ -290,6 +308,20 @@ def create_app(node: Node) -> QuartTrio:
                     connection.sees_contact_details = sees
         return jsonify(agent), 200
 
+    @app.post("/api/v1/agents/<agent_id>/unlock")
+    async def unlock_agent(agent_id: str) -> tuple[Response, int]:
+        """Lift a user's sign-in lockout (docs/security.md, "Sign-in"); admins only, audited."""
+        user = await staff(write=True)
+        if not isinstance(user, auth.SignedInUser):
+            return user
+        target = directory.parse_id(agent_id, "agent")
+        was_locked = await auth.unlock_user(
+            node.database, user.account_id, target, actor_role=user.role, actor_id=user.user_id
+        )
+        if was_locked is None:
+            raise directory.NotFound("no such agent")
+        return jsonify({"id": str(target), "was_locked": was_locked}), 200
+
     business_hours.register(app, node, current_user, error_response, _unauthenticated)
     audit.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
@@ -299,6 +331,9 @@ def create_app(node: Node) -> QuartTrio:
         bearer_token=bearer_token,
         error_response=error_response,
         unauthenticated=_unauthenticated,
+        too_many=too_many,
+        client_address=client_address,
+        gate=gate,
     )
 
     @app.errorhandler(directory.InvalidInput)

@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
     create.add_argument("--host", help="the address `kefu serve` listens on, for the sign-in link (KEFU_HOST)")
     create.add_argument("--port", type=int, help="the port `kefu serve` listens on, for the sign-in link (KEFU_PORT)")
+    unlock = account_commands.add_parser(
+        "unlock", help="lift a user's sign-in lockout (after too many wrong passwords) and reset its failure count"
+    )
+    unlock.add_argument("--account", required=True, help="the account's slug")
+    unlock.add_argument("--email", required=True, help="the user's e-mail")
+    unlock.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
 
     commands.add_parser(
         "psql",
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
             return trio.run(_migrate, config)
         if args.command == "account" and args.account_command == "create":
             return _account_create(config, args)
+        if args.command == "account" and args.account_command == "unlock":
+            return trio.run(_account_unlock, config, args)
         if args.command == "customer" and args.customer_command == "erase":
             return trio.run(_customer_erase, config, args)
         if args.command == "psql":
@@ -267,6 +275,24 @@ def _psql(config: Config, psql_args: list[str]) -> int:
     in `data_dir` (joined when `kefu serve` runs, started and stopped again otherwise)."""
     dsn = resolve_dsn(config)
     return subprocess.run([backup.pg_tool("psql"), f"--dbname={dsn}", *psql_args], check=False).returncode
+
+
+async def _account_unlock(config: Config, args: argparse.Namespace) -> int:
+    from kefu.server.auth import unlock
+
+    async with trio_asyncio.open_loop():
+        database = await _with_database(config)
+        try:
+            await database.migrate()
+            was_locked = await unlock(database, args.account, args.email, actor_role="cli", actor_id=getpass.getuser())
+        finally:
+            await database.close()
+    if was_locked is None:
+        print(f"kefu: no user {args.email!r} in account {args.account!r}", file=sys.stderr)
+        return 1
+    state = "was locked out; unlocked" if was_locked else "was not locked out; failure count reset"
+    print(f"{args.email} in {args.account}: {state}.")
+    return 0
 
 
 async def _customer_erase(config: Config, args: argparse.Namespace) -> int:

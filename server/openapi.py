@@ -282,6 +282,19 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
 
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "whole seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _retry_later(description: str) -> dict[str, Any]:
+    """An error answer that carries `Retry-After` (429, and 503 `busy` of sign-in)."""
+    return {**_error(description), "headers": RETRY_AFTER}
+
+
 def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     if schema is None:
         return {"description": description}
@@ -314,11 +327,13 @@ def _op(
         409: "clashes with an existing row",
         413: "body too large",
         415: "content type not accepted, or the content is not of that type",
+        429: "`rate_limited`: too many requests from this client address; wait `Retry-After` seconds",
         503: "the database cannot be reached",
     }
     operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": dict(responses)}
     for status in (*errors, 503):
-        operation["responses"].setdefault(str(status), _error(standard[status]))
+        answer = _retry_later(standard[status]) if status == 429 else _error(standard[status])
+        operation["responses"].setdefault(str(status), answer)
     if body is not None:
         operation["requestBody"] = body
     if parameters:
@@ -402,7 +417,18 @@ def _paths() -> dict[str, Any]:
         "/api/v1/auth/sign-in": {
             "post": _op(
                 "Sign in with account, e-mail and password",
-                {"200": _ok("a session", signed_in)},
+                {
+                    "200": _ok("a session", signed_in),
+                    "429": _retry_later(
+                        "`rate_limited`: too many attempts from this client address or for this account and"
+                        " e-mail; `locked_out`: too many wrong passwords in a row (`kefu account unlock` lifts it)."
+                        " No password was checked"
+                    ),
+                    "503": _error(
+                        "`busy`: too many sign-ins wait for a password hash (with `Retry-After`); `unavailable`:"
+                        " the database cannot be reached"
+                    ),
+                },
                 tag="auth",
                 body=_body(sign_in_body),
                 security=PUBLIC,
@@ -449,6 +475,20 @@ def _paths() -> dict[str, Any]:
                 errors=(400, 401, 403, 404, 409),
             ),
         },
+        "/api/v1/agents/{agent_id}/unlock": {
+            "post": _op(
+                "Lift a user's sign-in lockout and reset its failure count (admin; audited as sign_in.unlocked)",
+                {
+                    "200": _ok(
+                        "unlocked",
+                        _object({"id": UUID_STRING, "was_locked": {"type": "boolean"}}, ["id", "was_locked"]),
+                    )
+                },
+                tag="directory",
+                parameters=agent_id,
+                errors=(401, 403, 404),
+            ),
+        },
         "/api/v1/webchat/visitors": {
             "post": _op(
                 "Start a web-chat visitor: returns its kv_ token (shown once; keep it in localStorage)",
@@ -463,7 +503,7 @@ def _paths() -> dict[str, Any]:
                 },
                 tag="webchat",
                 security=PUBLIC,
-                errors=(400, 404, 413),
+                errors=(400, 404, 413, 429),
                 body=_body(
                     _object(
                         {
@@ -696,7 +736,7 @@ def _paths() -> dict[str, Any]:
                 {"201": _ok("the attachment", _ref("Attachment"))},
                 tag="attachments",
                 security=[{"bearerAuth": []}, {"visitorToken": []}],
-                errors=(400, 401, 413, 415),
+                errors=(400, 401, 413, 415, 429),
                 parameters=[
                     {
                         "name": "filename",
