@@ -28,6 +28,13 @@ Rules
    are framed by its wsproto connection and written with one lock and one system call, which
    is most of what a message costs to send (docs/benchmarks.md); on any other ASGI server it
    falls back to one ``websocket.send`` each. `coalesces` says which.
+5. Everything else goes to Quart, with one change to HTTP requests: the message that ends a
+   response is sent shielded from cancellation. quart-trio cancels a request's tasks as soon
+   as the response is sent, and hypercorn does its bookkeeping for the connection (ending the
+   stream, arming the keep-alive timeout) inside that last ``send``: cancelled there, an idle
+   keep-alive connection is never timed out, and a graceful stop waits the whole grace for
+   the browser that holds it (tests/server/test_process.py). Hypercorn shields the socket
+   write itself already, so the shield adds no wait of its own.
 """
 
 from __future__ import annotations
@@ -179,6 +186,19 @@ class _CurrentWebsocket:
 websocket: Any = _CurrentWebsocket()
 
 
+def _shield_the_end_of_responses(send: Send) -> Send:
+    """`send`, with the message that ends a response shielded from cancellation (rule 5)."""
+
+    async def send_response(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
+
+    return send_response
+
+
 class WebsocketRoutes:
     """ASGI middleware: serves the websocket paths registered with `route`, passes on the rest."""
 
@@ -194,9 +214,10 @@ class WebsocketRoutes:
         return register
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.handlers.get(scope.get("path", "")) if scope["type"] == "websocket" else None
+        kind = scope["type"]
+        handler = self.handlers.get(scope.get("path", "")) if kind == "websocket" else None
         if handler is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _shield_the_end_of_responses(send) if kind == "http" else send)
             return
         with trio.CancelScope() as cancel:
             connection = WebsocketConnection(scope, receive, send, cancel)

@@ -199,6 +199,20 @@ async def test_a_slowloris_handshake_is_dropped_and_a_neighbour_keeps_talking(
         nursery.cancel_scope.cancel()
 
 
+async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(database_dsn: str, tmp_path: Path) -> None:
+    """`handshake_timeout_seconds` is also the keep-alive timeout between requests: a connection
+    left idle after a response is closed by the server (the bound's other side: the server's
+    end of stream is awaited, 15 times the limit at most)."""
+    async with live_center(database_dsn, tmp_path, handshake_timeout_seconds=1) as center:
+        host, port = _address(center)
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert (await _read_response(stream)).startswith(b"HTTP/1.1 200")
+            with trio.fail_after(15):
+                assert await _read_until_closed(stream) == b""
+
+
 async def test_an_oversized_request_head_gets_431(database_dsn: str, tmp_path: Path) -> None:
     async with live_center(database_dsn, tmp_path) as center:
         host, port = _address(center)
