@@ -16,7 +16,11 @@ Rules
    that carry one, a close code); it never reaches an actor.
 3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
    client reconnects and resumes. Nobody else waits for it.
-4. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
+4. What the websocket layer refuses before the protocol sees it is answered the same way:
+   a text message that is not UTF-8 gets `malformed_json` and 1007, one of more than
+   `max_frame_bytes` characters `oversized` and 1009; a framing error closes with 1002.
+   Whenever it arrives, `welcome` goes first (it is buffered before the socket is read).
+5. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
    `MAX_INVALID_FRAMES` refused frames close with 4003; a client that keeps sending over
    its rate (its unforgiven `rate_limited` answers pass `MIN_REFUSED_IN_A_ROW`) closes with 4004.
 """
@@ -41,6 +45,7 @@ from kefu.protocol import RemoteProtocolError, decode_agent_frame, decode_custom
 from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus
 from kefu.protocol.common import MAX_CLIENT_ID_CHARS, MAX_TEXT_CHARS, Ping
 from kefu.protocol.customer import StartConversation
+from kefu.protocol.errors import CLOSE_INVALID_PAYLOAD, CLOSE_MESSAGE_TOO_BIG, MALFORMED_JSON, OVERSIZED
 from kefu.protocol.server import (
     ConversationList,
     ConversationSummary,
@@ -158,6 +163,15 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         self.reading.cancel()
+
+    def refused(self, code: int, reason: str) -> None:
+        """The websocket layer refused what the client sent (rule 4): answer as the protocol's
+        decoder does, then close. Called from hypercorn's reader; never waits."""
+        if code == CLOSE_INVALID_PAYLOAD:
+            self.send(_error(MALFORMED_JSON, "frame is not valid UTF-8"))
+        elif code == CLOSE_MESSAGE_TOO_BIG:
+            self.send(_error(OVERSIZED, reason))
+        self.close(code, reason)
 
     def mark_gone(self) -> None:
         """The peer went away: nothing more is sent."""
@@ -384,6 +398,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         # through `connection.reading`.
         async with trio.open_nursery() as nursery:
             connection.attach(nursery, websocket.send_many)
+            websocket.report_refusals(connection.refused)
             open_connections.add(connection)
             try:
                 if node.closing.is_set():

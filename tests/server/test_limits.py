@@ -130,15 +130,18 @@ async def test_an_oversized_frame_closes_with_1009_and_a_neighbour_keeps_talking
         big, big_conversation = await _assigned(stack, nursery, center, agent)
         wide, wide_conversation = await _assigned(stack, nursery, center, agent)
         calm, calm_conversation = await _assigned(stack, nursery, center, agent)
-        # more characters than the limit: hypercorn refuses it while it arrives
+        # more characters than the limit: refused while it arrives, before it is all read
         await big.send_raw(orjson.dumps({"type": "message.send", "text": "x" * 5000}).decode())
         # fewer characters but more bytes (4-byte characters): the protocol decoder refuses it
         frame = SendMessage(wide.client_id(), wide_conversation, "text", text="😀" * 1100)
         await wide.send(frame)
         assert await big.wait_closed() == 1009
         assert await wide.wait_closed() == 1009
-        (error,) = wide.of("error")
-        assert error.code == "oversized"
+        # both answered with `oversized` before the close, as docs/protocol.md promises
+        for refused in (big, wide):
+            (error,) = refused.of("error")
+            assert error.code == "oversized"
+            assert "larger than 4096 bytes" in error.message
         await _talk(calm, agent, calm_conversation, rounds=5)
         # nothing of the refused frames was stored
         assert await _stored_messages(center, big_conversation) == 0
