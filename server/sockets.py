@@ -19,7 +19,7 @@ Rules
 4. What the websocket layer refuses before the protocol sees it is answered the same way:
    a text message that is not UTF-8 gets `malformed_json` and 1007, one of more than
    `max_frame_bytes` characters `oversized` and 1009; a framing error closes with 1002.
-   Whenever it arrives, `welcome` goes first (it is buffered before the socket is read).
+   Whenever it arrives, `welcome` goes first (it is buffered before the socket opens).
 5. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
    `MAX_INVALID_FRAMES` refused frames close with 4003; a client that keeps sending over
    its rate (its unforgiven `rate_limited` answers pass `MIN_REFUSED_IN_A_ROW`) closes with 4004.
@@ -398,7 +398,6 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         # through `connection.reading`.
         async with trio.open_nursery() as nursery:
             connection.attach(nursery, websocket.send_many)
-            websocket.report_refusals(connection.refused)
             open_connections.add(connection)
             try:
                 if node.closing.is_set():
@@ -470,7 +469,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         if visitor is None:
             await refuse("a valid visitor token is required")
             return
-        await websocket.accept()
+        # What the socket says first is buffered before it opens, and refusals are watched from
+        # then: a client that sends at once is answered after `welcome` (rule 4).
         connection = Connection("customer", visitor.customer_id, visitor.account_id, config.send_buffer_frames)
         connection.send(welcome("customer", visitor.customer_id, visitor.display_name))
         connection.send(
@@ -492,6 +492,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                 )
             )
         )
+        websocket.report_refusals(connection.refused)
+        await websocket.accept()
 
         async def on_frame(frame: Any) -> None:
             if isinstance(frame, StartConversation):
@@ -559,11 +561,12 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             await websocket.accept()
             await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
             return
-        await websocket.accept()
         connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
         connection.user_role = user.role
         connection.sees_contact_details = sees_contact_details
         connection.send(welcome("agent", user.user_id, user.display_name))
+        websocket.report_refusals(connection.refused)  # as for customers: `welcome` goes first
+        await websocket.accept()
         await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
         watching = user.role in ("supervisor", "admin")
         if watching:

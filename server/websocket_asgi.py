@@ -34,8 +34,9 @@ Rules
    ``websocket_max_message_size`` characters (1009), a framing error (1002). Hypercorn would
    drop the TCP connection without a close frame for the first and the last (and race the
    handler's writes while it does), and close 1009 at once for the second. The handler
-   registers with ``report_refusals(callback)``; ``callback(code, reason)`` is called at
-   once (from hypercorn's reader: it must not wait) and must close the socket. A handler that
+   registers with ``report_refusals(callback)``, before ``accept()`` to hear of a message
+   sent at once; ``callback(code, reason)`` is called at once (from hypercorn's reader: it
+   must not wait) and must close the socket. A handler that
    registers nothing is cancelled, as if the peer had gone, and the socket is closed with the
    code. After a refusal nothing more the peer sends is read.
 6. A write that finds hypercorn closing the TCP connection (it sends its end of stream
