@@ -20,9 +20,10 @@ Rules
    a text message that is not UTF-8 gets `malformed_json` and 1007, one of more than
    `max_frame_bytes` characters `oversized` and 1009; a framing error closes with 1002.
    Whenever it arrives, `welcome` goes first (it is buffered before the socket opens).
-5. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
-   `MAX_INVALID_FRAMES` refused frames close with 4003; a client that keeps sending over
-   its rate (its unforgiven `rate_limited` answers pass `MIN_REFUSED_IN_A_ROW`) closes with 4004.
+5. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; the `MAX_INVALID_FRAMES`th
+   frame refused by the protocol (with no close code of its own) is answered, then closes
+   4003; a client that keeps sending over its rate (its unforgiven `rate_limited` answers pass
+   `MIN_REFUSED_IN_A_ROW`) closes with 4004.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ CLOSE_IDLE = 4002
 CLOSE_TOO_MANY_INVALID = 4003
 CLOSE_FLOODING = 4004
 MAX_INVALID_FRAMES = 50
+"""A connection's 50th frame refused by the protocol gets its `error`, then close 4003."""
 WRITE_BATCH_BYTES = 64 * 1024
 """The writer takes buffered frames up to about this many bytes into one write."""
 MIN_REFUSED_IN_A_ROW = 100
@@ -384,7 +386,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                         connection.close(error.close_code, error.code)
                         return
                     invalid += 1
-                    if invalid > MAX_INVALID_FRAMES:
+                    if invalid >= MAX_INVALID_FRAMES:
                         connection.close(CLOSE_TOO_MANY_INVALID, "too many invalid frames")
                         return
                     continue
