@@ -58,6 +58,9 @@ async def test_the_event_of_a_frame_comes_before_its_ack_on_a_joined_connection(
         await agent.send(AcceptOffer(offer.offer_id))
         await customer.wait_for("event", kind="assigned")
         await agent.wait_for("resumed", conversation_id=conversation)
+        # offer.accept is answered with the conversation replayed, ending with `assigned`
+        assert [event.kind for event in agent.events(conversation)] == ["queued", "assigned"]
+        assert _position(agent, "event", kind="assigned") < _position(agent, "resumed")
 
         said = customer.client_id()
         await customer.send(SendMessage(said, conversation, "text", text="hello"))
