@@ -167,7 +167,12 @@ class WebsocketConnection:
                 return status_code, headers, connection
 
             handshake.accept = accept_and_watch  # type: ignore[method-assign]
-        await self._send({"type": "websocket.accept"})
+            try:
+                await self._send({"type": "websocket.accept"})
+            finally:
+                del handshake.accept  # the socket keeps its handshake: not the wrapper too
+        else:
+            await self._send({"type": "websocket.accept"})
         self.accepted = True
 
     def _watch(self, connection: WsprotoConnection, max_characters: int) -> None:
