@@ -45,6 +45,7 @@ from kefu.actors.center import ContactCenter
 from kefu.actors.ports import AgentHandle, AgentProfile, Outbox
 from kefu.actors.runtime import Actor
 from kefu.protocol import encode_frame
+from kefu.protocol.masking import mask_text
 from kefu.protocol.server import AgentStatus, ConversationList, ConversationSummary
 
 log = logging.getLogger("kefu.agent")
@@ -255,7 +256,7 @@ class Agent(Actor[Any]):
                     channel=row.channel,
                     queue_id=str(row.queue_id) if row.queue_id else None,
                     agent_id=str(self.agent_id),
-                    topic=row.topic,
+                    topic=row.topic if row.topic is None or connection.sees_contact_details else mask_text(row.topic),
                     display_name=row.customer_name,
                 )
             )

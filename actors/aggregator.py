@@ -11,7 +11,8 @@ one `LiveStats` frame per account that has a queue or an agent and that `wants` 
 watched (a supervisor is connected), and hands it to `publish`. A `Snapshot` ask answers
 the same frame on demand (the REST endpoint).
 
-Figures per queue, counted since midnight UTC (the `wall_clock` date) unless "now":
+Figures per queue, counted since midnight UTC (the `wall_clock` date; one day for every
+account, whatever its business-hours time zone) unless "now":
 
 - ``waiting`` (now): conversations queued and neither answered, abandoned nor moved away.
 - ``longest_wait_seconds`` (now): the oldest waiting conversation's wait, whole seconds,
@@ -50,11 +51,22 @@ Rules
    goes on, and other accounts still get their snapshot.
 6. Senders should `tell_nowait`: routing never waits for statistics. An event refused by
    a full mailbox is lost (counted in the mailbox's ``messages_refused``).
-7. State lives in the incarnation: after a crash the restarted aggregator starts from
-   nothing (the day's counters and waiting lines rebuild as events arrive).
+7. A restart keeps the day. With a `store` (the node's is PostgreSQL), the aggregator
+   loads at start today's counters (queues' and agents') and the conversations still
+   waiting with their wait starts (from the event log), before it folds anything; a
+   start whose load fails retries at every tick and adds what it loads to what it counted
+   meanwhile. Changed counters are saved (absolute values, idempotent) once per tick, one
+   save at a time, at a day's roll-over (the day that ends), and when the aggregator stops
+   or crashes. A kill -9 loses at most one tick's counts; waiting lines lose nothing.
+   Without a store, a restart starts from nothing.
+8. Agent figures list the users who take conversations: the agent role, and a supervisor
+   or admin only while not offline or holding conversations (a supervisor watching the
+   dashboard is not an offline agent).
 
-Times: ``at`` of every event is a `time.monotonic()`-style reading supplied by the
-sender, in the same clock as the `clock` argument; the frame's ``at`` is the wall clock.
+Times: ``at`` of every event is a `trio.current_time()` reading supplied by the sender,
+in the same clock as the `clock` argument (by default `trio.current_time`: trio's clock
+has an offset of its own, so mixing it with `time.monotonic` gave a longest wait of 0);
+the frame's ``at`` is the wall clock.
 """
 
 from __future__ import annotations
@@ -62,12 +74,11 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import trio
@@ -86,6 +97,62 @@ DEFAULT_INTERVAL = 1.0
 
 DEFAULT_SERVICE_LEVEL_SECONDS = 20.0
 """The service-level threshold: an answer within this many seconds of waiting is in time."""
+
+STORE_TIMEOUT_SECONDS = 10.0
+"""Longest a load or save of the day's figures may take; past it, it is tried again later."""
+
+
+# -- what a restart keeps (rule 7) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDay:
+    """One queue's counters for one day."""
+
+    account_id: UUID
+    queue_id: UUID
+    offered: int
+    answered: int
+    abandoned: int
+    answered_in_time: int
+    abandoned_late: int
+    answer_wait_total: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDay:
+    """Conversations one agent finished in one day."""
+
+    account_id: UUID
+    agent_id: UUID
+    handled: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingConversation:
+    """A conversation waiting in a queue, since `waiting_since` (wall clock)."""
+
+    account_id: UUID
+    conversation_id: UUID
+    queue_id: UUID
+    waiting_since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DayState:
+    """What the store knows of a day: the saved counters, who waits now, and queue names."""
+
+    queues: tuple[QueueDay, ...] = ()
+    agents: tuple[AgentDay, ...] = ()
+    waiting: tuple[WaitingConversation, ...] = ()
+    queue_names: tuple[tuple[UUID, UUID, str], ...] = ()
+    """(account, queue, name) of the queues above."""
+
+
+class DayStore(Protocol):
+    async def load_day(self, day: date) -> DayState: ...
+
+    async def save_day(self, day: date, queues: Sequence[QueueDay], agents: Sequence[AgentDay]) -> None: ...
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -186,6 +253,8 @@ class AgentChanged:
     load: int
     capacity: int
     at: float
+    role: str = "agent"
+    """``agent``, ``supervisor`` or ``admin`` (rule 8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +325,12 @@ class AggregatorStatistics:
     """`publish` calls that returned."""
     publish_failures: int
     """Snapshots not delivered because `publish`, `wants` or building them raised."""
+    day_loaded: bool
+    """The day's stored figures were loaded (always True without a store)."""
+    saves: int
+    """Saves of changed counters that succeeded."""
+    save_failures: int
+    """Loads and saves that failed (they are tried again at the next tick)."""
 
 
 # -- state -----------------------------------------------------------------------------------
@@ -355,6 +430,26 @@ class _Queue:
         self.abandoned_late = 0
         self.answer_wait_total = 0.0
 
+    def add_day(self, day: QueueDay) -> None:
+        self.offered += day.offered
+        self.answered += day.answered
+        self.abandoned += day.abandoned
+        self.answered_in_time += day.answered_in_time
+        self.abandoned_late += day.abandoned_late
+        self.answer_wait_total += day.answer_wait_total
+
+    def day(self, account_id: UUID) -> QueueDay:
+        return QueueDay(
+            account_id,
+            self.queue_id,
+            self.offered,
+            self.answered,
+            self.abandoned,
+            self.answered_in_time,
+            self.abandoned_late,
+            self.answer_wait_total,
+        )
+
     def stats(self, now: float) -> QueueStats:
         oldest = self.line.oldest()
         denominator = self.answered + self.abandoned_late
@@ -426,8 +521,9 @@ class Aggregator(Actor[AggregatorMessage]):
         wants: Callable[[UUID], bool],
         interval: float = DEFAULT_INTERVAL,
         service_level_seconds: float = DEFAULT_SERVICE_LEVEL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = trio.current_time,
         wall_clock: Callable[[], datetime] = _utc_now,
+        store: DayStore | None = None,
     ) -> None:
         super().__init__(mailbox)
         if interval <= 0 or service_level_seconds < 0:
@@ -445,6 +541,15 @@ class Aggregator(Actor[AggregatorMessage]):
         self.events_ignored = 0
         self.snapshots_published = 0
         self.publish_failures = 0
+        self.store = store
+        self._day_loaded = store is None
+        self._dirty_queues: set[tuple[UUID, UUID]] = set()
+        self._dirty_agents: set[tuple[UUID, UUID]] = set()
+        self._unsaved: list[tuple[date, list[QueueDay], list[AgentDay]]] = []
+        """Counters of days that ended before they were saved."""
+        self._saving = False
+        self.saves = 0
+        self.save_failures = 0
         self._fold: dict[type[Any], Callable[[Any], None]] = {
             QueueDescribed: self._queue_described,
             QueueRemoved: self._queue_removed,
@@ -465,20 +570,26 @@ class Aggregator(Actor[AggregatorMessage]):
     async def run(self, stop_requested: trio.Event, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.started()
         crash: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._publish_every_interval)
-            task_status.started(self.ref)
-            try:
-                await self.message_loop(stop_requested)
-            except Exception as error:
-                crash = error
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                task_status.started(self.ref)
+                # The day's stored figures first (rule 7): events wait in the mailbox meanwhile.
+                await self.load_day()
+                nursery.start_soon(self._publish_every_interval, nursery)
+                try:
+                    await self.message_loop(stop_requested)
+                except Exception as error:
+                    crash = error
+                nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.save_changes()  # on a stop, a crash or a cancellation: the day survives
         if crash is not None:
             # raised outside the nursery so the supervisor sees it bare, not in an ExceptionGroup
             raise crash
         await self.stopping()
 
-    async def _publish_every_interval(self) -> None:
+    async def _publish_every_interval(self, nursery: trio.Nursery) -> None:
         # Runs between messages (the message loop checkpoints before each), so it always
         # sees state with every event either wholly folded or not at all.
         deadline = trio.current_time()
@@ -486,9 +597,109 @@ class Aggregator(Actor[AggregatorMessage]):
             deadline += self.interval
             await trio.sleep_until(deadline)
             self.publish_snapshots()
+            if self.store is not None and not self._saving:
+                self._saving = True
+                nursery.start_soon(self._load_or_save)
             now = trio.current_time()
             if now >= deadline + self.interval:
                 deadline = now  # fell behind: skip the ticks that are already late
+
+    async def _load_or_save(self) -> None:
+        try:
+            if not self._day_loaded:
+                await self.load_day()
+            await self.save_changes()
+        finally:
+            self._saving = False
+
+    async def load_day(self) -> None:
+        """Add today's stored figures and waiting conversations to the state (rule 7)."""
+        if self.store is None or self._day_loaded:
+            return
+        day = self._day
+        try:
+            with trio.fail_after(STORE_TIMEOUT_SECONDS):
+                state = await self.store.load_day(day)
+        except Exception as error:
+            self.save_failures += 1
+            log.warning(
+                "aggregator could not load the day's figures: retrying at the next tick", extra={"error": repr(error)}
+            )
+            return
+        if day != self._day:
+            return  # the day ended while loading: nothing of it is wanted now
+        wall_now, now = self.wall_clock(), self.clock()
+        for queue_day in state.queues:
+            self._account(queue_day.account_id).queue(queue_day.queue_id).add_day(queue_day)
+            self._dirty_queues.add((queue_day.account_id, queue_day.queue_id))
+        for agent_day in state.agents:
+            handled = self._account(agent_day.account_id).handled
+            handled[agent_day.agent_id] = handled.get(agent_day.agent_id, 0) + agent_day.handled
+            self._dirty_agents.add((agent_day.account_id, agent_day.agent_id))
+        for account_id, queue_id, name in state.queue_names:
+            queue = self._account(account_id).queue(queue_id)
+            if queue.name == str(queue_id):
+                queue.name = _label(name, queue_id)
+        for waiting in state.waiting:
+            account = self._account(waiting.account_id)
+            if waiting.conversation_id not in account.waiting_in:
+                start = now - max(0.0, (wall_now - waiting.waiting_since).total_seconds())
+                account.join(waiting.conversation_id, waiting.queue_id, start)
+        self._day_loaded = True
+        if state.queues or state.agents or state.waiting:
+            log.info(
+                "aggregator loaded the day's figures",
+                extra={"queues": len(state.queues), "agents": len(state.agents), "waiting": len(state.waiting)},
+            )
+
+    def _changes(self) -> list[tuple[date, list[QueueDay], list[AgentDay]]]:
+        """Take the changed counters (and the unsaved days that ended) for one save."""
+        changes, self._unsaved = self._unsaved, []
+        queues = [
+            self._accounts[a].queues[q].day(a)
+            for a, q in self._dirty_queues
+            if a in self._accounts and q in self._accounts[a].queues
+        ]
+        agents = [
+            AgentDay(a, agent, self._accounts[a].handled[agent])
+            for a, agent in self._dirty_agents
+            if a in self._accounts and agent in self._accounts[a].handled
+        ]
+        self._dirty_queues, self._dirty_agents = set(), set()
+        if queues or agents:
+            changes.append((self._day, queues, agents))
+        return changes
+
+    async def save_changes(self) -> None:
+        """Save the counters changed since the last save; on failure they are saved next time."""
+        if self.store is None or not self._day_loaded:
+            return  # before the load, a save would overwrite the stored day with part of it
+        changes = self._changes()
+        for index, (day, queues, agents) in enumerate(changes):
+            try:
+                with trio.fail_after(STORE_TIMEOUT_SECONDS):
+                    await self.store.save_day(day, queues, agents)
+            except BaseException as error:
+                # Cancelled too (the aggregator stops): the final save takes these rows again.
+                self._retry(changes[index:])
+                if not isinstance(error, Exception):
+                    raise
+                self.save_failures += 1
+                log.warning(
+                    "aggregator could not save the day's figures: retrying at the next tick",
+                    extra={"error": repr(error)},
+                )
+                return
+            self.saves += 1
+
+    def _retry(self, changes: list[tuple[date, list[QueueDay], list[AgentDay]]]) -> None:
+        for day, queues, agents in changes:
+            if day == self._day:
+                # today's rows are rebuilt from the state at the next save (newer values)
+                self._dirty_queues.update((q.account_id, q.queue_id) for q in queues)
+                self._dirty_agents.update((a.account_id, a.agent_id) for a in agents)
+            else:
+                self._unsaved.append((day, queues, agents))
 
     def publish_snapshots(self) -> None:
         """Hand one snapshot to `publish` for each watched account with a queue or an agent."""
@@ -555,6 +766,9 @@ class Aggregator(Actor[AggregatorMessage]):
         today = self.wall_clock().astimezone(UTC).date()
         if today == self._day:
             return
+        if self._day_loaded:
+            ended = self._changes()  # the day that ends is saved with its last figures
+            self._unsaved = ended
         self._day = today
         for account_id, account in list(self._accounts.items()):
             for queue in account.queues.values():
@@ -600,6 +814,7 @@ class Aggregator(Actor[AggregatorMessage]):
 
     def _offered(self, message: ConversationOffered) -> None:
         self._account(message.account_id).queue(message.queue_id).offered += 1
+        self._dirty_queues.add((message.account_id, message.queue_id))
 
     def _answered(self, message: ConversationAnswered) -> None:
         account = self._account(message.account_id)
@@ -610,6 +825,7 @@ class Aggregator(Actor[AggregatorMessage]):
         queue.answer_wait_total += waited
         if waited <= self.service_level_seconds:
             queue.answered_in_time += 1
+        self._dirty_queues.add((message.account_id, message.queue_id))
 
     def _abandoned(self, message: ConversationAbandoned) -> None:
         account = self._account(message.account_id)
@@ -618,11 +834,13 @@ class Aggregator(Actor[AggregatorMessage]):
         queue.abandoned += 1
         if message.waited_seconds > self.service_level_seconds:
             queue.abandoned_late += 1
+        self._dirty_queues.add((message.account_id, message.queue_id))
 
     def _ended(self, message: ConversationEnded) -> None:
         account = self._account(message.account_id)
         account.stop_waiting(message.conversation_id)  # it cannot be waiting any more
         account.handled[message.agent_id] = account.handled.get(message.agent_id, 0) + 1
+        self._dirty_agents.add((message.account_id, message.agent_id))
 
     def _agent_changed(self, message: AgentChanged) -> None:
         if message.status not in AGENT_PRESENCES or message.load < 0 or message.capacity < 0:
@@ -633,6 +851,10 @@ class Aggregator(Actor[AggregatorMessage]):
             )
             return
         status: AgentPresence = message.status  # type: ignore[assignment]
+        if message.role != "agent" and status == "offline" and message.load == 0:
+            # rule 8: a supervisor or admin who takes no conversations is not an (offline) agent
+            self._agent_gone(AgentGone(message.account_id, message.agent_id))
+            return
         self._account(message.account_id).agents[message.agent_id] = AgentLoad(
             agent_id=str(message.agent_id),
             display_name=_label(message.display_name, message.agent_id),
@@ -678,4 +900,7 @@ class Aggregator(Actor[AggregatorMessage]):
             events_ignored=self.events_ignored,
             snapshots_published=self.snapshots_published,
             publish_failures=self.publish_failures,
+            day_loaded=self._day_loaded,
+            saves=self.saves,
+            save_failures=self.save_failures,
         )

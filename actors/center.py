@@ -119,6 +119,7 @@ class ContactCenter:
                 load,
                 profile.capacity,
                 trio.current_time(),
+                profile.role,
             )
         )
 

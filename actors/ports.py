@@ -28,6 +28,9 @@ class Outbox(Protocol):
     """``customer`` or ``agent``."""
     user_id: UUID
     """The customer or the agent behind the connection."""
+    sees_contact_details: bool
+    """Phone numbers and e-mail addresses in texts are shown as written (a customer; an agent
+    with `may_view_contact_details`, a supervisor, an admin); False: masked."""
 
     @property
     def closed(self) -> bool: ...

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 The session is the only writer of its conversation's event log. It owns the state
-machine (`kefu.protocol.conversation`), the next sequence number and the set of
-client ids already used, all rebuilt from the stored events when it starts, so a crashed
+machine (`kefu.protocol.conversation`), the next sequence number and the client ids
+each sender already used, all rebuilt from the stored events when it starts, so a crashed
 session comes back exactly where the last COMMIT left it. Every storable frame becomes
 one append to the store; only after the COMMIT does the session ack the sender and fan
 the event out to the connections subscribed to the conversation.
@@ -22,11 +22,19 @@ writer of assignments.
 Rules
 -----
 1. Ack after COMMIT, with the event's seq; seqs are gapless per conversation.
-2. A frame whose client_id was already stored in this conversation is answered with the
-   original ack before any other check, and stores nothing.
+2. A frame whose client_id its sender already stored in this conversation is answered with
+   the original ack before any other check, and stores nothing. Client ids are per sender
+   (role, id): a customer's `c-2` and an agent's `c-2` are two events. A `message.send` or
+   `note.add` that reuses a stored client id with another body (or for another kind of event)
+   is refused with `client_id_reused`; other frames under a used id get the original ack (the
+   first stored wins).
 3. A frame the sender may not send (not its conversation, wrong state) is refused with an
    error frame and changes nothing.
 4. Events that are internal (notes, wrap-up, transfer notes) never reach a customer.
+5. Personal data: the customer's display name is not stored in events (frames take it from the
+   customer record, stored encrypted); the `text` of events reaches agents without
+   `may_view_contact_details` with phone numbers and e-mail addresses masked (`mask_text`),
+   everyone else as written. Masking happens when a frame is built, never in storage.
 """
 
 from __future__ import annotations
@@ -74,6 +82,26 @@ REPLAY_WAIT_SECONDS = 0.05
 CLOSED_IDLE_SECONDS = 60.0
 """A closed conversation's session stays this long for late resumes, then stops."""
 
+SenderClientId = tuple[str, str | None, str]
+"""(sender_role, sender_id, client_id): a client id is unique per sender, not per conversation."""
+
+TEXT_KINDS = frozenset({"message", "note"})
+"""Events whose retries are compared with what was stored (`Rule 2`)."""
+
+
+def _fingerprint(kind: str, message_kind: Any, text: Any, attachment_id: Any) -> int:
+    """What a retry of a message or note must repeat. A hash: a collision (2**-64) would only
+    answer a changed frame with the original ack, as before this check existed."""
+    return hash((kind, message_kind, text, attachment_id))
+
+
+def _frame_fingerprint(frame: Any) -> int | None:
+    if isinstance(frame, SendMessage):
+        return _fingerprint("message", frame.kind, frame.text, frame.attachment_id)
+    if isinstance(frame, AddNote):
+        return _fingerprint("note", None, frame.text, None)
+    return None
+
 
 class Refused(Exception):
     def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
@@ -86,18 +114,34 @@ def error_bytes(code: str, message: str, *, ref: str | None = None, retryable: b
     return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
 
 
-def event_frame(conversation_id: UUID, event: StoredEvent, *, for_customer: bool) -> ConversationEvent:
+def event_frame(
+    conversation_id: UUID,
+    event: StoredEvent,
+    *,
+    for_customer: bool,
+    customer_name: str | None = None,
+    masked: bool = False,
+) -> ConversationEvent:
+    """The `event` frame of a stored event.
+
+    `customer_name`: the customer's display name (from its record) for the customer's events;
+    `masked`: phone numbers and e-mail addresses in `text` are masked (an agent without
+    `may_view_contact_details`).
+    """
     body = event.body
     sender_id = event.sender_id or "system"
     text = body.get("text")
     if for_customer and event.kind == "transferred":
         text = None  # the transfer note is for the receiving agent
+    if masked and text:
+        text = mask_text(text)
+    display_name = customer_name if event.sender_role == "customer" else body.get("sender_name")
     return ConversationEvent(
         conversation_id=str(conversation_id),
         seq=event.seq,
         kind=event.kind,
         at=utc_timestamp(event.created_at),
-        sender=Sender(role=event.sender_role, id=sender_id, display_name=body.get("sender_name")),  # type: ignore[arg-type]
+        sender=Sender(role=event.sender_role, id=sender_id, display_name=display_name),  # type: ignore[arg-type]
         client_id=event.client_id,
         message_kind=body.get("message_kind"),
         text=text,
@@ -122,7 +166,10 @@ class CustomerSession(Actor[Any]):
         self.row: ConversationRow | None = None
         self.state = ConversationState()
         self.last_seq = 0
-        self.client_ids: dict[str, int] = {}
+        self.client_ids: dict[SenderClientId, int] = {}
+        """The seq each (sender_role, sender_id, client_id) was stored as."""
+        self.fingerprints: dict[SenderClientId, int | None] = {}
+        """What each stored message or note said (`_fingerprint`; None: erased, not comparable)."""
         self.agent_id: UUID | None = None
         self.agent_name: str | None = None
         self.transfer_to: UUID | None = None
@@ -182,9 +229,16 @@ class CustomerSession(Actor[Any]):
     def _apply(self, event: StoredEvent) -> None:
         """Fold one stored event into the in-memory state (on start and after each append)."""
         self.last_seq = event.seq
-        if event.client_id is not None:
-            self.client_ids[event.client_id] = event.seq
         body = event.body
+        if event.client_id is not None:
+            key = (event.sender_role, event.sender_id, event.client_id)
+            self.client_ids[key] = event.seq
+            if event.kind in TEXT_KINDS:
+                self.fingerprints[key] = (
+                    None
+                    if body.get("erased")
+                    else _fingerprint(event.kind, body.get("message_kind"), body.get("text"), body.get("attachment_id"))
+                )
         kind = event.kind
         if kind == "queued":
             self.queue_id = _uuid(body.get("queue_id")) or self.queue_id
@@ -293,23 +347,33 @@ class CustomerSession(Actor[Any]):
                 self.uncertain = False
                 return
 
+    def _event_bytes(self, event: StoredEvent, connection: Outbox) -> bytes:
+        for_customer = connection.role == "customer"
+        customer_name = self.row.customer_name if self.row is not None else None
+        frame = event_frame(
+            self.conversation_id,
+            event,
+            for_customer=for_customer,
+            customer_name=customer_name,
+            masked=not (for_customer or connection.sees_contact_details),
+        )
+        return encode_frame(frame)
+
     def _fan_out(self, event: StoredEvent) -> None:
-        agent_data: bytes | None = None
-        customer_data: bytes | None = None
+        # Each frame is encoded once per kind of reader: the customer, agents who see contact
+        # details in full, agents who see them masked.
+        encoded: dict[tuple[bool, bool], bytes] = {}
         for connection in list(self.shared.subscribers):
             if connection.closed:
                 self.shared.subscribers.discard(connection)
                 continue
-            if connection.role == "customer":
-                if event.kind in AGENT_ONLY_KINDS:
-                    continue
-                if customer_data is None:
-                    customer_data = encode_frame(event_frame(self.conversation_id, event, for_customer=True))
-                data = customer_data
-            else:
-                if agent_data is None:
-                    agent_data = encode_frame(event_frame(self.conversation_id, event, for_customer=False))
-                data = agent_data
+            for_customer = connection.role == "customer"
+            if for_customer and event.kind in AGENT_ONLY_KINDS:
+                continue
+            reader = (for_customer, for_customer or connection.sees_contact_details)
+            data = encoded.get(reader)
+            if data is None:
+                data = encoded[reader] = self._event_bytes(event, connection)
             if not connection.send(data):
                 self.shared.subscribers.discard(connection)
 
@@ -318,6 +382,20 @@ class CustomerSession(Actor[Any]):
         for connection in list(self.shared.subscribers):
             if connection.role == role and not connection.send(data):
                 self.shared.subscribers.discard(connection)
+
+    def _ack_retry(self, connection: Outbox, key: SenderClientId, frame: Any, seq: int) -> None:
+        """Answer a frame whose client id its sender already stored: the original ack, unless it
+        is a message or note that says something else than what was stored under that id."""
+        wanted = _frame_fingerprint(frame)
+        if wanted is not None:
+            # not in `fingerprints`: the id was used for another kind of event (a close, a transfer)
+            same = key in self.fingerprints and self.fingerprints[key] in (None, wanted)
+            if not same:
+                raise Refused(
+                    "client_id_reused",
+                    f"client_id {key[2]!r} was used for another frame (seq {seq}); use a fresh client_id",
+                )
+        self._ack(connection, key[2], seq)
 
     def _ack(self, connection: Outbox, client_id: str, seq: int) -> None:
         connection.send(encode_frame(Ack(client_id=client_id, conversation_id=str(self.conversation_id), seq=seq)))
@@ -399,8 +477,10 @@ class CustomerSession(Actor[Any]):
 
     async def _begin(self, message: m.Begin) -> None:
         connection = message.connection
-        if message.client_id in self.client_ids:
-            self._ack(connection, message.client_id, self.client_ids[message.client_id])
+        # The start is stored as the system's `queued` event, under the customer's client id.
+        started = self.client_ids.get(("system", None, message.client_id))
+        if started is not None:
+            self._ack(connection, message.client_id, started)
             await self._replay(connection, 0, 1)
             return
         if self.last_seq > 0:
@@ -430,16 +510,16 @@ class CustomerSession(Actor[Any]):
             )
             raise Refused("forbidden", "this conversation belongs to another customer")
         client_id = getattr(frame, "client_id", None)
-        if client_id is not None and client_id in self.client_ids:
-            self._ack(connection, client_id, self.client_ids[client_id])
+        key = ("customer", str(row.customer_id), client_id)
+        stored = None if client_id is None else self.client_ids.get(key)
+        if stored is not None:
+            self._ack_retry(connection, key, frame, stored)
             return
         if not self.state.customer_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
         if isinstance(frame, SendMessage):
-            body = await self._message_body(frame, row.customer_id)
-            body["sender_name"] = row.customer_name
-            if body["sender_name"] is None:
-                del body["sender_name"]
+            # No sender_name: the customer's name stays in its (encrypted) record.
+            body = await self._message_body(frame, "customer", row.customer_id)
             event = await self._append(
                 "message", body, sender_role="customer", sender_id=str(row.customer_id), client_id=frame.client_id
             )
@@ -484,7 +564,7 @@ class CustomerSession(Actor[Any]):
         if self.state.is_closed:
             self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
-    async def _message_body(self, frame: SendMessage, sender_id: UUID) -> dict[str, Any]:
+    async def _message_body(self, frame: SendMessage, sender_role: str, sender_id: UUID) -> dict[str, Any]:
         body: dict[str, Any] = {"message_kind": frame.kind}
         if frame.text is not None:
             body["text"] = frame.text
@@ -492,6 +572,14 @@ class CustomerSession(Actor[Any]):
             # Only the sender's own uploads: an id never lets one customer see another's file.
             kind = await self.center.storage.attachment_kind(self.account_id, frame.attachment_id, sender_id)
             if kind is None:
+                await self.center.audit_denial(
+                    self.account_id,
+                    sender_role,
+                    sender_id,
+                    "message.send",
+                    frame.attachment_id,
+                    target_type="attachment",
+                )
                 raise Refused("not_found", "no such attachment")
             if kind != frame.kind:
                 raise Refused("invalid_field", f"attachment {frame.attachment_id} is a {kind}, not a {frame.kind}")
@@ -519,22 +607,24 @@ class CustomerSession(Actor[Any]):
             return
         if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.assignees:
             return  # reading a conversation one no longer holds tells the customer nothing
+        key = ("agent", str(message.agent_id), client_id)
+        stored = None if client_id is None else self.client_ids.get(key)
         if not is_holder:
-            if client_id is not None and client_id in self.client_ids and message.agent_id in self.assignees:
-                self._ack(connection, client_id, self.client_ids[client_id])
+            if stored is not None and message.agent_id in self.assignees:
+                self._ack_retry(connection, key, frame, stored)
                 return
             await self.center.audit_denial(
                 self.account_id, message.role, message.agent_id, frame.TYPE, self.conversation_id
             )
             raise Refused("forbidden", "this conversation is not yours")
-        if client_id is not None and client_id in self.client_ids:
-            self._ack(connection, client_id, self.client_ids[client_id])
+        if stored is not None:
+            self._ack_retry(connection, key, frame, stored)
             return
         if not self.state.agent_may_send(frame.TYPE):
             raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
         sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
         if isinstance(frame, SendMessage):
-            body = await self._message_body(frame, message.agent_id)
+            body = await self._message_body(frame, message.role, message.agent_id)
             body["sender_name"] = message.agent_name
             event = await self._append("message", body, client_id=frame.client_id, **sender)
             self._ack(connection, frame.client_id, event.seq)
@@ -809,8 +899,7 @@ class CustomerSession(Actor[Any]):
             for event in events:
                 if for_customer and event.kind in AGENT_ONLY_KINDS:
                     continue
-                frame = event_frame(self.conversation_id, event, for_customer=for_customer)
-                if not connection.send(encode_frame(frame)):
+                if not connection.send(self._event_bytes(event, connection)):
                     return
             if events and events[-1].seq < self.last_seq:
                 delay = 0.0 if len(events) == self.center.settings.resume_page_size else REPLAY_WAIT_SECONDS

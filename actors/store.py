@@ -18,8 +18,9 @@ Rules
    `StoreUnavailable` (retryable: the database could not be reached, nothing committed).
 3. One bad append does not fail its batch: the `EventLog` isolates it and commits the
    others.
-4. A retried append (same conversation and client_id) is answered with the original
-   `Appended` marked `duplicate=True` and is not stored twice.
+4. A retried append (same conversation, same sender and client_id) is answered with the
+   original `Appended` marked `duplicate=True` and is not stored twice. A client id is
+   unique per sender (sender_role, sender_id): another sender's equal id is another event.
 5. On a graceful stop the store commits what is already in its mailbox before it exits.
 
 The event log's SQL lives in `kefu.server.event_log`; this module knows only the
@@ -65,7 +66,7 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class Appended:
-    """The event is durable. `duplicate`: it was stored earlier under the same client_id."""
+    """The event is durable. `duplicate`: the same sender stored it earlier under the same client_id."""
 
     conversation_id: UUID
     seq: int

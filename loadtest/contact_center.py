@@ -25,6 +25,7 @@ Only loopback addresses are load-tested unless a host is named with `--allow-hos
 from __future__ import annotations
 
 import argparse
+import http.client
 import ipaddress
 import itertools
 import json
@@ -34,9 +35,7 @@ import socket
 import statistics
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -239,31 +238,68 @@ def _check(conversations: list[Conversation]) -> dict[str, int]:
 
 
 class Rest:
-    """The few REST calls the setup needs, with urllib in worker threads (no extra dependency)."""
+    """The few REST calls the setup needs, with http.client in worker threads (no extra dependency).
+
+    A 429 or 503 with `Retry-After` (kefu's rate limits and its bounded sign-in hashing) is
+    waited out and retried, at most `RETRIES` times.
+    """
+
+    RETRIES = 5
 
     def __init__(self, base: str, limit: int = 8) -> None:
         self.base = base.rstrip("/")
+        self.parsed = urllib.parse.urlsplit(self.base)
         self.limiter = trio.CapacityLimiter(limit)
 
-    def _post(self, path: str, body: dict[str, Any], token: str | None) -> tuple[int, dict[str, Any]]:
+    def _post(
+        self, path: str, body: dict[str, Any], token: str | None, source: str | None
+    ) -> tuple[int, dict[str, Any], float | None]:
         headers = {"Content-Type": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(
-            self.base + path, data=json.dumps(body).encode(), headers=headers, method="POST"
+        kind = http.client.HTTPSConnection if self.parsed.scheme == "https" else http.client.HTTPConnection
+        connection = kind(
+            self.parsed.hostname or "", self.parsed.port, timeout=30, source_address=(source, 0) if source else None
         )
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as e:
-            with e:
-                return e.code, {"error": e.read().decode(errors="replace")}
+            connection.request("POST", self.parsed.path + path, body=json.dumps(body).encode(), headers=headers)
+            response = connection.getresponse()
+            raw = response.read()
+            retry_after = response.getheader("Retry-After")
+        finally:
+            connection.close()
+        wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+        if response.status >= 400:
+            return response.status, {"error": raw.decode(errors="replace")}, wait
+        return response.status, json.loads(raw or b"{}"), wait
 
-    async def post(self, path: str, body: dict[str, Any], token: str | None = None, expect: int = 200) -> Any:
-        status, data = await trio.to_thread.run_sync(self._post, path, body, token, limiter=self.limiter)
+    async def post(
+        self, path: str, body: dict[str, Any], token: str | None = None, expect: int = 200, source: str | None = None
+    ) -> Any:
+        """POST `body`; `source`: the local address to send from (a loopback address of its own)."""
+        for _ in range(self.RETRIES):
+            status, data, wait = await trio.to_thread.run_sync(
+                self._post, path, body, token, source, limiter=self.limiter
+            )
+            if status in (429, 503) and wait is not None:
+                await trio.sleep(wait)  # the server said when to come back
+                continue
+            break
         if status != expect:
             raise RuntimeError(f"POST {path}: {status} {data}")
         return data
+
+    def customer_address(self, i: int) -> str | None:
+        """Customer `i`'s own source address when kefu is on IPv4 loopback (127.0.x.y, which this
+        machine reaches without any set-up): customers come from addresses of their own, so kefu's
+        per-address limits on new visitors treat them as it treats real ones."""
+        try:
+            target = ipaddress.ip_address(self.parsed.hostname or "")
+        except ValueError:
+            target = None
+        if self.parsed.hostname == "localhost" or (target is not None and target.version == 4 and target.is_loopback):
+            return f"127.0.{1 + i // 250 % 250}.{2 + i % 250}"
+        return None
 
 
 # -- websocket plumbing -----------------------------------------------------------------
@@ -621,6 +657,7 @@ class LoadTest:
                 "/api/v1/webchat/visitors",
                 {"account": config.account, "display_name": f"Load customer {i}"},
                 expect=201,
+                source=rest.customer_address(i),
             )
             tokens[i] = data["token"]
 

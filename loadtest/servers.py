@@ -32,6 +32,11 @@ BENCH_SETTINGS = {
     # faster than one person types: the per-address and per-socket limits are raised for the run.
     "KEFU_MAX_CONNECTIONS_PER_ADDRESS": "1000000",
     "KEFU_MAX_FRAMES_PER_SECOND": "1000000",
+    # Every simulated customer and agent comes from the same address: the per-address limits of
+    # the unauthenticated endpoints (sign-in, new visitors, uploads) are raised too.
+    "KEFU_SIGN_INS_PER_ADDRESS_PER_MINUTE": "1000000",
+    "KEFU_VISITORS_PER_ADDRESS_PER_MINUTE": "1000000",
+    "KEFU_UPLOADS_PER_ADDRESS_PER_MINUTE": "1000000",
     # Idle sockets stay silent for the whole run instead of pinging every 30 s.
     "KEFU_HEARTBEAT_SECONDS": "3600",
     "KEFU_LOG_LEVEL": "WARNING",

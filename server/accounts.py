@@ -18,7 +18,16 @@ DEFAULT_QUEUE_NAME = "Default"
 """The queue a new account starts with: least load, every agent of the account (editable)."""
 MIN_PASSWORD_LENGTH = 10
 
-_hasher = PasswordHasher()
+ARGON2_TIME_COST = 2
+ARGON2_MEMORY_KIB = 19 * 1024
+ARGON2_PARALLELISM = 1
+"""argon2id parameters: OWASP's first choice (m=19 MiB, t=2, p=1). One hash holds 19 MiB for
+about 25 ms on one core, so the few hashes run at once (`password_hashes_at_once`) fit in a
+small node's memory; argon2-cffi's default (RFC 9106's low-memory option, 64 MiB and 4 lanes)
+made 40 parallel sign-ins take 2.5 GB. See docs/security.md, "Sign-in". Hashes made with other
+parameters still verify, and are rewritten with these at the user's next successful sign-in."""
+
+_hasher = PasswordHasher(time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM)
 
 
 class AccountError(ValueError):
@@ -42,6 +51,18 @@ def verify_password(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def verify_and_rehash(password_hash: str, password: str) -> tuple[bool, str | None]:
+    """Whether `password` matches, and when it does and the hash was made with other parameters
+    than today's, a new hash to store (in the same call, so it runs in the same hashing slot)."""
+    if not verify_password(password_hash, password):
+        return False, None
+    try:
+        stale = _hasher.check_needs_rehash(password_hash)
+    except InvalidHashError:
+        stale = True
+    return True, (_hasher.hash(password) if stale else None)
 
 
 def generate_password() -> str:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import audit, auth, business_hours, contact_center, directory, metrics, sockets
+from kefu.server import audit, auth, business_hours, contact_center, directory, metrics, privacy, sockets
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -30,6 +30,18 @@ MAX_CREDENTIAL_CHARS = 1024
 
 def error_response(code: str, message: str, status: int) -> tuple[Response, int]:
     return jsonify({"error": {"code": code, "message": message}}), status
+
+
+def too_many(code: str, message: str, retry_after: int, status: int = 429) -> tuple[Response, int]:
+    """429 (or 503) with `Retry-After` in whole seconds."""
+    response, status = error_response(code, message, status)
+    response.headers["Retry-After"] = str(retry_after)
+    return response, status
+
+
+def client_address() -> str:
+    """The address of the request's peer (what the per-address limits count)."""
+    return request.remote_addr or "unknown"
 
 
 def bearer_token() -> str | None:
@@ -62,6 +74,8 @@ def create_app(node: Node) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["BODY_TIMEOUT"] = node.config.body_timeout_seconds  # a slower body gets 408
     registry = metrics.metrics_registry(node)
+    gate = auth.Gate(node.config)
+    app.extensions["kefu.gate"] = gate
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -92,12 +106,16 @@ def create_app(node: Node) -> QuartTrio:
         try:
             token, user = await auth.sign_in(
                 node.database,
+                gate,
                 body["account"],
                 body["email"],
                 body["password"],
                 timedelta(hours=node.config.session_ttl_hours),
+                address=client_address(),
                 user_agent=request.headers.get("User-Agent"),
             )
+        except auth.SignInRefused as refused:
+            return too_many(refused.code, str(refused), refused.retry_after, 503 if refused.code == "busy" else 429)
         except auth.InvalidCredentials:
             return error_response("invalid_credentials", "invalid account, e-mail or password", 401)
         return jsonify({"token": token, "expires_at": user.expires_at.isoformat(), "user": user_json(user)}), 200
@@ -225,12 +243,30 @@ def create_app(node: Node) -> QuartTrio:
         )
         return jsonify(created), 201
 
+    async def agent_not_found(user: auth.SignedInUser, attempted: str, agent_id: Any) -> None:
+        """An agent id that is not in the caller's account (another account's, or none): audited, then 404."""
+        await audit.record_denial(
+            node.database,
+            user.account_id,
+            user.role,
+            user.user_id,
+            attempted,
+            "agent",
+            agent_id,
+            {"status": 404, "method": request.method, "path": request.path},
+        )
+
     @app.get("/api/v1/agents/<agent_id>")
     async def get_agent(agent_id: str) -> tuple[Response, int]:
         user = await staff(write=False)
         if not isinstance(user, auth.SignedInUser):
             return user
-        agent = await directory.get_agent(node.database, user.account_id, directory.parse_id(agent_id, "agent"))
+        target = directory.parse_id(agent_id, "agent")
+        try:
+            agent = await directory.get_agent(node.database, user.account_id, target)
+        except directory.NotFound:
+            await agent_not_found(user, "agent.read", target)
+            raise
         return jsonify(agent), 200
 
     @app.patch("/api/v1/agents/<agent_id>")
@@ -245,24 +281,49 @@ def create_app(node: Node) -> QuartTrio:
             recorded.update(detail.get("changes", {}))
             await write_audit(conn, action, target_id, detail)
 
-        agent = await directory.update_agent(
-            node.database,
-            user.account_id,
-            directory.parse_id(agent_id, "agent"),
-            await json_body(),
-            acting_user_id=user.user_id,
-            audit=audit_and_keep,
-        )
         changed = directory.parse_id(agent_id, "agent")
+        try:
+            agent = await directory.update_agent(
+                node.database,
+                user.account_id,
+                changed,
+                await json_body(),
+                acting_user_id=user.user_id,
+                audit=audit_and_keep,
+            )
+        except directory.NotFound as missing:
+            if str(missing) == "no such agent":  # not a department or skill named in the body
+                await agent_not_found(user, "agent.update", changed)
+            raise
         if agent.get("disabled") or "role" in recorded:
             # Their sessions were revoked (a socket carries the role of its handshake): close the sockets.
             node.signed_out(changed, None)
         else:
             # Departments are read live by every check; routing reloads the profile.
             node.agent_changed(changed)
+            if (handle := node.center.agent(changed)) is not None:
+                # Open sockets mask texts by the permission: they follow a change at once.
+                sees = privacy.may_view_contact_details(agent["role"], agent["may_view_contact_details"])
+                for connection in list(handle.connections):
+                    connection.sees_contact_details = sees
         return jsonify(agent), 200
 
+    @app.post("/api/v1/agents/<agent_id>/unlock")
+    async def unlock_agent(agent_id: str) -> tuple[Response, int]:
+        """Lift a user's sign-in lockout (docs/security.md, "Sign-in"); admins only, audited."""
+        user = await staff(write=True)
+        if not isinstance(user, auth.SignedInUser):
+            return user
+        target = directory.parse_id(agent_id, "agent")
+        was_locked = await auth.unlock_user(
+            node.database, user.account_id, target, actor_role=user.role, actor_id=user.user_id
+        )
+        if was_locked is None:
+            raise directory.NotFound("no such agent")
+        return jsonify({"id": str(target), "was_locked": was_locked}), 200
+
     business_hours.register(app, node, current_user, error_response, _unauthenticated)
+    audit.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
         app,
         node,
@@ -270,6 +331,9 @@ def create_app(node: Node) -> QuartTrio:
         bearer_token=bearer_token,
         error_response=error_response,
         unauthenticated=_unauthenticated,
+        too_many=too_many,
+        client_address=client_address,
+        gate=gate,
     )
 
     @app.errorhandler(directory.InvalidInput)

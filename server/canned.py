@@ -1,7 +1,9 @@
 """Canned responses: reusable replies agents insert by a shortcut.
 
 An account-wide response (no owner) is shared by every user of the account and only admins
-change it; a personal one belongs to one user, and to everybody else it does not exist.
+change it; a personal one belongs to one user, and to everybody else it does not exist: a change
+of someone else's is answered 404, as for an unknown id, and written to the audit log as
+`denied:canned_response.update` / `denied:canned_response.delete`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
+from kefu.server import audit as audit_log
 from kefu.server.auth import SignedInUser
 from kefu.server.database import Database
 from kefu.server.directory import Conflict, InvalidInput, NotFound
@@ -138,6 +141,21 @@ async def _visible(conn: asyncpg.Connection, user: SignedInUser, canned_id: UUID
     return row
 
 
+async def _audit_not_found(database: Database, user: SignedInUser, attempted: str, canned_id: UUID) -> None:
+    """A change of a response the caller may not see (someone else's personal one, another
+    account's, or none): the 404 is audited outside the change's rolled-back transaction."""
+    await audit_log.record_denial(
+        database,
+        user.account_id,
+        user.role,
+        user.user_id,
+        attempted,
+        "canned_response",
+        canned_id,
+        {"status": 404},
+    )
+
+
 async def update_canned(
     database: Database, user: SignedInUser, canned_id: UUID, body: Any, *, audit: Any = None
 ) -> dict[str, Any]:
@@ -168,7 +186,11 @@ async def update_canned(
                 await audit(conn, canned, sorted(body))
             return canned
 
-    return await database.run(work)
+    try:
+        return await database.run(work)
+    except NotFound:
+        await _audit_not_found(database, user, "canned_response.update", canned_id)
+        raise
 
 
 async def delete_canned(database: Database, user: SignedInUser, canned_id: UUID, *, audit: Any = None) -> None:
@@ -181,4 +203,8 @@ async def delete_canned(database: Database, user: SignedInUser, canned_id: UUID,
             if audit is not None and row["owner_user_id"] is None:
                 await audit(conn, canned_json(row))
 
-    await database.run(work)
+    try:
+        await database.run(work)
+    except NotFound:
+        await _audit_not_found(database, user, "canned_response.delete", canned_id)
+        raise

@@ -1,4 +1,4 @@
-"""The `kefu` command: serve, migrate, account create, customer erase, backup, restore, chat."""
+"""The `kefu` command: serve, migrate, account create, customer erase, backup, restore, psql, chat."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import errno
 import getpass
 import logging
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -54,11 +55,28 @@ def _parser() -> argparse.ArgumentParser:
         help="read the admin password from standard input (otherwise asked, or generated when there is no terminal)",
     )
     create.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
-    dump = commands.add_parser("backup", help="write a backup of the database (pg_dump, custom format)")
-    dump.add_argument("--output", type=Path, help="the file to write (default: <data_dir>/backups/kefu-<time>.dump)")
+    create.add_argument("--host", help="the address `kefu serve` listens on, for the sign-in link (KEFU_HOST)")
+    create.add_argument("--port", type=int, help="the port `kefu serve` listens on, for the sign-in link (KEFU_PORT)")
+    unlock = account_commands.add_parser(
+        "unlock", help="lift a user's sign-in lockout (after too many wrong passwords) and reset its failure count"
+    )
+    unlock.add_argument("--account", required=True, help="the account's slug")
+    unlock.add_argument("--email", required=True, help="the user's e-mail")
+    unlock.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
+
+    commands.add_parser(
+        "psql",
+        help="open psql on kefu's database (the embedded one in KEFU_DATA_DIR, started or joined, or database_url);"
+        " what follows goes to psql",
+        add_help=False,
+    )
+    dump = commands.add_parser("backup", help="write a backup of the database and the attachment files (one archive)")
+    dump.add_argument("--output", type=Path, help="the file to write (default: <data_dir>/backups/kefu-<time>.tar)")
     dump.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
 
-    load = commands.add_parser("restore", help="replace the database's contents with a backup (stop kefu first)")
+    load = commands.add_parser(
+        "restore", help="replace the database and the attachment files with a backup (refused while kefu runs)"
+    )
     load.add_argument("file", type=Path, help="a file written by `kefu backup`")
     load.add_argument("--yes", action="store_true", help="really replace everything in the database")
     load.add_argument("--data-dir", type=Path, help="data folder (KEFU_DATA_DIR)")
@@ -78,7 +96,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command_at = _command_position(words)
+    psql_args: list[str] = []
+    if command_at < len(words) and words[command_at] == "psql":
+        words, psql_args = words[: command_at + 1], words[command_at + 1 :]
+    args = _parser().parse_args(words)
     if args.command == "chat":
         return console.main(args)
     try:
@@ -99,21 +122,27 @@ def main(argv: list[str] | None = None) -> int:
             return trio.run(_migrate, config)
         if args.command == "account" and args.account_command == "create":
             return _account_create(config, args)
+        if args.command == "account" and args.account_command == "unlock":
+            return trio.run(_account_unlock, config, args)
         if args.command == "customer" and args.customer_command == "erase":
             return trio.run(_customer_erase, config, args)
+        if args.command == "psql":
+            return _psql(config, psql_args)
         if args.command == "backup":
-            written = backup.backup(resolve_dsn(config), args.output or backup.default_backup_path(config.data_dir))
+            written = backup.backup(
+                resolve_dsn(config), config.data_dir, args.output or backup.default_backup_path(config.data_dir)
+            )
             print(f"kefu: backup written to {written}")
             return 0
         if args.command == "restore":
             if not args.yes:
                 print(
-                    f"kefu: this replaces everything in the database with {args.file}; stop kefu, then run again"
-                    " with --yes",
+                    f"kefu: this replaces everything in the database and the attachment files with {args.file};"
+                    " stop kefu, then run again with --yes",
                     file=sys.stderr,
                 )
                 return 2
-            backup.restore(resolve_dsn(config), args.file)
+            backup.restore(resolve_dsn(config), config.data_dir, args.file)
             print(f"kefu: restored {args.file}; start kefu again")
             return 0
     except BaseException as error:
@@ -129,6 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kefu: {message}", file=sys.stderr)
         return 1
     return 2
+
+
+def _command_position(words: list[str]) -> int:
+    """Where the command is among the words: after the global `--config FILE`, if given."""
+    at = 0
+    while at < len(words) and words[at].startswith("-"):
+        at += 2 if words[at] == "--config" else 1
+    return at
 
 
 _LISTEN_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES}
@@ -212,15 +249,50 @@ def _account_create(config: Config, args: argparse.Namespace) -> int:
                 return 1
             finally:
                 await database.close()
-        host = "localhost" if config.host in ("127.0.0.1", "::1", "0.0.0.0", "::") else config.host
+        base = serving_address(config)
         print(f"Created account {created.slug!r} ({created.account_id}).")
-        print(f"Sign in at http://{host}:{config.port}/ as {created.admin_email}")
+        print(f"Sign in at {base}/admin as {created.admin_email}")
+        print(f"  agents' workbench: {base}/agent, supervisors' dashboard: {base}/supervisor")
         print(f"  account: {created.slug}")
         if generated:
             print(f"  password: {password}   (generated; shown only now)")
         return 0
 
     return trio.run(run)
+
+
+def serving_address(config: Config) -> str:
+    """Where `kefu serve` with these settings is reached from this machine, for printed links."""
+    host = "localhost" if config.host in ("127.0.0.1", "::1", "0.0.0.0", "::") else config.host
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = "https" if config.tls_certfile else "http"
+    return f"{scheme}://{host}:{config.port}"
+
+
+def _psql(config: Config, psql_args: list[str]) -> int:
+    """Run psql against kefu's database: the one `database_url` names, else the embedded server
+    in `data_dir` (joined when `kefu serve` runs, started and stopped again otherwise)."""
+    dsn = resolve_dsn(config)
+    return subprocess.run([backup.pg_tool("psql"), f"--dbname={dsn}", *psql_args], check=False).returncode
+
+
+async def _account_unlock(config: Config, args: argparse.Namespace) -> int:
+    from kefu.server.auth import unlock
+
+    async with trio_asyncio.open_loop():
+        database = await _with_database(config)
+        try:
+            await database.migrate()
+            was_locked = await unlock(database, args.account, args.email, actor_role="cli", actor_id=getpass.getuser())
+        finally:
+            await database.close()
+    if was_locked is None:
+        print(f"kefu: no user {args.email!r} in account {args.account!r}", file=sys.stderr)
+        return 1
+    state = "was locked out; unlocked" if was_locked else "was not locked out; failure count reset"
+    print(f"{args.email} in {args.account}: {state}.")
+    return 0
 
 
 async def _customer_erase(config: Config, args: argparse.Namespace) -> int:

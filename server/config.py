@@ -107,6 +107,22 @@ class Config:
     """Seconds a request has to send its whole body (uploads included); a slower one gets 408."""
     send_buffer_frames: int = 1024
     """Frames buffered for one slow connection before it is cut off (4001) to resume later."""
+    sign_ins_per_address_per_minute: int = 60
+    """Sign-in attempts one client address may make a minute (as a burst after a quiet minute);
+    more get 429 `rate_limited` with `Retry-After`, before any password is checked."""
+    sign_ins_per_user_per_minute: int = 10
+    """Sign-in attempts a minute for one account and e-mail, from any address; more get 429 `rate_limited`."""
+    sign_in_lockout_failures: int = 10
+    """Wrong passwords in a row that lock the user out: 429 `locked_out`, even with the right password."""
+    sign_in_lockout_minutes: float = 15
+    """How long a lockout lasts (at most 1440); `kefu account unlock` ends it sooner."""
+    password_hashes_at_once: int = 2
+    """Password hashes (argon2id, 19 MiB each) computed at once (at most 64); sign-ins beyond wait
+    in a bounded line, and beyond that get 503 `busy`."""
+    visitors_per_address_per_minute: int = 120
+    """Web-chat visitors one client address may create a minute; more get 429 `rate_limited`."""
+    uploads_per_address_per_minute: int = 120
+    """Attachments one client address may upload a minute; more get 429 `rate_limited`."""
     data_key: str = field(default="", repr=False)
     """32 bytes in base64 that encrypt customers' personal data (empty: `data_dir/data.key`, made on first start)."""
     phone_region: str = "CN"
@@ -219,6 +235,8 @@ _MAXIMA: dict[str, float] = {
     "shutdown_grace": 3600,
     "handshake_timeout_seconds": 3600,
     "body_timeout_seconds": 3600,
+    "sign_in_lockout_minutes": 1440,
+    "password_hashes_at_once": 64,
 }
 
 
@@ -238,6 +256,12 @@ def _validate(config: Config) -> None:
         "send_buffer_frames",
         "max_frames_per_second",
         "max_connections_per_address",
+        "sign_ins_per_address_per_minute",
+        "sign_ins_per_user_per_minute",
+        "sign_in_lockout_failures",
+        "password_hashes_at_once",
+        "visitors_per_address_per_minute",
+        "uploads_per_address_per_minute",
     ):
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
@@ -256,7 +280,13 @@ def _validate(config: Config) -> None:
     for name, high in _MAXIMA.items():
         if getattr(config, name) > high:
             raise ConfigError(f"setting {name!r} must be at most {high}")
-    for name in ("session_ttl_hours", "visitor_ttl_days", "handshake_timeout_seconds", "body_timeout_seconds"):
+    for name in (
+        "session_ttl_hours",
+        "visitor_ttl_days",
+        "handshake_timeout_seconds",
+        "body_timeout_seconds",
+        "sign_in_lockout_minutes",
+    ):
         if getattr(config, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive")
     if bool(config.tls_certfile) != bool(config.tls_keyfile):

@@ -28,7 +28,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from kefu.actors.session import event_frame
 from kefu.protocol import encode_frame
 from kefu.server import attachments, audit, canned, openapi, privacy, queues, webchat
-from kefu.server.auth import SignedInUser, authenticate
+from kefu.server.auth import Gate, SignedInUser, authenticate
 from kefu.server.directory import NotFound, parse_id
 
 if TYPE_CHECKING:
@@ -84,6 +84,9 @@ def register(
     bearer_token: Callable[[], str | None],
     error_response: Callable[[str, str, int], ErrorResponse],
     unauthenticated: Callable[[], ErrorResponse],
+    too_many: Callable[[str, str, int], ErrorResponse],
+    client_address: Callable[[], str],
+    gate: Gate,
 ) -> None:
     install_body_limits(app, node)
 
@@ -172,6 +175,8 @@ def register(
 
     @app.post("/api/v1/webchat/visitors")
     async def create_visitor() -> ErrorResponse:
+        if wait := gate.admit(gate.visitors_by_address, client_address()):
+            return too_many("rate_limited", "too many new visitors from this address; try again later", wait)
         token, visitor = await webchat.create_visitor(node.database, node.privacy, await json_body())
         return jsonify({**visitor.json(), "token": token}), 201
 
@@ -211,7 +216,25 @@ def register(
             value=request.args[given[0]],
             full=await sees_contact_details(user),
         )
-        return jsonify({"customers": found}), 200
+        # The rule of GET /customers/<id>: a customer outside the caller's scope is left out, as
+        # if nobody had that number (a 403 would confirm it exists), and the refusal is audited.
+        in_scope = []
+        for customer in found:
+            target = UUID(customer["id"])
+            access = await node.conversations.customer_access(user.account_id, user.user_id, user.role, target)
+            if access == "allowed":
+                in_scope.append(customer)
+                continue
+            await node.conversations.record_denial(
+                user.account_id,
+                user.role,
+                user.user_id,
+                "customer.find",
+                target,
+                target_type="customer",
+                detail={"field": given[0], "method": request.method, "path": request.path},
+            )
+        return jsonify({"customers": in_scope}), 200
 
     @app.get("/api/v1/customers/<customer_id>")
     async def get_customer(customer_id: str) -> ErrorResponse:
@@ -386,7 +409,11 @@ def register(
 
     @app.post("/api/v1/attachments")
     async def upload_attachment() -> ErrorResponse:
-        response, status = await receive_attachment()
+        # Counted before the token is looked up or a byte of the body is read.
+        if wait := gate.admit(gate.uploads_by_address, client_address()):
+            response, status = too_many("rate_limited", "too many uploads from this address; try again later", wait)
+        else:
+            response, status = await receive_attachment()
         if status >= 400:
             # The body may be partly unread: the client must not send another request on this connection.
             response.headers["Connection"] = "close"
@@ -479,7 +506,7 @@ def register(
             return scoped
         user, target = scoped.user, scoped.target
         history = await node.conversations.customer_history(
-            user.account_id, target, user_id=user.user_id, role=user.role
+            user.account_id, target, user_id=user.user_id, role=user.role, full=await sees_contact_details(user)
         )
         return jsonify({"conversations": history}), 200
 
@@ -496,6 +523,7 @@ def register(
             user.user_id,
             queued_only=view == "queued",
             every_department=user.role in ("supervisor", "admin"),
+            full=await sees_contact_details(user),
         )
         return jsonify({"conversations": listed}), 200
 
@@ -516,7 +544,14 @@ def register(
         if after < 0 or not 1 <= limit <= 500:
             return error_response("invalid_request", "after must be >= 0 and limit from 1 to 500", 400)
         events = await node.conversations.events_after(target, after, limit)
-        frames = [orjson.loads(encode_frame(event_frame(target, event, for_customer=False))) for event in events]
+        row = await node.conversations.conversation(target)
+        customer_name, masked = (row.customer_name if row else None), not await sees_contact_details(user)
+        frames = [
+            orjson.loads(
+                encode_frame(event_frame(target, event, for_customer=False, customer_name=customer_name, masked=masked))
+            )
+            for event in events
+        ]
         return jsonify({"events": frames}), 200
 
     # -- the API's description -------------------------------------------------------------------

@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 
 from kefu.actors.ports import AgentProfile, ConversationRow, QueueSettings, StoredEvent
+from kefu.protocol.masking import mask_text
 from kefu.server.database import Database
 from kefu.server.privacy import Privacy
 
@@ -43,6 +44,11 @@ _MAY_READ = """(
 """May user $2 (staff when $3) read conversation `c` (with its queue `q`)? Staff: yes. An agent:
 when the conversation's department (its own, else its queue's) is none or one of the agent's,
 or the agent holds it, held it, wrote in it, or is the target of its transfer."""
+
+
+def _topic(topic: str | None, full: bool) -> str | None:
+    """A topic as the customer wrote it (`full`), else with phone numbers and e-mail addresses masked."""
+    return topic if full or topic is None else mask_text(topic)
 
 
 def _access(record: asyncpg.Record | None) -> Access:
@@ -371,11 +377,12 @@ class PostgresConversations:
         return [(record["account_id"], record["id"]) for record in records]
 
     async def open_conversations(
-        self, account_id: UUID, user_id: UUID, *, queued_only: bool, every_department: bool
+        self, account_id: UUID, user_id: UUID, *, queued_only: bool, every_department: bool, full: bool = False
     ) -> list[dict[str, Any]]:
         """Open conversations an agent may see in the workbench's lists: those of its departments
         (by the conversation's or its queue's department) and those of no department;
-        supervisors and admins (`every_department`) see the whole account's."""
+        supervisors and admins (`every_department`) see the whole account's. Topics show phone
+        numbers and e-mail addresses masked unless `full` (the viewer may see contact details)."""
         records = await self.database.fetch(
             "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.agent_id,"
             " u.display_name AS agent_name, cu.display_name AS customer_name, cu.display_name_enc AS customer_name_enc,"
@@ -403,7 +410,7 @@ class PostgresConversations:
                 "id": str(r["id"]),
                 "status": r["status"],
                 "channel": r["channel"],
-                "topic": r["topic"],
+                "topic": _topic(r["topic"], full),
                 "created_at": r["created_at"].isoformat(),
                 "customer_name": _customer_name(self.privacy, r),
                 "agent_id": str(r["agent_id"]) if r["agent_id"] else None,
@@ -418,9 +425,17 @@ class PostgresConversations:
         return await self.database.fetchval("SELECT account_id FROM conversations WHERE id = $1", conversation_id)
 
     async def customer_history(
-        self, account_id: UUID, customer_id: UUID, limit: int = 50, *, user_id: UUID | None = None, role: str = "admin"
+        self,
+        account_id: UUID,
+        customer_id: UUID,
+        limit: int = 50,
+        *,
+        user_id: UUID | None = None,
+        role: str = "admin",
+        full: bool = False,
     ) -> list[dict[str, Any]]:
-        """The customer's conversations, newest first; for an agent only those it may read."""
+        """The customer's conversations, newest first; for an agent only those it may read. Topics
+        show phone numbers and e-mail addresses masked unless `full`."""
         records = await self.database.fetch(
             "SELECT c.id, c.status, c.channel, c.topic, c.created_at, c.closed_at, c.agent_id,"
             " (SELECT coalesce(max(e.seq), 0) FROM conversation_events e WHERE e.conversation_id = c.id) AS last_seq,"
@@ -442,7 +457,7 @@ class PostgresConversations:
                 "agent_id": str(r["agent_id"]) if r["agent_id"] else None,
                 "agent_name": r["agent_name"],
                 "channel": r["channel"],
-                "topic": r["topic"],
+                "topic": _topic(r["topic"], full),
                 "created_at": r["created_at"].isoformat(),
                 "closed_at": r["closed_at"].isoformat() if r["closed_at"] else None,
                 "last_seq": r["last_seq"],

@@ -43,7 +43,10 @@ COPY_FROM_ROWS = 64
 """Batches of this many appends or more go by COPY; smaller ones by one INSERT statement."""
 
 FIND_BY_CLIENT_ID = """SELECT seq, created_at FROM conversation_events
-                       WHERE conversation_id = $1 AND client_id = $2"""
+                       WHERE conversation_id = $1 AND sender_role = $2 AND coalesce(sender_id, '') = coalesce($3, '')
+                         AND client_id = $4"""
+"""The event a sender stored earlier under a client id: a client id is unique per sender
+(sender_role, sender_id), as the unique index `conversation_events_sender_client_id` says."""
 
 # Errors in one record (not in the database as a whole): isolate the record, keep going.
 RECORD_ERRORS = (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError)
@@ -101,9 +104,11 @@ async def _explain_unique_violation(
     conn: asyncpg.Connection, record: EventRecord, error: asyncpg.UniqueViolationError
 ) -> Appended | AppendRejected:
     if record.client_id is not None:
-        earlier = await conn.fetchrow(FIND_BY_CLIENT_ID, record.conversation_id, record.client_id)
+        earlier = await conn.fetchrow(
+            FIND_BY_CLIENT_ID, record.conversation_id, record.sender_role, record.sender_id, record.client_id
+        )
         if earlier is not None:
-            # the same message sent again: answer with the original acknowledgement
+            # the same sender's frame sent again: answer with the original acknowledgement
             return Appended(record.conversation_id, earlier["seq"], earlier["created_at"], duplicate=True)
     return AppendRejected("seq_conflict", f"sequence number {record.seq} is already taken in this conversation")
 

@@ -48,11 +48,13 @@ from kefu.actors.supervisor import (
 )
 from kefu.actors.timers import Timers
 from kefu.server.app import create_app
+from kefu.server.backup import hold_database
 from kefu.server.config import Config
 from kefu.server.conversations import PostgresConversations
 from kefu.server.database import Database, DatabaseUnavailable, resolve_dsn
 from kefu.server.event_log import PostgresEventLog
 from kefu.server.gc_pauses import freeze_startup_heap, gc_pauses
+from kefu.server.live_stats import PostgresDayStore
 from kefu.server.privacy import Privacy, check_data_keys, load_data_keys, seal_plaintext_names
 from kefu.server.sockets import SupervisorFeeds
 
@@ -152,7 +154,12 @@ class Node:
         return self.dispatcher
 
     def _new_aggregator(self, mailbox: Mailbox[Any]) -> Aggregator:
-        aggregator = Aggregator(mailbox, publish=self.supervisor_feeds.publish, wants=self.supervisor_feeds.wants)
+        aggregator = Aggregator(
+            mailbox,
+            publish=self.supervisor_feeds.publish,
+            wants=self.supervisor_feeds.wants,
+            store=PostgresDayStore(self.database),
+        )
         if mailbox.starts > 1:
             # Restarted with nothing: the agents tell it their status and load again, the
             # dispatcher its queues, their availability and who waits (queued before anything
@@ -292,6 +299,8 @@ async def serve(config: Config, *, freeze_startup: bool = False, task_status: An
             node = Node(config, database, Privacy(keys, config.phone_region))
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
+                # `kefu restore` refuses while this is held, and a node does not start during a restore.
+                await nursery.start(hold_database, dsn)
                 nursery.start_soon(_stop_on_signals, stop, nursery.cancel_scope)
                 await nursery.start(_run_tree, node, stop, nursery.cancel_scope)
                 recovered = await node.recover_sessions()

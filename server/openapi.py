@@ -245,6 +245,29 @@ SCHEMAS: dict[str, Any] = {
     ),
 }
 
+SCHEMAS["AuditEntry"] = _object(
+    {
+        "id": {"type": "integer"},
+        "at": TIMESTAMP,
+        "actor_role": {"type": "string"},
+        "actor_id": _nullable({"type": "string"}),
+        "action": {"type": "string"},
+        "target_type": {"type": "string"},
+        "target_id": _nullable({"type": "string"}),
+        "outcome": {"enum": ["done", "denied"]},
+        "detail": {"type": "object"},
+    },
+    ["id", "at", "actor_role", "actor_id", "action", "target_type", "target_id", "outcome", "detail"],
+)
+SCHEMAS["AuditLogPage"] = _object(
+    {
+        "entries": {"type": "array", "items": _ref("AuditEntry")},
+        "next_before": _nullable({"type": "integer"}),
+    },
+    ["entries", "next_before"],
+    description="next_before is null on the last page; pass it as `before` for the next one.",
+)
+
 _queue_input = {k: v for k, v in SCHEMAS["Queue"]["properties"].items() if k not in ("id", "created_at")}
 SCHEMAS["QueueCreate"] = _object(
     {**_queue_input, "strategy": {"enum": list(queues.STRATEGIES), "default": "least_load"}},
@@ -257,6 +280,19 @@ SCHEMAS["QueueUpdate"] = _object(_queue_input, additionalProperties=False)
 
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": _ref("Error")}}}
+
+
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "whole seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _retry_later(description: str) -> dict[str, Any]:
+    """An error answer that carries `Retry-After` (429, and 503 `busy` of sign-in)."""
+    return {**_error(description), "headers": RETRY_AFTER}
 
 
 def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -291,11 +327,13 @@ def _op(
         409: "clashes with an existing row",
         413: "body too large",
         415: "content type not accepted, or the content is not of that type",
+        429: "`rate_limited`: too many requests from this client address; wait `Retry-After` seconds",
         503: "the database cannot be reached",
     }
     operation: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": dict(responses)}
     for status in (*errors, 503):
-        operation["responses"].setdefault(str(status), _error(standard[status]))
+        answer = _retry_later(standard[status]) if status == 429 else _error(standard[status])
+        operation["responses"].setdefault(str(status), answer)
     if body is not None:
         operation["requestBody"] = body
     if parameters:
@@ -379,7 +417,18 @@ def _paths() -> dict[str, Any]:
         "/api/v1/auth/sign-in": {
             "post": _op(
                 "Sign in with account, e-mail and password",
-                {"200": _ok("a session", signed_in)},
+                {
+                    "200": _ok("a session", signed_in),
+                    "429": _retry_later(
+                        "`rate_limited`: too many attempts from this client address or for this account and"
+                        " e-mail; `locked_out`: too many wrong passwords in a row (`kefu account unlock` lifts it)."
+                        " No password was checked"
+                    ),
+                    "503": _error(
+                        "`busy`: too many sign-ins wait for a password hash (with `Retry-After`); `unavailable`:"
+                        " the database cannot be reached"
+                    ),
+                },
                 tag="auth",
                 body=_body(sign_in_body),
                 security=PUBLIC,
@@ -426,6 +475,20 @@ def _paths() -> dict[str, Any]:
                 errors=(400, 401, 403, 404, 409),
             ),
         },
+        "/api/v1/agents/{agent_id}/unlock": {
+            "post": _op(
+                "Lift a user's sign-in lockout and reset its failure count (admin; audited as sign_in.unlocked)",
+                {
+                    "200": _ok(
+                        "unlocked",
+                        _object({"id": UUID_STRING, "was_locked": {"type": "boolean"}}, ["id", "was_locked"]),
+                    )
+                },
+                tag="directory",
+                parameters=agent_id,
+                errors=(401, 403, 404),
+            ),
+        },
         "/api/v1/webchat/visitors": {
             "post": _op(
                 "Start a web-chat visitor: returns its kv_ token (shown once; keep it in localStorage)",
@@ -440,7 +503,7 @@ def _paths() -> dict[str, Any]:
                 },
                 tag="webchat",
                 security=PUBLIC,
-                errors=(400, 404, 413),
+                errors=(400, 404, 413, 429),
                 body=_body(
                     _object(
                         {
@@ -527,7 +590,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/customers/{customer_id}/conversations": {
             "get": _op(
-                "A customer's conversations, newest first, at most 50 (any user of the account)",
+                "A customer's conversations, newest first, at most 50 (any user of the account; phone numbers and"
+                " e-mail addresses in topics masked without may_view_contact_details)",
                 {
                     "200": _ok(
                         "conversations",
@@ -542,7 +606,8 @@ def _paths() -> dict[str, Any]:
         "/api/v1/conversations": {
             "get": _op(
                 "Open conversations of the caller's departments (and of none); supervisors and admins see all."
-                " `view=queued` lists only those waiting, `view=departments` (default) every open one",
+                " `view=queued` lists only those waiting, `view=departments` (default) every open one; topics masked"
+                " as in the customer's conversations",
                 {
                     "200": _ok(
                         "conversations",
@@ -563,7 +628,8 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/conversations/{conversation_id}/events": {
             "get": _op(
-                "A conversation's stored events after `after` (default 0), at most `limit` (1-500, default 200)",
+                "A conversation's stored events after `after` (default 0), at most `limit` (1-500, default 200);"
+                " phone numbers and e-mail addresses in texts masked without may_view_contact_details",
                 {
                     "200": _ok(
                         "events, as the websocket's `event` frames",
@@ -670,7 +736,7 @@ def _paths() -> dict[str, Any]:
                 {"201": _ok("the attachment", _ref("Attachment"))},
                 tag="attachments",
                 security=[{"bearerAuth": []}, {"visitorToken": []}],
-                errors=(400, 401, 413, 415),
+                errors=(400, 401, 413, 415, 429),
                 parameters=[
                     {
                         "name": "filename",
@@ -715,6 +781,53 @@ def _paths() -> dict[str, Any]:
                 tag="business hours",
                 body=_body(_ref("BusinessHoursInput")),
                 errors=(400, 401, 403),
+            ),
+        },
+        "/api/v1/audit-log": {
+            "get": _op(
+                "The account's audit log, newest first, in keyset pages (admin; others get an audited 403)",
+                {"200": _ok("one page of entries", _ref("AuditLogPage"))},
+                tag="audit",
+                errors=(400, 401, 403),
+                parameters=[
+                    {
+                        "name": "actor",
+                        "in": "query",
+                        "required": False,
+                        "schema": UUID_STRING,
+                        "description": "only entries of this user (or customer) id",
+                    },
+                    {
+                        "name": "action",
+                        "in": "query",
+                        "required": False,
+                        "schema": _string(100),
+                        "description": "only this action, e.g. `agent.update`, `forbidden`, `denied:message.send`",
+                    },
+                    {"name": "outcome", "in": "query", "required": False, "schema": {"enum": ["done", "denied"]}},
+                    {
+                        "name": "since",
+                        "in": "query",
+                        "required": False,
+                        "schema": TIMESTAMP,
+                        "description": "entries at or after this time (with its UTC offset)",
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "required": False,
+                        "schema": TIMESTAMP,
+                        "description": "entries before this time (with its UTC offset)",
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "required": False,
+                        "schema": _integer(1, 2**63 - 1),
+                        "description": "entries with a smaller id: the previous page's `next_before`",
+                    },
+                    {"name": "limit", "in": "query", "required": False, "schema": _integer(1, 500)},
+                ],
             ),
         },
         "/api/v1/openapi.json": {

@@ -12,8 +12,10 @@
   and logs the path, never the key. The encryption key and the index key are derived from it
   with HKDF-SHA256 under different labels, so neither reveals the other.
 - Masking: staff without `may_view_contact_details` (agents; admins and supervisors always may)
-  see `138****5678` and `a***@example.com` in every REST answer; websocket frames never carry the
-  numbers in full (see docs/security.md, Privacy).
+  see `138****5678` and `a***@example.com` in every REST answer and every websocket frame, in
+  customer records and inside texts (messages, topics); masked when shown, never when stored
+  (see docs/security.md, Privacy).
+- The event log holds no customer name: frames take it from the (encrypted) customer record.
 - Erasure: `erase_customer` removes one customer's personal fields, message texts and
   attachments (rows and files) and writes an audit entry without personal data.
 """

@@ -16,9 +16,14 @@ Rules
    that carry one, a close code); it never reaches an actor.
 3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
    client reconnects and resumes. Nobody else waits for it.
-4. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; more than
-   `MAX_INVALID_FRAMES` refused frames close with 4003; a client that keeps sending over
-   its rate (its unforgiven `rate_limited` answers pass `MIN_REFUSED_IN_A_ROW`) closes with 4004.
+4. What the websocket layer refuses before the protocol sees it is answered the same way:
+   a text message that is not UTF-8 gets `malformed_json` and 1007, one of more than
+   `max_frame_bytes` characters `oversized` and 1009; a framing error closes with 1002.
+   Whenever it arrives, `welcome` goes first (it is buffered before the socket opens).
+5. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; the `MAX_INVALID_FRAMES`th
+   frame refused by the protocol (with no close code of its own) is answered, then closes
+   4003; a client that keeps sending over its rate (its unforgiven `rate_limited` answers pass
+   `MIN_REFUSED_IN_A_ROW`) closes with 4004.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from kefu.protocol import RemoteProtocolError, decode_agent_frame, decode_custom
 from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus
 from kefu.protocol.common import MAX_CLIENT_ID_CHARS, MAX_TEXT_CHARS, Ping
 from kefu.protocol.customer import StartConversation
+from kefu.protocol.errors import CLOSE_INVALID_PAYLOAD, CLOSE_MESSAGE_TOO_BIG, MALFORMED_JSON, OVERSIZED
 from kefu.protocol.server import (
     ConversationList,
     ConversationSummary,
@@ -51,7 +57,7 @@ from kefu.protocol.server import (
     Welcome,
     utc_timestamp,
 )
-from kefu.server import auth
+from kefu.server import auth, privacy
 from kefu.server.database import DatabaseUnavailable
 from kefu.server.webchat import authenticate_visitor
 from kefu.server.websocket_asgi import WebsocketRoutes, websocket
@@ -72,6 +78,7 @@ CLOSE_IDLE = 4002
 CLOSE_TOO_MANY_INVALID = 4003
 CLOSE_FLOODING = 4004
 MAX_INVALID_FRAMES = 50
+"""A connection's 50th frame refused by the protocol gets its `error`, then close 4003."""
 WRITE_BATCH_BYTES = 64 * 1024
 """The writer takes buffered frames up to about this many bytes into one write."""
 MIN_REFUSED_IN_A_ROW = 100
@@ -105,6 +112,7 @@ class Connection:
         "peer_gone",
         "reading",
         "role",
+        "sees_contact_details",
         "user_id",
         "user_role",
     )
@@ -116,6 +124,8 @@ class Connection:
         """Who signed in, for the audit log: "customer", or the user's role (agent, supervisor, admin)."""
         self.user_id = user_id
         self.account_id = account_id
+        self.sees_contact_details = role == "customer"
+        """Texts show phone numbers and e-mail addresses as written; agents: set from the permission."""
         self._buffer: deque[bytes] = deque()
         self._capacity = capacity
         self._nursery: trio.Nursery | None = None
@@ -155,6 +165,15 @@ class Connection:
         self.close_code = code
         self.close_reason = reason
         self.reading.cancel()
+
+    def refused(self, code: int, reason: str) -> None:
+        """The websocket layer refused what the client sent (rule 4): answer as the protocol's
+        decoder does, then close. Called from hypercorn's reader; never waits."""
+        if code == CLOSE_INVALID_PAYLOAD:
+            self.send(_error(MALFORMED_JSON, "frame is not valid UTF-8"))
+        elif code == CLOSE_MESSAGE_TOO_BIG:
+            self.send(_error(OVERSIZED, reason))
+        self.close(code, reason)
 
     def mark_gone(self) -> None:
         """The peer went away: nothing more is sent."""
@@ -367,7 +386,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                         connection.close(error.close_code, error.code)
                         return
                     invalid += 1
-                    if invalid > MAX_INVALID_FRAMES:
+                    if invalid >= MAX_INVALID_FRAMES:
                         connection.close(CLOSE_TOO_MANY_INVALID, "too many invalid frames")
                         return
                     continue
@@ -452,7 +471,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         if visitor is None:
             await refuse("a valid visitor token is required")
             return
-        await websocket.accept()
+        # What the socket says first is buffered before it opens, and refusals are watched from
+        # then: a client that sends at once is answered after `welcome` (rule 4).
         connection = Connection("customer", visitor.customer_id, visitor.account_id, config.send_buffer_frames)
         connection.send(welcome("customer", visitor.customer_id, visitor.display_name))
         connection.send(
@@ -474,6 +494,8 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
                 )
             )
         )
+        websocket.report_refusals(connection.refused)
+        await websocket.accept()
 
         async def on_frame(frame: Any) -> None:
             if isinstance(frame, StartConversation):
@@ -522,6 +544,9 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         token = websocket.args.get("token", "")
         try:
             user = await auth.authenticate(node.database, token)
+            sees_contact_details = user is not None and await privacy.viewer_may_see(
+                node.database, user.account_id, user.user_id, user.role
+            )
         except DatabaseUnavailable:
             await websocket.accept()
             await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
@@ -538,10 +563,12 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             await websocket.accept()
             await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
             return
-        await websocket.accept()
         connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
         connection.user_role = user.role
+        connection.sees_contact_details = sees_contact_details
         connection.send(welcome("agent", user.user_id, user.display_name))
+        websocket.report_refusals(connection.refused)  # as for customers: `welcome` goes first
+        await websocket.accept()
         await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
         watching = user.role in ("supervisor", "admin")
         if watching:

@@ -28,20 +28,43 @@ Rules
    are framed by its wsproto connection and written with one lock and one system call, which
    is most of what a message costs to send (docs/benchmarks.md); on any other ASGI server it
    falls back to one ``websocket.send`` each. `coalesces` says which.
+5. What the websocket layer refuses of what the peer sent is reported to the handler, and
+   the socket stays open until the handler closes it, so the handler can answer first: a
+   text message that is not UTF-8 (1007), a message of more than hypercorn's
+   ``websocket_max_message_size`` characters (1009), a framing error (1002). Hypercorn would
+   drop the TCP connection without a close frame for the first and the last (and race the
+   handler's writes while it does), and close 1009 at once for the second. The handler
+   registers with ``report_refusals(callback)``, before ``accept()`` to hear of a message
+   sent at once; ``callback(code, reason)`` is called at once (from hypercorn's reader: it
+   must not wait) and must close the socket. A handler that
+   registers nothing is cancelled, as if the peer had gone, and the socket is closed with the
+   code. After a refusal nothing more the peer sends is read.
+6. A write that finds hypercorn closing the TCP connection (it sends its end of stream
+   outside the lock that orders writes: ``BusyResourceError``) is dropped as if the peer had
+   gone: the connection is ending, and the close that ends it is hypercorn's.
+7. Everything else goes to Quart, with one change to HTTP requests: the message that ends a
+   response is sent shielded from cancellation. quart-trio cancels a request's tasks as soon
+   as the response is sent, and hypercorn does its bookkeeping for the connection (ending the
+   stream, arming the keep-alive timeout) inside that last ``send``: cancelled there, an idle
+   keep-alive connection is never timed out, and a graceful stop waits the whole grace for
+   the browser that holds it (tests/server/test_process.py). Hypercorn shields the socket
+   write itself already, so the shield adds no wait of its own.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
 import trio
 from hypercorn.protocol.events import Data
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
-from wsproto.events import TextMessage
+from wsproto.connection import Connection as WsprotoConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection, Event, Message, TextMessage
 from wsproto.utilities import LocalProtocolError
 
 log = logging.getLogger("kefu.websocket")
@@ -53,6 +76,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[], Awaitable[None]]
 
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class Headers:
@@ -78,7 +102,18 @@ class Headers:
 class WebsocketConnection:
     """One websocket on hypercorn's ASGI interface."""
 
-    __slots__ = ("_cancel", "_headers", "_receive", "_send", "_stream", "accepted", "closed", "scope")
+    __slots__ = (
+        "_cancel",
+        "_headers",
+        "_on_refused",
+        "_receive",
+        "_send",
+        "_stream",
+        "accepted",
+        "closed",
+        "refused",
+        "scope",
+    )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, cancel: trio.CancelScope) -> None:
         self.scope = scope
@@ -90,6 +125,9 @@ class WebsocketConnection:
         self._headers: Headers | None = None
         self.accepted = False
         self.closed = False
+        self.refused: tuple[int, str] | None = None
+        """What the websocket layer refused of what the peer sent: (close code, reason) (rule 5)."""
+        self._on_refused: Callable[[int, str], None] | None = None
 
     @property
     def args(self) -> dict[str, str]:
@@ -116,8 +154,66 @@ class WebsocketConnection:
         message = await self._receive()
         if message["type"] != "websocket.connect":
             await self._gone()
-        await self._send({"type": "websocket.accept"})
+        stream = self._stream
+        if stream is not None:
+            # The wsproto connection is made while the 101 is sent, and the peer may send at once:
+            # it is watched from its making (rule 5).
+            handshake = stream.handshake
+            accept_handshake = handshake.accept
+
+            def accept_and_watch(*args: Any) -> Any:
+                status_code, headers, connection = accept_handshake(*args)
+                self._watch(connection, stream.config.websocket_max_message_size)
+                return status_code, headers, connection
+
+            handshake.accept = accept_and_watch  # type: ignore[method-assign]
+            try:
+                await self._send({"type": "websocket.accept"})
+            finally:
+                del handshake.accept  # the socket keeps its handshake: not the wrapper too
+        else:
+            await self._send({"type": "websocket.accept"})
         self.accepted = True
+
+    def _watch(self, connection: WsprotoConnection, max_characters: int) -> None:
+        """Pass on the events of `connection` up to the first thing it refuses (rule 5)."""
+        events = connection.events
+        size = 0
+
+        def watched_events() -> Iterator[Event]:
+            nonlocal size
+            for event in events():
+                if isinstance(event, Message):
+                    size += len(event.data)
+                    if size > max_characters:
+                        self._refuse(connection, CLOSE_MESSAGE_TOO_BIG, f"frame is larger than {max_characters} bytes")
+                        return
+                    if event.message_finished:
+                        size = 0
+                elif isinstance(event, CloseConnection) and connection.state is ConnectionState.OPEN:
+                    # wsproto refused what arrived (a close from the peer leaves OPEN first)
+                    self._refuse(connection, event.code, event.reason or "")
+                    return
+                yield event
+
+        connection.events = watched_events  # type: ignore[method-assign]
+
+    def _refuse(self, connection: WsprotoConnection, code: int, reason: str) -> None:
+        # Nothing more is read: after a parse failure wsproto's reader is lost, and what the
+        # peer still sends is not kept.
+        connection.receive_data = _discard  # type: ignore[method-assign]
+        self.refused = (code, reason[:100])
+        if self._on_refused is not None:
+            self._on_refused(*self.refused)
+        else:
+            self._cancel.cancel()
+
+    def report_refusals(self, callback: Callable[[int, str], None]) -> None:
+        """Call `callback(code, reason)` when the websocket layer refuses what the peer sent
+        (now, if it already has); it must close the socket (rule 5)."""
+        self._on_refused = callback
+        if self.refused is not None:
+            callback(*self.refused)
 
     async def receive(self) -> str | bytes:
         message = await self._receive()
@@ -128,7 +224,10 @@ class WebsocketConnection:
         raise AssertionError("unreachable")
 
     async def send(self, data: str) -> None:
-        await self._send({"type": "websocket.send", "text": data})
+        try:
+            await self._send({"type": "websocket.send", "text": data})
+        except trio.BusyResourceError:  # hypercorn is closing the connection (rule 6)
+            pass
 
     @property
     def coalesces(self) -> bool:
@@ -138,8 +237,11 @@ class WebsocketConnection:
     async def send_many(self, texts: list[str]) -> None:
         stream = self._stream
         if stream is None or len(texts) == 1:
-            for text in texts:
-                await self._send({"type": "websocket.send", "text": text})
+            try:
+                for text in texts:
+                    await self._send({"type": "websocket.send", "text": text})
+            except trio.BusyResourceError:  # hypercorn is closing the connection (rule 6)
+                pass
             return
         # What hypercorn's `app_send` does for one "websocket.send", for all of them at once.
         if stream.closed or stream.state != ASGIWebsocketState.CONNECTED:
@@ -151,19 +253,29 @@ class WebsocketConnection:
         except LocalProtocolError:  # the connection is closing: what is framed still goes
             pass
         if framed:
-            await stream.send(Data(stream_id=stream.stream_id, data=b"".join(framed)))
+            try:
+                await stream.send(Data(stream_id=stream.stream_id, data=b"".join(framed)))
+            except trio.BusyResourceError:  # hypercorn is closing the connection (rule 6)
+                pass
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
-        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except trio.BusyResourceError:  # hypercorn is closing the connection (rule 6)
+            pass
 
     async def _gone(self) -> None:
         """The peer disconnected: cancel the handler (rule 1)."""
         self.closed = True
         self._cancel.cancel()
         await trio.lowlevel.checkpoint()
+
+
+def _discard(data: bytes | None) -> None:
+    """What a refused peer still sends (rule 5)."""
 
 
 _current: contextvars.ContextVar[WebsocketConnection] = contextvars.ContextVar("kefu_websocket")
@@ -177,6 +289,19 @@ class _CurrentWebsocket:
 
 
 websocket: Any = _CurrentWebsocket()
+
+
+def _shield_the_end_of_responses(send: Send) -> Send:
+    """`send`, with the message that ends a response shielded from cancellation (rule 5)."""
+
+    async def send_response(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            with trio.CancelScope(shield=True):
+                await send(message)
+        else:
+            await send(message)
+
+    return send_response
 
 
 class WebsocketRoutes:
@@ -194,13 +319,15 @@ class WebsocketRoutes:
         return register
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        handler = self.handlers.get(scope.get("path", "")) if scope["type"] == "websocket" else None
+        kind = scope["type"]
+        handler = self.handlers.get(scope.get("path", "")) if kind == "websocket" else None
         if handler is None:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, _shield_the_end_of_responses(send) if kind == "http" else send)
             return
-        with trio.CancelScope() as cancel:
-            connection = WebsocketConnection(scope, receive, send, cancel)
-            token = _current.set(connection)
+        cancel = trio.CancelScope()
+        connection = WebsocketConnection(scope, receive, send, cancel)
+        token = _current.set(connection)
+        with cancel:
             try:
                 await handler()
                 if connection.accepted and not connection.closed:
@@ -212,3 +339,7 @@ class WebsocketRoutes:
                         await connection.close(CLOSE_INTERNAL_ERROR, "internal error")
             finally:
                 _current.reset(token)
+        if connection.refused is not None and connection.accepted and not connection.closed:
+            # cancelled by a refusal nobody was told of (rule 5)
+            with trio.move_on_after(2):
+                await connection.close(*connection.refused)

@@ -441,3 +441,35 @@ async def test_the_waiting_line_always_knows_its_oldest() -> None:
         peak = max(peak, len(expected))
         assert line.oldest() == (min(expected.values()) if expected else None)
     assert len(line._late) <= 2 * peak + 17  # the lazily deleted entries are compacted
+
+
+# -- issue 11: the sender's clock, and who counts as an agent ----------------------------------------
+
+
+async def test_longest_wait_is_measured_on_the_clock_the_senders_use(autojump_clock: trio.testing.MockClock) -> None:
+    """The dispatcher stamps events with `trio.current_time()`; so must the aggregator read its age."""
+    aggregator = make_aggregator()  # the node's defaults: no clock given
+    async with running(aggregator) as ref:
+        await ref.tell(QueueDescribed(ACME, SALES, "Sales"))
+        await ref.tell(ConversationQueued(ACME, uuid4(), SALES, trio.current_time()))
+        await trio.sleep(180)
+        (queue,) = (await snapshot(ref)).queues
+    assert (queue.waiting, queue.longest_wait_seconds) == (1, 180)
+
+
+async def test_supervisors_and_admins_count_as_agents_only_while_they_take_conversations() -> None:
+    clocks = Clocks()
+    aggregator = make_aggregator(clocks)
+    anna, sue, ada = uuid4(), uuid4(), uuid4()
+    async with running(aggregator) as ref:
+        await ref.tell(AgentChanged(ACME, anna, "Anna", "offline", None, 0, 5, clocks.now))
+        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, role="supervisor"))
+        await ref.tell(AgentChanged(ACME, ada, "Ada", "offline", None, 0, 5, clocks.now, role="admin"))
+        assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna"]
+        # A supervisor who goes online takes conversations: then listed, and gone again when offline.
+        await ref.tell(AgentChanged(ACME, sue, "Sue", "online", None, 0, 5, clocks.now, role="supervisor"))
+        assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna", "Sue"]
+        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 1, 5, clocks.now, role="supervisor"))
+        assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna", "Sue"]  # still holds one
+        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, role="supervisor"))
+        assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna"]

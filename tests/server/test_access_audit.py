@@ -38,6 +38,7 @@ ADMIN_WRITES: tuple[tuple[str, str, dict[str, Any] | None, str, str, str], ...] 
         "agent.update",
         "agent",
     ),
+    ("post", "/api/v1/agents/{agent}/unlock", None, "admin", "sign_in.unlocked", "user"),
     ("patch", "/api/v1/customers/{customer}", {"level": 3}, "supervisor", "customer.update", "customer"),
     ("post", "/api/v1/customers/{customer}/erase", None, "admin", "customer.erase", "customer"),
     ("post", "/api/v1/queues", {"name": "Sales queue"}, "admin", "queue.create", "queue"),

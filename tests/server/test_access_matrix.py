@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import orjson
 import trio
 
 from kefu.protocol.agent import AGENT_FRAME_TYPES, AcceptOffer, AddNote, DeclineOffer, SetStatus, Transfer
@@ -353,4 +354,45 @@ async def test_every_endpoint_about_another_departments_conversation_is_refused_
         assert response.status_code == 200
         error = await _refused(scene.alice_ws, SendMessage("late-1", scene.conversation, "text", text="hi"), 1)
         assert error.code == "forbidden"
+        nursery.cancel_scope.cancel()
+
+
+async def test_looking_a_customer_up_by_phone_or_email_keeps_to_the_same_scope(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    """`GET /customers?phone=|email=` answers an agent of another department as it answers for a
+    number nobody has (it neither confirms the number nor returns the record), and audits the
+    refusal; the agent who holds the conversation and the supervisor find the customer."""
+    async with (
+        live_center(database_dsn, tmp_path) as center,
+        trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
+    ):
+        scene = await _scene(stack, nursery, center, database_dsn)
+        response = await center.http.patch(
+            f"/api/v1/customers/{scene.customer_id}",
+            json={"phone": "+86 139 8765 4321", "email": "li.wei@example.com"},
+            headers=center.auth(scene.sue.token),
+        )
+        assert response.status_code == 200, response.text
+        lookups = ({"phone": "13987654321"}, {"email": "li.wei@example.com"})
+        nobody = await center.http.get(
+            "/api/v1/customers", params={"phone": "13900000000"}, headers=center.auth(scene.alice.token)
+        )
+        assert (nobody.status_code, nobody.json()) == (200, {"customers": []})
+        for params in lookups:
+            response = await center.http.get("/api/v1/customers", params=params, headers=center.auth(scene.alice.token))
+            assert (response.status_code, response.content) == (nobody.status_code, nobody.content), params
+            for holder in (scene.bob, scene.sue):
+                found = await center.http.get("/api/v1/customers", params=params, headers=center.auth(holder.token))
+                assert [c["id"] for c in found.json()["customers"]] == [scene.customer_id], params
+        assert await _denials(center, scene.alice.id) == [("denied:customer.find", "customer", scene.customer_id)] * 2
+        rows = await center.fetch(
+            "SELECT detail FROM audit_log WHERE actor_id = $1 AND action = 'denied:customer.find'", scene.alice.id
+        )
+        # The audit row says which field was looked up, never the value.
+        assert [orjson.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"] for r in rows] == [
+            {"outcome": "denied", "field": field, "method": "GET", "path": "/api/v1/customers"}
+            for field in ("phone", "email")
+        ]
         nursery.cancel_scope.cancel()

@@ -73,7 +73,7 @@ async def test_account_create_with_password_on_stdin(database_dsn: str, tmp_path
         dsn=database_dsn, tmp_path=tmp_path, stdin=PASSWORD + "\n",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "Sign in at http://localhost:8080/ as admin@acme.test" in result.stdout
+    assert "Sign in at http://localhost:8080/admin as admin@acme.test" in result.stdout
     assert f"account: {slug}" in result.stdout
     assert PASSWORD not in result.stdout
     assert "password:" not in result.stdout
@@ -93,7 +93,7 @@ async def test_account_create_slug_from_name(database_dsn: str, tmp_path: Path) 
     match = re.search(r"Created account '([a-z0-9-]+)'", result.stdout)
     assert match, result.stdout
     assert match[1] == name.lower().replace(" ", "-")
-    assert "Sign in at http://localhost:8080/ as admin@acme.test" in result.stdout
+    assert "Sign in at http://localhost:8080/admin as admin@acme.test" in result.stdout
     *_, password_hash = await stored_admin(database_dsn, match[1])
     assert verify_password(password_hash, PASSWORD)
 
@@ -105,7 +105,7 @@ async def test_account_create_without_tty_generates_a_password(database_dsn: str
         dsn=database_dsn, tmp_path=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "Sign in at http://localhost:8080/ as boss@gen.test" in result.stdout
+    assert "Sign in at http://localhost:8080/admin as boss@gen.test" in result.stdout
     match = re.search(r"password: (\S+)", result.stdout)
     assert match, result.stdout
     password = match[1]
@@ -147,3 +147,23 @@ async def test_account_create_duplicate_slug(database_dsn: str, tmp_path: Path) 
     assert second.returncode == 1
     assert f"'{slug}' already exists" in second.stderr
     assert "Traceback" not in second.stderr
+
+
+async def test_account_create_links_the_port_and_scheme_kefu_serves_on(database_dsn: str, tmp_path: Path) -> None:
+    slug = f"port-{uuid.uuid4().hex[:8]}"
+    result = kefu(
+        "account", "create", "--name", "Port", "--slug", slug, "--admin-email", "admin@port.test",
+        "--password-stdin", "--port", "9137",
+        dsn=database_dsn, tmp_path=tmp_path, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Sign in at http://localhost:9137/admin as admin@port.test" in result.stdout
+    assert "http://localhost:9137/agent" in result.stdout
+    assert "8080" not in result.stdout
+
+
+def test_psql_reaches_the_database_kefu_uses(database_dsn: str, tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    result = kefu("psql", "-tAc", f"SELECT '{marker}' || (6 * 7)", dsn=database_dsn, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{marker}42"

@@ -130,15 +130,18 @@ async def test_an_oversized_frame_closes_with_1009_and_a_neighbour_keeps_talking
         big, big_conversation = await _assigned(stack, nursery, center, agent)
         wide, wide_conversation = await _assigned(stack, nursery, center, agent)
         calm, calm_conversation = await _assigned(stack, nursery, center, agent)
-        # more characters than the limit: hypercorn refuses it while it arrives
+        # more characters than the limit: refused while it arrives, before it is all read
         await big.send_raw(orjson.dumps({"type": "message.send", "text": "x" * 5000}).decode())
         # fewer characters but more bytes (4-byte characters): the protocol decoder refuses it
         frame = SendMessage(wide.client_id(), wide_conversation, "text", text="😀" * 1100)
         await wide.send(frame)
         assert await big.wait_closed() == 1009
         assert await wide.wait_closed() == 1009
-        (error,) = wide.of("error")
-        assert error.code == "oversized"
+        # both answered with `oversized` before the close, as docs/protocol.md promises
+        for refused in (big, wide):
+            (error,) = refused.of("error")
+            assert error.code == "oversized"
+            assert "larger than 4096 bytes" in error.message
         await _talk(calm, agent, calm_conversation, rounds=5)
         # nothing of the refused frames was stored
         assert await _stored_messages(center, big_conversation) == 0
@@ -197,6 +200,20 @@ async def test_a_slowloris_handshake_is_dropped_and_a_neighbour_keeps_talking(
             await stream.send_all(request)
             assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 101")
         nursery.cancel_scope.cancel()
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(database_dsn: str, tmp_path: Path) -> None:
+    """`handshake_timeout_seconds` is also the keep-alive timeout between requests: a connection
+    left idle after a response is closed by the server (the bound's other side: the server's
+    end of stream is awaited, 15 times the limit at most)."""
+    async with live_center(database_dsn, tmp_path, handshake_timeout_seconds=1) as center:
+        host, port = _address(center)
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+            assert (await _read_response(stream)).startswith(b"HTTP/1.1 200")
+            with trio.fail_after(15):
+                assert await _read_until_closed(stream) == b""
 
 
 async def test_an_oversized_request_head_gets_431(database_dsn: str, tmp_path: Path) -> None:
@@ -282,12 +299,19 @@ async def test_invalid_and_binary_frames_close_the_socket(database_dsn: str, tmp
     ):
         visitor = await center.add_visitor()
         url = f"{center.ws_base}/ws/customer?token={visitor.token}"
-        # a frame the protocol refuses gets an error and the socket stays open, up to 50 of them
+        # a frame the protocol refuses gets an error and the socket stays open up to the 49th;
+        # the 50th gets its error too, then the close 4003 (docs/protocol.md, close codes)
         noisy = await stack.enter_async_context(connect(nursery, url))
-        for _ in range(51):
-            await noisy.send_raw('{"type": "no.such.frame"}')
+        for number in range(49):
+            await noisy.send_raw(orjson.dumps({"type": "no.such.frame", "client_id": f"n{number}"}).decode())
+        await noisy.send(Ping("still open"))
+        await noisy.wait_for("pong", nonce="still open")  # answered in order: the 49 errors came first
+        assert len(noisy.of("error", code="unknown_type")) == 49
+        assert noisy.closed_code is None
+        await noisy.send_raw('{"type": "no.such.frame", "client_id": "n49"}')
         assert await noisy.wait_closed() == 4003
-        assert len(noisy.of("error", code="unknown_type")) == 51
+        refused = noisy.of("error", code="unknown_type")
+        assert [error.ref for error in refused] == [f"n{number}" for number in range(50)]
         # not JSON: closed with 1007 at once; binary: 1003
         garbled = await stack.enter_async_context(connect(nursery, url))
         await garbled.send_raw("{not json")

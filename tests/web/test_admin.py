@@ -82,7 +82,12 @@ def test_admin_sets_up_the_contact_center(
     # Editing an agent's capacity from the table.
     row = page.locator("#agents-table tbody tr", has_text="Bea")
     row.get_by_label("Capacity of Bea").fill("4")
-    row.get_by_role("button", name="Save").click()
+    # The field holds what was typed at once; wait for the save's answer before reading the API.
+    with page.expect_response(
+        lambda response: response.request.method == "PATCH" and f"/api/v1/agents/{bea['id']}" in response.url
+    ) as saved:
+        row.get_by_role("button", name="Save").click()
+    assert saved.value.status == 200
     expect(page.locator("#agents-table tbody tr", has_text="Bea").get_by_label("Capacity of Bea")).to_have_value("4")
     assert tenant.api("GET", f"/api/v1/agents/{bea['id']}").json()["max_concurrent_conversations"] == 4
     screenshot(page, "admin")

@@ -160,6 +160,10 @@
       const response = await fetch("/api/v1/auth/sign-in", {method: "POST", headers: {"Content-Type": "application/json"},
         body: JSON.stringify({account: $("signin-account").value.trim(), email: $("signin-email").value.trim(), password: $("signin-password").value})});
       if (response.status === 401 || response.status === 400) { $("signin-error").textContent = t("signin.failed"); return; }
+      if (response.status === 429 || response.status === 503) {
+        const refused = Kefu.refusalText(((await response.json().catch(() => ({}))).error || {}).code, response.headers.get("Retry-After"));
+        if (refused) { $("signin-error").textContent = refused; return; }
+      }
       if (!response.ok) throw new Error(String(response.status));
       const body = await response.json();
       token = body.token;

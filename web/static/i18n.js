@@ -61,3 +61,31 @@
   language = detect();
   global.Kefu = Object.assign(global.Kefu || {}, {t, register, apply, setLanguage, bindSwitcher, language: () => language, LANGUAGES});
 })(window);
+
+// Error codes of the server's refusals that a page shows as text (sign-in, uploads): the code
+// of the JSON error and, when the answer had one, its Retry-After in seconds.
+(function (global) {
+  "use strict";
+  global.Kefu.register({
+    "en": {
+      "error.rate_limited": "Too many attempts. Try again in {seconds} s.",
+      "error.locked_out": "Too many wrong passwords: signing in is locked for {minutes} min. An administrator can unlock it now.",
+      "error.busy": "The server is busy. Try again in {seconds} s.",
+    },
+    "zh-CN": {
+      "error.rate_limited": "尝试次数过多，请 {seconds} 秒后重试。",
+      "error.locked_out": "密码错误次数过多，登录已锁定 {minutes} 分钟。管理员可以立即解锁。",
+      "error.busy": "服务器繁忙，请 {seconds} 秒后重试。",
+    },
+  });
+
+  // The translated text of a refusal, or null when `code` has none.
+  function refusalText(code, retryAfter) {
+    const key = "error." + code;
+    if (!["error.rate_limited", "error.locked_out", "error.busy"].includes(key)) return null;
+    const seconds = Math.max(1, parseInt(retryAfter, 10) || 1);
+    return global.Kefu.t(key, {seconds: String(seconds), minutes: String(Math.ceil(seconds / 60))});
+  }
+
+  global.Kefu.refusalText = refusalText;
+})(window);

@@ -82,7 +82,11 @@
         const response = await fetch("/api/v1/auth/sign-in", {
           method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
         });
-        if (!response.ok) { error.textContent = Kefu.t("signin.failed"); return; }
+        if (!response.ok) {
+          const code = ((await response.json().catch(() => ({}))).error || {}).code;
+          error.textContent = Kefu.refusalText(code, response.headers.get("Retry-After")) || Kefu.t("signin.failed");
+          return;
+        }
         global.sessionStorage.setItem(TOKEN_KEY, (await response.json()).token);
         form.password.value = "";
         await enter();
