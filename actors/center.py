@@ -80,6 +80,9 @@ class ContactCenter:
         self.sessions: dict[UUID, SessionHandle] = {}
         self.agents: dict[UUID, AgentHandle] = {}
         self._starting: dict[UUID, trio.Event] = {}
+        self.queues_to_reload: set[UUID] = set()
+        """Accounts whose queues changed while the dispatcher's mailbox was full: it reloads
+        them at its next tick (one entry per account, so bounded by the accounts)."""
         self.open_offers: dict[str, tuple[UUID, UUID]] = {}
         """Offers the dispatcher made that are still open, by offer id: (agent, conversation).
         Written by the dispatcher alone; it outlives a dispatcher incarnation (like its

@@ -57,7 +57,8 @@ Bounds and overflow
 - The mailbox holds `DISPATCHER_MAILBOX_CAPACITY` messages. Sessions and agents `tell` it
   (routing facts are never dropped: a sender waits for room, back-pressure on it alone);
   the ticker's `Tick` is dropped when the mailbox is full (the next one does its work), a
-  timer's message is retried by the timer service.
+  timer's message is retried by the timer service, and a queue change that finds it full is
+  noted in `ContactCenter.queues_to_reload` and applied at the next tick.
 - What a session's full mailbox refused waits in the backlog, keyed by conversation, and is
   told again on each tick. Per conversation it keeps at most one message of each kind
   (`BACKLOG_KINDS`): a newer queue position replaces the older one, so does a newer offer
@@ -361,6 +362,9 @@ class Dispatcher(Actor[Any]):
         elif isinstance(message, m.AgentLeft):
             self._agent_left(message)
         elif isinstance(message, m.Tick):
+            while self.center.queues_to_reload:
+                account_id = self.center.queues_to_reload.pop()
+                await self._load_queues(account_id, await self._router(account_id))
             self._tick()
         elif isinstance(message, m.ReloadQueues):
             await self._load_queues(message.account_id, await self._router(message.account_id))

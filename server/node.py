@@ -223,9 +223,9 @@ class Node:
         try:
             self.dispatcher_mailbox.ref.tell_nowait(m.ReloadQueues(account_id))
         except MailboxFull:
-            log.warning(
-                "dispatcher busy: queue change applies at its next reload", extra={"account_id": str(account_id)}
-            )
+            # nothing lost: the dispatcher reloads the account's queues at its next tick
+            self.center.queues_to_reload.add(account_id)
+            log.warning("dispatcher busy: queue change applies at its next tick", extra={"account_id": str(account_id)})
 
     def agent_changed(self, agent_id: UUID) -> None:
         """An agent's capacity, departments or skills changed: its actor reloads them."""

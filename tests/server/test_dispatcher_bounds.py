@@ -11,7 +11,9 @@ import trio
 from kefu.actors import messages as m
 from kefu.actors.dispatcher import BACKLOG_KINDS, DISPATCHER_MAILBOX_CAPACITY, WAKE_CONCURRENCY
 from kefu.actors.ports import SessionHandle
-from kefu.actors.runtime import Mailbox
+from kefu.actors.runtime import Mailbox, MailboxFull
+from kefu.server import queues
+from tests.conftest import open_database
 from tests.server.live import live_center
 
 
@@ -70,3 +72,32 @@ async def test_decisions_for_sessions_not_running_start_them_a_few_at_a_time(dat
                 await trio.sleep(0)
         assert 1 <= peak <= WAKE_CONCURRENCY
         assert len(dispatcher._nursery.child_tasks) == tasks_before
+
+
+async def test_a_queue_change_that_finds_the_mailbox_full_is_applied_at_the_next_tick(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    async with live_center(database_dsn, tmp_path) as center:
+        node = center.node
+        dispatcher = node.dispatcher
+        assert dispatcher is not None
+        (row,) = await center.fetch("SELECT id FROM accounts WHERE slug = $1", center.slug)
+        account_id = row["id"]
+        node.queues_changed(account_id)
+        await node.dispatcher_mailbox.ref.ask(lambda reply: m.RouteProbe(reply), timeout=10)
+        assert account_id in dispatcher.routers
+        async with open_database(center.dsn) as database:
+            created = await queues.create_queue(database, account_id, {"name": "Late"})
+        # (no checkpoint from here to the probe: the dispatcher does not run in between)
+        ticks = 0
+        while True:
+            try:
+                node.dispatcher_mailbox.ref.tell_nowait(m.Tick())
+            except MailboxFull:
+                break
+            ticks += 1
+        assert node.dispatcher_mailbox.size >= DISPATCHER_MAILBOX_CAPACITY  # (one more handed to it)
+        node.queues_changed(account_id)  # refused by the full mailbox
+        await node.dispatcher_mailbox.ref.ask(lambda reply: m.RouteProbe(reply), timeout=30)
+        assert uuid.UUID(created["id"]) in dispatcher.queues
+        assert not node.center.queues_to_reload
