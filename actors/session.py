@@ -907,6 +907,11 @@ class CustomerSession(Actor[Any]):
                 return
         connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.last_seq)))
         self.shared.subscribers.add(connection)
+        if connection.role == "customer" and self.last_position is not None:
+            if self.state.state in (State.QUEUED, State.OFFERED):
+                # a customer who comes back while waiting hears its place at once
+                position, estimate = self.last_position
+                connection.send(encode_frame(QueuePosition(str(self.conversation_id), position, estimate)))
 
 
 def _uuid(value: Any) -> UUID | None:
