@@ -75,6 +75,8 @@ class ConversationRow:
     customer_name: str | None
     customer_level: int
     start_client_id: str | None
+    recorded_last_seq: int = -1
+    """The last seq the row's status and holder were written for (-1: unknown)."""
 
 
 @dataclass(frozen=True, slots=True)

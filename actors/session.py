@@ -219,6 +219,10 @@ class CustomerSession(Actor[Any]):
         self.queue_id = self.row.queue_id
         for event in await storage.all_events(self.conversation_id):
             self._apply(event)
+        if self.last_seq != self.row.recorded_last_seq:
+            # The row is an index of the log: a crash between an append and `_record_state`
+            # left it behind (an assignment the agent's listing would not show). Write it again.
+            await self._record_state()
         if self.state.state is State.QUEUED and self.last_seq > 0:
             await self._enqueue()
         elif self.state.state is State.WRAP_UP:

@@ -20,7 +20,7 @@ from kefu.server.privacy import Privacy
 _ROW = """
     SELECT c.account_id, c.id, c.customer_id, c.channel, c.topic, c.department_id, c.queue_id,
            c.start_client_id, cu.display_name AS customer_name, cu.display_name_enc AS customer_name_enc,
-           coalesce(cu.level, 0) AS customer_level
+           coalesce(cu.level, 0) AS customer_level, c.last_seq
       FROM conversations c LEFT JOIN customers cu ON cu.account_id = c.account_id AND cu.id = c.customer_id
 """
 
@@ -76,6 +76,7 @@ def _row(record: asyncpg.Record, privacy: Privacy | None = None) -> Conversation
         customer_name=_customer_name(privacy, record),
         customer_level=record["customer_level"],
         start_client_id=record["start_client_id"],
+        recorded_last_seq=record["last_seq"],
     )
 
 
