@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -203,6 +204,26 @@ class Client:
 
     def events(self, conversation_id: str) -> list[Any]:
         return [f for f in self.frames if f.TYPE == "event" and f.conversation_id == conversation_id]
+
+
+async def poll(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = WAIT_SECONDS, interval: float = 0.02
+) -> None:
+    """Check `condition` every `interval` seconds until it holds; fail after `timeout` saying `what`.
+
+    For conditions no one socket signals (the database, several clients); on one client's
+    frames, `Client.wait_until` wakes at each frame instead.
+    """
+    deadline = trio.current_time() + timeout
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        if trio.current_time() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await trio.sleep(interval)
 
 
 async def routing_settled(center: Center, *clients: Client) -> None:

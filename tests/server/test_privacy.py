@@ -28,7 +28,7 @@ from kefu.protocol.masking import mask_email, mask_text
 from kefu.server.config import ConfigError, load_config
 from kefu.server.node import serve
 from kefu.server.privacy import DataKeyError, DataKeys, load_data_keys
-from tests.server.live import Center, Client, connect, live_center
+from tests.server.live import Center, Client, connect, live_center, poll
 
 DATA_KEY = base64.b64encode(b"k" * 32).decode()
 OTHER_KEY = base64.b64encode(b"x" * 32).decode()
@@ -357,11 +357,12 @@ async def _closed_conversation_with_file(center: Center, nursery: trio.Nursery, 
     await customer.send(SendMessage(customer.client_id(), conversation, "image", attachment_id=attachment_id))
     await customer.wait_for("ack", count=3)
     await customer.send(CloseConversation(customer.client_id(), conversation))
-    with trio.fail_after(20):
-        while (await center.fetch("SELECT status FROM conversations WHERE id = $1", uuid.UUID(conversation)))[0][
-            "status"
-        ] != "closed":
-            await trio.sleep(0.05)
+
+    async def closed() -> bool:
+        (row,) = await center.fetch("SELECT status FROM conversations WHERE id = $1", uuid.UUID(conversation))
+        return bool(row["status"] == "closed")
+
+    await poll(closed, "the conversation stored as closed")
     return visitor, anna, conversation, attachment_id
 
 

@@ -11,7 +11,7 @@ import trio
 from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus, Transfer
 from kefu.protocol.common import SendMessage
 from kefu.protocol.customer import CloseConversation, StartConversation
-from tests.server.live import Agent, Center, Client, connect, live_center, routing_settled
+from tests.server.live import Agent, Center, Client, connect, live_center, poll, routing_settled
 
 CLOCK_SLACK = 0.01
 """The server measures a wait on the wall clock, the test on the monotonic one."""
@@ -89,9 +89,7 @@ async def test_a_declined_offer_goes_to_the_next_agent(database_dsn: str, tmp_pa
             await _online(stack, nursery, center, second_agent),
         ]
         _, conversation = await _customer(stack, nursery, center)
-        with trio.fail_after(10):
-            while not any(agent.of("offer") for agent in agents):
-                await trio.sleep(0.02)
+        await poll(lambda: any(agent.of("offer") for agent in agents), "an offer to one of the agents")
         offered, other = agents if agents[0].of("offer") else agents[::-1]
         await offered.send(DeclineOffer(offered.of("offer")[0].offer_id))
         (offer,) = await other.wait_for("offer", conversation_id=conversation)
@@ -214,12 +212,13 @@ async def test_skills_queue_widens_to_lower_levels_as_the_wait_grows(database_ds
 async def _assign_to(center: Center, stack: AsyncExitStack, nursery: trio.Nursery, agents: dict[str, Client]) -> str:
     """Start one conversation (auto-accepted) and say which agent took it."""
     _, conversation = await _customer(stack, nursery, center)
-    with trio.fail_after(10):
-        while True:
-            for name, agent in agents.items():
-                if agent.of("event", kind="assigned", conversation_id=conversation):
-                    return name
-            await trio.sleep(0.02)
+
+    def taken_by() -> list[str]:
+        return [name for name, a in agents.items() if a.of("event", kind="assigned", conversation_id=conversation)]
+
+    await poll(taken_by, f"an agent assigned {conversation}")
+    (name,) = taken_by()
+    return name
 
 
 async def test_round_robin_takes_turns_whatever_the_load(database_dsn: str, tmp_path: Path) -> None:
