@@ -18,7 +18,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 from kefu.actors.messages import RouteProbe
 from kefu.actors.runtime import Reply
 from kefu.protocol import decode_server_frame, encode_frame
-from kefu.protocol.common import Ping, Resume
+from kefu.protocol.common import Ping
 from kefu.protocol.server import ServerFrame
 from kefu.server.accounts import create_account
 from kefu.server.config import Config
@@ -191,16 +191,6 @@ class Client:
         nonce = uuid.uuid4().hex
         await self.send(Ping(nonce))
         await self.wait_for("pong", nonce=nonce)
-
-    async def session_caught_up(self, conversation_id: str) -> None:
-        """A barrier: the conversation's session handled every frame this socket sent before.
-
-        A session handles its frames one at a time, and answers a resume from past its last
-        event with a bare `resumed` (nothing replayed), so that answer comes after all of them.
-        """
-        before = len(self.of("resumed", conversation_id=conversation_id))
-        await self.send(Resume(conversation_id, 2**31 - 1))
-        await self.wait_for("resumed", before + 1, conversation_id=conversation_id)
 
     def events(self, conversation_id: str) -> list[Any]:
         return [f for f in self.frames if f.TYPE == "event" and f.conversation_id == conversation_id]

@@ -393,7 +393,7 @@ async def test_a_restart_recovers_waiting_and_assigned_conversations(database_ds
             await agent.send(CloseConversation(close_id, held, wrap_up_code="done"))
             await agent.wait_for("ack", client_id=close_id)
             # the slot frees up and the conversation that waited through the restart is offered
-            (offer,) = await agent.wait_for("offer", conversation_id=queued, timeout=10)
+            (offer,) = await agent.wait_for("offer", conversation_id=queued)
             await agent.send(AcceptOffer(offer.offer_id))
             await waiting.send(Resume(queued, 0))
             await waiting.wait_for("event", kind="assigned", conversation_id=queued)

@@ -99,7 +99,7 @@ async def test_wrap_up_leaves_the_other_slots_open(database_dsn: str, tmp_path: 
         )
         await third.send(StartConversation(third.client_id()))
         (third_ack,) = await third.wait_for("ack")
-        await agent.wait_for("offer", conversation_id=third_ack.conversation_id, timeout=5)
+        await agent.wait_for("offer", conversation_id=third_ack.conversation_id)
         nursery.cancel_scope.cancel()
 
 

@@ -110,8 +110,8 @@ async def test_a_conversation_waiting_too_long_overflows(database_dsn: str, tmp_
         agent = await _online(stack, nursery, center, helper)
         customer, conversation = await _customer(stack, nursery, center, department=sales)
         # nobody in sales: after a second it moves to support, whose agent gets it
-        await customer.wait_for("event", kind="queued", queue_id=support_queue, timeout=5)
-        (offer,) = await agent.wait_for("offer", conversation_id=conversation, timeout=5)
+        await customer.wait_for("event", kind="queued", queue_id=support_queue)
+        (offer,) = await agent.wait_for("offer", conversation_id=conversation)
         assert offer.queue_id == support_queue
         nursery.cancel_scope.cancel()
 
@@ -145,7 +145,7 @@ async def test_transfers_to_an_agent_and_to_a_department(database_dsn: str, tmp_
         returns_agent = await center.add_agent("Rita", departments=[returns])
         rita = await _online(stack, nursery, center, returns_agent)
         await bo.send(Transfer(bo.client_id(), conversation, to_department_id=returns))
-        await rita.wait_for("event", kind="assigned", agent_id=returns_agent.id, timeout=5)
+        await rita.wait_for("event", kind="assigned", agent_id=returns_agent.id)
         await bo.wait_for("status", active_conversations=0)
         nursery.cancel_scope.cancel()
 
@@ -158,8 +158,8 @@ async def test_priority_serves_the_important_customer_first_and_positions_are_to
         first, first_id = await _customer(stack, nursery, center)
         second, second_id = await _customer(stack, nursery, center)
         # nobody online yet: both wait, and each is told its place
-        await first.wait_for("queue.position", position=1, timeout=5)
-        await second.wait_for("queue.position", position=2, timeout=5)
+        await first.wait_for("queue.position", position=1)
+        await second.wait_for("queue.position", position=2)
         important = await center.add_visitor("VIP")
         response = await center.http.patch(
             f"/api/v1/customers/{important.customer_id}", json={"level": 5}, headers=center.auth(center.admin_token)
@@ -168,8 +168,8 @@ async def test_priority_serves_the_important_customer_first_and_positions_are_to
         vip = await stack.enter_async_context(connect(nursery, f"{center.ws_base}/ws/customer?token={important.token}"))
         await vip.send(StartConversation(vip.client_id()))
         (ack,) = await vip.wait_for("ack")
-        await vip.wait_for("queue.position", position=1, timeout=5)  # ahead of the two who came first
-        await second.wait_for("queue.position", position=3, timeout=5)
+        await vip.wait_for("queue.position", position=1)  # ahead of the two who came first
+        await second.wait_for("queue.position", position=3)
 
         solo = await center.add_agent("Solo", capacity=1)
         agent = await _online(stack, nursery, center, solo)
@@ -178,7 +178,7 @@ async def test_priority_serves_the_important_customer_first_and_positions_are_to
         assert offer.customer.level == 5 and offer.customer.display_name == "VIP"
         await agent.send(AcceptOffer(offer.offer_id))
         await vip.wait_for("event", kind="assigned")
-        await first.wait_for("queue.position", position=1, timeout=5)
+        await first.wait_for("queue.position", position=1)
         assert first_id != second_id
         nursery.cancel_scope.cancel()
 
