@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import trio
@@ -219,18 +221,24 @@ async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_pat
         async def agent_loop(client: Client) -> None:
             """Accept every offer; answer every customer message with an echo."""
             accepted = answered = 0
+
+            def incoming() -> list[Any]:
+                return [e for e in client.of("event", kind="message") if e.sender.role == "customer"]
+
+            def work_waiting() -> bool:
+                return len(client.of("offer")) > accepted or len(incoming()) > answered
+
             while True:
-                await trio.sleep(0.02)
-                offers = client.of("offer")
-                for offer in offers[accepted:]:
+                await client.wait_until(work_waiting, "an offer or a customer's message", timeout=math.inf)
+                offers = client.of("offer")[accepted:]
+                messages = incoming()[answered:]
+                accepted, answered = accepted + len(offers), answered + len(messages)
+                for offer in offers:
                     await client.send(AcceptOffer(offer.offer_id))
-                accepted = len(offers)
-                incoming = [e for e in client.of("event", kind="message") if e.sender.role == "customer"]
-                for event in incoming[answered:]:
+                for event in messages:
                     await client.send(
                         SendMessage(client.client_id(), event.conversation_id, "text", text=f"re: {event.text}")
                     )
-                answered = len(incoming)
 
         async def customer_loop(number: int) -> None:
             rng = random.Random(number)
@@ -244,9 +252,12 @@ async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_pat
                 for n in range(messages_each):
                     await trio.sleep(rng.random() * 0.05)
                     await client.send(SendMessage(client.client_id(), conversation, "text", text=f"{number}-{n}"))
-                with trio.fail_after(60):
-                    while sum((e.text or "").startswith("re: ") for e in client.events(conversation)) < messages_each:
-                        await trio.sleep(0.05)
+
+                def all_replied() -> bool:
+                    replies = [e for e in client.events(conversation) if (e.text or "").startswith("re: ")]
+                    return len(replies) >= messages_each
+
+                await client.wait_until(all_replied, f"the {messages_each} replies to customer {number}", timeout=60)
 
         async with trio.open_nursery() as agent_tasks:
             for client in clients:
