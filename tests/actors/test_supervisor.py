@@ -572,7 +572,7 @@ async def test_a_restarted_dynamic_supervisor_runs_on_restart_to_bring_back_its_
         await dynamic.start_child(workers.spec("c2"))
         await workers.crash("c1")
         await workers.crash("c1")  # escalates; the parent restarts the dynamic supervisor
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()  # the parent has restarted it
         assert parent.statistics().restarts == 1
         assert restarted == [[]]
         assert dynamic.child_ids() == ["c2"]

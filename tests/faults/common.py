@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ class KillableKefu(KefuProcess):
             env.pop("KEFU_DATABASE_URL", None)
         env.update(self.extra_env or {})
         return env
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process answers nothing from now on (until it is killed)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
 
     def kill(self) -> None:
         assert self.process is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +15,10 @@ import httpx
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from kefu.actors.messages import RouteProbe
+from kefu.actors.runtime import Reply
 from kefu.protocol import decode_server_frame, encode_frame
+from kefu.protocol.common import Ping
 from kefu.protocol.server import ServerFrame
 from kefu.server.accounts import create_account
 from kefu.server.config import Config
@@ -23,6 +27,9 @@ from tests.conftest import TEST_DATA_KEY, open_database
 
 PASSWORD = "correct horse battery"
 AGENT_PASSWORD = "agent password 1"
+WAIT_SECONDS = 30
+"""How long a test waits for something the server should do at once. Generous: CI machines are
+slow and shared, and a wait that is long enough costs nothing when the thing happens."""
 
 
 @dataclass
@@ -90,19 +97,34 @@ class Client:
     def __init__(self, ws: WebSocketConnection) -> None:
         self.ws = ws
         self.frames: list[ServerFrame] = []
+        self.arrivals: list[float] = []
+        """`trio.current_time()` at which each of `frames` arrived."""
         self.raw: list[dict[str, Any]] = []
         self.closed_code: int | None = None
-        self.paused = False
-        """A paused client stops reading, like a browser tab that hangs."""
         self._changed = trio.Event()
+        self._resumed: trio.Event | None = None
+
+    @property
+    def paused(self) -> bool:
+        """A paused client stops reading, like a browser tab that hangs."""
+        return self._resumed is not None
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        if value and self._resumed is None:
+            self._resumed = trio.Event()
+        elif not value and self._resumed is not None:
+            self._resumed.set()
+            self._resumed = None
 
     async def reader(self) -> None:
         try:
             while True:
-                while self.paused:
-                    await trio.sleep(0.05)
+                if self._resumed is not None:
+                    await self._resumed.wait()
                 data = await self.ws.get_message()
                 self.frames.append(decode_server_frame(data))
+                self.arrivals.append(trio.current_time())
                 self._changed.set()
                 self._changed = trio.Event()
         except ConnectionClosed as closed:
@@ -125,22 +147,87 @@ class Client:
             if f.TYPE == frame_type and all(getattr(f, key, None) == value for key, value in match.items())
         ]
 
-    async def wait_for(self, frame_type: str, count: int = 1, timeout: float = 10, **match: Any) -> list[Any]:
-        with trio.fail_after(timeout):
-            while len(self.of(frame_type, **match)) < count:
+    def position(self, frame: Any) -> int:
+        """Where `frame` (the object itself) is in the order the frames arrived."""
+        return next(n for n, received in enumerate(self.frames) if received is frame)
+
+    def arrival(self, frame: Any) -> float:
+        """`trio.current_time()` when `frame` arrived."""
+        return self.arrivals[self.position(frame)]
+
+    def after(self, frame: Any, frame_type: str, **match: Any) -> list[Any]:
+        """The frames like `of(frame_type, **match)` that arrived after `frame`."""
+        later = self.frames[self.position(frame) + 1 :]
+        return [f for f in self.of(frame_type, **match) if any(f is other for other in later)]
+
+    async def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+        """Wait (without polling) until `condition()` holds after a frame arrived; fails saying `what`."""
+        with trio.move_on_after(timeout):
+            while not condition():
                 if self.closed_code is not None:
-                    raise AssertionError(f"closed with {self.closed_code} while waiting for {frame_type} {match}")
+                    raise AssertionError(f"closed with {self.closed_code} while waiting for {what}")
                 await self._changed.wait()
+            return
+        recent = [f.TYPE for f in self.frames[-8:]]
+        raise AssertionError(f"{what}: not within {timeout} s (the last frames: {recent})")
+
+    async def wait_for(self, frame_type: str, count: int = 1, timeout: float = WAIT_SECONDS, **match: Any) -> list[Any]:
+        what = f"{count} {frame_type} frame(s) with {match}"
+        await self.wait_until(lambda: len(self.of(frame_type, **match)) >= count, what, timeout)
         return self.of(frame_type, **match)
 
-    async def wait_closed(self, timeout: float = 10) -> int:
-        with trio.fail_after(timeout):
+    async def wait_closed(self, timeout: float = WAIT_SECONDS) -> int:
+        with trio.move_on_after(timeout):
             while self.closed_code is None:
                 await self._changed.wait()
-        return self.closed_code
+            return self.closed_code
+        raise AssertionError(f"the server did not close the socket within {timeout} s")
+
+    async def round_trip(self) -> None:
+        """A barrier: every frame the server had queued for this socket before now has arrived.
+
+        The server answers a ping on the socket's own send buffer, behind what is already in it.
+        """
+        nonce = uuid.uuid4().hex
+        await self.send(Ping(nonce))
+        await self.wait_for("pong", nonce=nonce)
 
     def events(self, conversation_id: str) -> list[Any]:
         return [f for f in self.frames if f.TYPE == "event" and f.conversation_id == conversation_id]
+
+
+async def poll(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = WAIT_SECONDS, interval: float = 0.02
+) -> None:
+    """Check `condition` every `interval` seconds until it holds; fail after `timeout` saying `what`.
+
+    For conditions no one socket signals (the database, several clients); on one client's
+    frames, `Client.wait_until` wakes at each frame instead.
+    """
+    deadline = trio.current_time() + timeout
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        if trio.current_time() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        await trio.sleep(interval)
+
+
+async def routing_settled(center: Center, *clients: Client) -> None:
+    """A barrier: the dispatcher handled every message told to it before now (and made every
+    offer it would make of them), and each of `clients` received what it sent them meanwhile.
+
+    Tests that assert something was NOT offered wait on this instead of sleeping.
+    """
+    reply: Reply[None] = Reply()
+    await center.node.center.tell_dispatcher(RouteProbe(reply))
+    with trio.fail_after(WAIT_SECONDS):
+        await reply.wait()
+    for client in clients:
+        await client.round_trip()
 
 
 @dataclass

@@ -26,7 +26,7 @@ from kefu.protocol.customer import CloseConversation, StartConversation
 from kefu.server import openapi
 from kefu.server.accounts import create_account
 from tests.conftest import open_database
-from tests.server.live import PASSWORD, Center, Client, connect, live_center
+from tests.server.live import PASSWORD, Center, Client, connect, live_center, poll, routing_settled
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -134,6 +134,7 @@ async def _scene(stack: AsyncExitStack, nursery: trio.Nursery, center: Center, d
     await bob_ws.send(AcceptOffer(offer.offer_id))
     await bob_ws.wait_for("resumed", conversation_id=conversation)
     await customer_ws.wait_for("event", kind="assigned")
+    await routing_settled(center, alice_ws)
     assert alice_ws.of("offer") == []  # Support's queue never offers to Sales
 
     upload = await center.http.post(
@@ -242,12 +243,15 @@ async def test_every_conversation_frame_of_another_department_is_refused_and_aud
 
         # Nothing changed: no event stored, no typing shown to the customer, Bob still holds it.
         assert await _stored(center, conversation) == before
+        await scene.customer_ws.round_trip()  # a typing frame sent to the customer would be here
         assert len(scene.customer_ws.of("typing")) == typing_before
         expected = [(f"denied:{t.TYPE}", "conversation", conversation) for t in CONVERSATION_FRAMES]
         expected += [(f"denied:{t.TYPE}", "conversation", second_ack.conversation_id) for t in OFFER_FRAMES]
-        with trio.fail_after(10):
-            while len(await _denials(center, scene.alice.id)) < len(expected):
-                await trio.sleep(0.05)
+
+        async def all_audited() -> bool:
+            return len(await _denials(center, scene.alice.id)) >= len(expected)
+
+        await poll(all_audited, f"{len(expected)} refusals in the audit log")
         assert await _denials(center, scene.alice.id) == expected
         outsider_id = (await center.fetch("SELECT id FROM users WHERE account_id = $1", scene.outsider_account))[0]
         outsider_rows = await center.fetch(

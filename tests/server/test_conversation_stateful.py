@@ -28,7 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, precondition, rule
 from kefu.protocol.agent import AcceptOffer, AddNote, SetStatus
 from kefu.protocol.common import SendMessage
 from kefu.protocol.customer import CloseConversation, StartConversation
-from tests.server.live import Center, Client, connect, live_center
+from tests.server.live import Center, Client, connect, live_center, poll
 
 WAITING, ASSIGNED, WRAP_UP, CLOSED = "waiting", "assigned", "wrap_up", "closed"
 
@@ -39,16 +39,13 @@ def run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
 
 async def answer(client: Client, client_id: str) -> Any:
     """The ack or the error that answers the frame sent with ``client_id``."""
-    with trio.fail_after(10):
-        while True:
-            for frame in client.frames:
-                if (frame.TYPE == "ack" and frame.client_id == client_id) or (
-                    frame.TYPE == "error" and frame.ref == client_id
-                ):
-                    return frame
-            if client.closed_code is not None:
-                raise AssertionError(f"closed with {client.closed_code}")
-            await trio.sleep(0.01)
+
+    def answers() -> list[Any]:
+        acks = client.of("ack", client_id=client_id)
+        return acks or client.of("error", ref=client_id)
+
+    await client.wait_until(lambda: bool(answers()), f"the answer to {client_id}")
+    return answers()[0]
 
 
 class LiveConversation(RuleBasedStateMachine):
@@ -103,15 +100,17 @@ class LiveConversation(RuleBasedStateMachine):
     @precondition(lambda self: self.state == WAITING)
     @rule()
     def an_agent_accepts_the_offer(self) -> None:
+        conversation = self.conversation
+
         async def offered() -> str:
-            with trio.fail_after(10):
-                while True:
-                    for name, client in self.agents.items():
-                        offers = client.of("offer", conversation_id=self.conversation)
-                        if offers:
-                            await client.send(AcceptOffer(offers[-1].offer_id))
-                            return name
-                    await trio.sleep(0.02)
+            def offered_to() -> list[str]:
+                return [name for name, agent in self.agents.items() if agent.of("offer", conversation_id=conversation)]
+
+            await poll(offered_to, f"an offer of {conversation}")
+            name = offered_to()[0]
+            client = self.agents[name]
+            await client.send(AcceptOffer(client.of("offer", conversation_id=conversation)[-1].offer_id))
+            return name
 
         self.holder = run(offered)
         run(lambda: self.customer.wait_for("event", conversation_id=self.conversation, kind="assigned"))

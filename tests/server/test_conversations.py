@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from kefu.protocol.agent import AcceptOffer, AddNote, SetStatus
 from kefu.protocol.common import Resume, SendMessage, SetTyping
 from kefu.protocol.customer import CloseConversation, StartConversation
 from kefu.server.database import DatabaseUnavailable
-from tests.server.live import Client, connect, live_center
+from tests.server.live import WAIT_SECONDS, Client, connect, live_center, routing_settled
 
 
 async def _online_agent(stack: AsyncExitStack, nursery: trio.Nursery, center, agent) -> Client:  # type: ignore[no-untyped-def]
@@ -209,6 +210,9 @@ async def test_least_load_spreads_evenly_and_no_agent_exceeds_capacity(database_
         for agent in agents:
             clients.append(await _online_agent(stack, nursery, center, agent))
             peaks.append([0])
+        slots = capacity * agents_count
+        assigned: list[Client] = []
+        all_slots_taken = trio.Event()
         async with trio.open_nursery() as agent_tasks:
             for client, peak in zip(clients, peaks, strict=True):
                 agent_tasks.start_soon(_accept_everything, client, capacity, peak)
@@ -217,13 +221,22 @@ async def test_least_load_spreads_evenly_and_no_agent_exceeds_capacity(database_
                 async with connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}") as ws:
                     await ws.send(StartConversation(ws.client_id()))
                     await ws.wait_for("ack")
-                    with trio.move_on_after(6):
-                        await ws.wait_for("event", kind="assigned", timeout=6)
-                    await trio.sleep(1)
+                    # the two customers more than the slots wait here until the test ends
+                    await ws.wait_for("event", kind="assigned", timeout=math.inf)
+                    assigned.append(ws)
+                    if len(assigned) == slots:
+                        all_slots_taken.set()
+                    await trio.sleep_forever()
 
             async with trio.open_nursery() as customers:
                 for visitor in visitors:
                     customers.start_soon(customer, visitor)
+                with trio.fail_after(WAIT_SECONDS * 2):
+                    await all_slots_taken.wait()
+                # every accept is handled and nothing more was offered: all agents are full
+                await routing_settled(center, *clients)
+                assert [len(client.of("offer")) for client in clients] == [capacity] * agents_count
+                customers.cancel_scope.cancel()
             agent_tasks.cancel_scope.cancel()
         rows = await center.fetch(
             "SELECT body->>'agent_id' AS agent, count(*) AS n FROM conversation_events"
@@ -380,7 +393,7 @@ async def test_a_restart_recovers_waiting_and_assigned_conversations(database_ds
             await agent.send(CloseConversation(close_id, held, wrap_up_code="done"))
             await agent.wait_for("ack", client_id=close_id)
             # the slot frees up and the conversation that waited through the restart is offered
-            (offer,) = await agent.wait_for("offer", conversation_id=queued, timeout=10)
+            (offer,) = await agent.wait_for("offer", conversation_id=queued)
             await agent.send(AcceptOffer(offer.offer_id))
             await waiting.send(Resume(queued, 0))
             await waiting.wait_for("event", kind="assigned", conversation_id=queued)

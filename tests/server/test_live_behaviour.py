@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import random
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import trio
@@ -13,7 +16,7 @@ from kefu.actors.messages import InjectCrash
 from kefu.protocol.agent import AcceptOffer, SetStatus
 from kefu.protocol.common import Ping, Resume, SendMessage
 from kefu.protocol.customer import CloseConversation, StartConversation
-from tests.server.live import Agent, Center, Client, connect, live_center
+from tests.server.live import WAIT_SECONDS, Agent, Center, Client, connect, live_center
 
 
 async def _online(stack: AsyncExitStack, nursery: trio.Nursery, center: Center, agent: Agent) -> Client:
@@ -55,12 +58,13 @@ async def test_wrap_up_keeps_the_slot_until_it_ends(database_dsn: str, tmp_path:
         )
         await second.send(StartConversation(second.client_id()))
         (ack,) = await second.wait_for("ack")
-        await trio.sleep(0.5)
-        assert not agent.of("offer", conversation_id=ack.conversation_id)
         # the wrap-up time runs out: the conversation closes by itself and the offer comes
-        (wrapped,) = await agent.wait_for("event", kind="wrapped_up", conversation_id=conversation, timeout=5)
+        (wrapped,) = await agent.wait_for("event", kind="wrapped_up", conversation_id=conversation)
         assert wrapped.reason == "timeout"
-        await agent.wait_for("offer", conversation_id=ack.conversation_id, timeout=5)
+        (offer,) = await agent.wait_for("offer", conversation_id=ack.conversation_id)
+        # not before: the session sends the end of the wrap-up before it frees the slot, so an
+        # offer made during the wrap-up would have arrived first
+        assert agent.position(wrapped) < agent.position(offer)
         nursery.cancel_scope.cancel()
 
 
@@ -97,7 +101,7 @@ async def test_wrap_up_leaves_the_other_slots_open(database_dsn: str, tmp_path: 
         )
         await third.send(StartConversation(third.client_id()))
         (third_ack,) = await third.wait_for("ack")
-        await agent.wait_for("offer", conversation_id=third_ack.conversation_id, timeout=5)
+        await agent.wait_for("offer", conversation_id=third_ack.conversation_id)
         nursery.cancel_scope.cancel()
 
 
@@ -191,14 +195,13 @@ async def test_supervisors_get_live_statistics_every_second(database_dsn: str, t
                         return row.load
             return None
 
-        with trio.fail_after(10):
-            while anna_load() != 1:
-                await supervisor.wait_for("stats", len(supervisor.of("stats")) + 1)
+        await supervisor.wait_until(lambda: anna_load() == 1, "statistics with Anna's load of 1")
         latest = supervisor.of("stats")[-1]
         (queue,) = latest.queues
         assert queue.answered == 1 and queue.offered == 1 and queue.waiting == 0
         assert queue.average_speed_of_answer_seconds is not None
-        # a plain agent receives no statistics
+        # a plain agent receives no statistics (those of this second would be here by now)
+        await agent.round_trip()
         assert not agent.of("stats")
         nursery.cancel_scope.cancel()
 
@@ -218,18 +221,24 @@ async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_pat
         async def agent_loop(client: Client) -> None:
             """Accept every offer; answer every customer message with an echo."""
             accepted = answered = 0
+
+            def incoming() -> list[Any]:
+                return [e for e in client.of("event", kind="message") if e.sender.role == "customer"]
+
+            def work_waiting() -> bool:
+                return len(client.of("offer")) > accepted or len(incoming()) > answered
+
             while True:
-                await trio.sleep(0.02)
-                offers = client.of("offer")
-                for offer in offers[accepted:]:
+                await client.wait_until(work_waiting, "an offer or a customer's message", timeout=math.inf)
+                offers = client.of("offer")[accepted:]
+                messages = incoming()[answered:]
+                accepted, answered = accepted + len(offers), answered + len(messages)
+                for offer in offers:
                     await client.send(AcceptOffer(offer.offer_id))
-                accepted = len(offers)
-                incoming = [e for e in client.of("event", kind="message") if e.sender.role == "customer"]
-                for event in incoming[answered:]:
+                for event in messages:
                     await client.send(
                         SendMessage(client.client_id(), event.conversation_id, "text", text=f"re: {event.text}")
                     )
-                answered = len(incoming)
 
         async def customer_loop(number: int) -> None:
             rng = random.Random(number)
@@ -243,9 +252,12 @@ async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_pat
                 for n in range(messages_each):
                     await trio.sleep(rng.random() * 0.05)
                     await client.send(SendMessage(client.client_id(), conversation, "text", text=f"{number}-{n}"))
-                with trio.fail_after(60):
-                    while sum((e.text or "").startswith("re: ") for e in client.events(conversation)) < messages_each:
-                        await trio.sleep(0.05)
+
+                def all_replied() -> bool:
+                    replies = [e for e in client.events(conversation) if (e.text or "").startswith("re: ")]
+                    return len(replies) >= messages_each
+
+                await client.wait_until(all_replied, f"the {messages_each} replies to customer {number}", timeout=60)
 
         async with trio.open_nursery() as agent_tasks:
             for client in clients:
@@ -292,11 +304,30 @@ async def test_a_flooding_connection_is_rate_limited_and_others_are_not(database
         await calm.send(SendMessage("calm-1", calm_conversation, "text", text="hello"))
         await calm.wait_for("ack", client_id="calm-1")
         assert not calm.of("error")
-        # what was let through was stored once each, in order; a refused frame changed nothing
-        await trio.sleep(0.5)
-        stored = [e.text for e in agent.events(conversation) if e.kind == "message"]
-        assert stored == sorted(stored, key=lambda text: int(text.split()[1]))
-        assert len(stored) + len(customer.of("error", code="rate_limited")) == 40
+        # every frame of the flood is answered: acked (stored) or refused, never both
+        flood = {f"f-{number}": f"flood {number}" for number in range(40)}
+
+        def answered() -> tuple[set[str], set[str]]:
+            acked = {a.client_id for a in customer.of("ack") if a.client_id in flood}
+            return acked, {e.ref for e in customer.of("error", code="rate_limited")}
+
+        await customer.wait_until(lambda: len(set.union(*answered())) == 40, "an answer to each of the 40 frames")
+        acked, refused = answered()
+        assert not acked & refused and len(customer.of("error", code="rate_limited")) == len(refused)
+        # what was let through reached the agent once each, in order; a refused frame changed nothing
+        let_through = sorted((flood[client_id] for client_id in acked), key=lambda text: int(text.split()[1]))
+        await agent.wait_until(
+            lambda: len([e for e in agent.events(conversation) if e.kind == "message"]) >= len(acked),
+            f"the {len(acked)} messages let through at the agent",
+        )
+        await agent.round_trip()  # and nothing more after them
+        assert [e.text for e in agent.events(conversation) if e.kind == "message"] == let_through
+        stored = await center.fetch(
+            "SELECT body->>'text' AS text FROM conversation_events WHERE conversation_id = $1 AND kind = 'message'"
+            " ORDER BY seq",
+            UUID(conversation),
+        )
+        assert [row["text"] for row in stored] == let_through
         nursery.cancel_scope.cancel()
 
 
@@ -333,6 +364,10 @@ async def test_a_connection_that_ignores_rate_limiting_is_closed_and_others_are_
         nursery.cancel_scope.cancel()
 
 
+def _welcomed_or_closed(client: Client) -> bool:
+    return bool(client.of("welcome")) or client.closed_code is not None
+
+
 async def test_connections_per_address_are_capped(database_dsn: str, tmp_path: Path) -> None:
     async with (
         live_center(database_dsn, tmp_path, max_connections_per_address=2) as center,
@@ -349,7 +384,16 @@ async def test_connections_per_address_are_capped(database_dsn: str, tmp_path: P
         assert await third.wait_closed() == 1013
         await first.ws.aclose()  # one leaves: there is room again
         await first.wait_closed()
-        await trio.sleep(0.5)  # the server notices the close
-        fourth = await stack.enter_async_context(connect(nursery, url))
-        await fourth.wait_for("welcome")
+        # once the server has noticed the close (no frame tells when: try until it has)
+        deadline = trio.current_time() + WAIT_SECONDS
+        while True:
+            fourth = await stack.enter_async_context(connect(nursery, url))
+            await fourth.wait_until(partial(_welcomed_or_closed, fourth), "welcome or a close")
+            if fourth.of("welcome"):
+                break
+            assert fourth.closed_code == 1013
+            assert trio.current_time() < deadline, f"still no room {WAIT_SECONDS} s after a connection closed"
+            await trio.sleep(0.05)
+        # and the limit still holds: a connection more than two is refused
+        assert await (await stack.enter_async_context(connect(nursery, url))).wait_closed() == 1013
         nursery.cancel_scope.cancel()

@@ -9,12 +9,15 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import random
 import stat
+import string
 import sys
 import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import phonenumbers
 import pytest
 import trio
 
@@ -25,21 +28,85 @@ from kefu.protocol.masking import mask_email, mask_text
 from kefu.server.config import ConfigError, load_config
 from kefu.server.node import serve
 from kefu.server.privacy import DataKeyError, DataKeys, load_data_keys
-from tests.server.live import Center, Client, connect, live_center
+from tests.server.live import Center, Client, connect, live_center, poll
 
 DATA_KEY = base64.b64encode(b"k" * 32).decode()
 OTHER_KEY = base64.b64encode(b"x" * 32).decode()
-PHONE_DIGITS = "13812345678"
-EMAIL = "Alice.Wang@Example.com"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
+
+# Personal data made anew each run, so that no stored byte can hold it by chance: the checks that
+# it is NOT stored look for all of it (eleven digits, a dozen letters). Letters are drawn from g-z,
+# which hexadecimal (ciphertext as PostgreSQL prints it, UUIDs) never contains.
+_RANDOM = random.SystemRandom()
+
+
+def _letters(count: int) -> str:
+    return "".join(_RANDOM.choice("ghijklmnopqrstuvwxyz") for _ in range(count))
+
+
+PHONE_DIGITS = "138" + "".join(_RANDOM.choice(string.digits) for _ in range(8))
+assert phonenumbers.is_valid_number(phonenumbers.parse(PHONE_DIGITS, "CN"))
+PHONE = f"+86 {PHONE_DIGITS[:3]} {PHONE_DIGITS[3:7]} {PHONE_DIGITS[7:]}"
+"""How kefu shows the number in full."""
+PHONE_MASKED = f"{PHONE_DIGITS[:3]}****{PHONE_DIGITS[-4:]}"
+PHONE_WRITINGS = (
+    PHONE_DIGITS,
+    f"{PHONE_DIGITS[:3]}-{PHONE_DIGITS[3:7]}-{PHONE_DIGITS[7:]}",
+    PHONE,
+    f"+86{PHONE_DIGITS}",
+    f"(+86) {PHONE_DIGITS[:3]} {PHONE_DIGITS[3:7]} {PHONE_DIGITS[7:]}",
+)
+EMAIL_DOMAIN = f"{_letters(12).title()}.example"
+EMAIL = f"Alice.{_letters(12).title()}@{EMAIL_DOMAIN}"
+NAME = f"Alice {_letters(12).title()}"
+
+
+def _writings(secret: str) -> set[str]:
+    """Every way `secret` could show in stored data printed as text: as it is, as the hex of its
+    UTF-8 bytes (PostgreSQL's bytea), and as their base64 or base64url at each of the three
+    alignments it can have inside a longer value (only the characters that depend on it alone)."""
+    raw = secret.encode()
+    forms = {secret, raw.hex()}
+    for shift in range(3):
+        start, end = -(-shift * 8 // 6), (shift + len(raw)) * 8 // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            forms.add(encode(bytes(shift) + raw).decode()[start:end])
+    return forms
+
+
+def assert_not_stored(stored: str | bytes | None, *secrets: str) -> None:
+    """None of `secrets` is in `stored` (a row as text, a bytea value, a log) in any writing, in
+    any letter case. Each secret must be long and random enough that chance cannot put it there."""
+    text = (stored.decode("latin-1") if isinstance(stored, bytes) else stored or "").lower()
+    for secret in secrets:
+        assert len(secret) >= 11, f"{secret!r} is too short to rule out a match by chance"
+        for form in _writings(secret):
+            assert form.lower() not in text, f"{secret!r} is stored (written {form!r})"
+
+
+def test_the_check_for_stored_secrets_finds_each_writing() -> None:
+    for secret in (PHONE_DIGITS, EMAIL, NAME):
+        raw = secret.encode()
+        for stored in (
+            f"x {secret.upper()} y",
+            f"\\x00{raw.hex()}ff",
+            base64.b64encode(raw).decode(),
+            base64.b64encode(b"a" + raw + b"bc").decode(),
+            base64.urlsafe_b64encode(b"ab" + raw).decode(),
+            b"\x00" + raw + b"\xff",
+        ):
+            with pytest.raises(AssertionError, match="is stored"):
+                assert_not_stored(stored, secret)
+    with pytest.raises(AssertionError, match="too short"):
+        assert_not_stored("", "1234")
 
 
 def _center(database_dsn: str, tmp_path: Path, **settings: object):  # type: ignore[no-untyped-def]
     return live_center(database_dsn, tmp_path, data_key=DATA_KEY, **settings)
 
 
-async def _customer_with_contact(center: Center, phone: str = "+86 138 1234 5678", email: str = EMAIL) -> str:
-    visitor = await center.add_visitor("Alice")
+async def _customer_with_contact(center: Center, phone: str = PHONE, email: str = EMAIL) -> str:
+    visitor = await center.add_visitor(NAME)
     response = await center.http.patch(
         f"/api/v1/customers/{visitor.customer_id}",
         json={"phone": phone, "email": email},
@@ -70,23 +137,19 @@ async def test_agents_see_contact_details_masked_unless_allowed(database_dsn: st
         assert response.status_code == 200
         seen = response.json()
         assert (seen["phone"], seen["email"], seen["contact_details_masked"]) == (
-            "138****5678",
-            "a***@example.com",
+            PHONE_MASKED,
+            f"a***@{EMAIL_DOMAIN.lower()}",
             True,
         )
         found = await center.http.get(
             "/api/v1/customers", params={"phone": PHONE_DIGITS}, headers=center.auth(anna.token)
         )
-        assert [c["phone"] for c in found.json()["customers"]] == ["138****5678"]
-        assert PHONE_DIGITS not in found.text and EMAIL.lower() not in found.text.lower()
+        assert [c["phone"] for c in found.json()["customers"]] == [PHONE_MASKED]
+        assert_not_stored(found.text, *PHONE_WRITINGS, EMAIL)
 
         for token in (boss.token, center.admin_token):
             full = (await center.http.get(f"/api/v1/customers/{customer_id}", headers=center.auth(token))).json()
-            assert (full["phone"], full["email"], full["contact_details_masked"]) == (
-                "+86 138 1234 5678",
-                "alice.wang@example.com",
-                False,
-            )
+            assert (full["phone"], full["email"], full["contact_details_masked"]) == (PHONE, EMAIL.lower(), False)
 
         # An admin grants the permission (the admin page's checkbox sends this).
         response = await center.http.patch(
@@ -96,7 +159,7 @@ async def test_agents_see_contact_details_masked_unless_allowed(database_dsn: st
         )
         assert response.status_code == 200 and response.json()["may_view_contact_details"] is True
         seen = (await center.http.get(f"/api/v1/customers/{customer_id}", headers=center.auth(anna.token))).json()
-        assert seen["phone"] == "+86 138 1234 5678" and seen["contact_details_masked"] is False
+        assert seen["phone"] == PHONE and seen["contact_details_masked"] is False
 
         response = await center.http.patch(
             f"/api/v1/agents/{anna.id}",
@@ -108,14 +171,14 @@ async def test_agents_see_contact_details_masked_unless_allowed(database_dsn: st
 
 async def test_offers_mask_numbers_and_addresses_the_customer_typed(database_dsn: str, tmp_path: Path) -> None:
     async with _center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
-        visitor = await center.add_visitor("Alice")
+        visitor = await center.add_visitor(NAME)
         customer = await stack.enter_async_context(
             connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}")
         )
         await customer.send(StartConversation(customer.client_id(), topic=f"refund for {PHONE_DIGITS}"))
         (ack,) = await customer.wait_for("ack")
         conversation = ack.conversation_id
-        text = f"my number is 138-1234-5678, mail {EMAIL}"
+        text = f"my number is {PHONE_WRITINGS[1]}, mail {EMAIL}"
         await customer.send(SendMessage(customer.client_id(), conversation, "text", text))
         await customer.wait_for("ack", count=2)
         # After a restart the waiting conversation is offered with its first message as preview.
@@ -125,8 +188,8 @@ async def test_offers_mask_numbers_and_addresses_the_customer_typed(database_dsn
         await agent.wait_for("welcome")
         await agent.send(SetStatus("online"))
         (offer,) = await agent.wait_for("offer", conversation_id=conversation, timeout=20)
-        assert offer.customer.preview == "my number is 138****5678, mail A***@Example.com"
-        assert offer.customer.topic == "refund for 138****5678"
+        assert offer.customer.preview == f"my number is {PHONE_MASKED}, mail A***@{EMAIL_DOMAIN}"
+        assert offer.customer.topic == f"refund for {PHONE_MASKED}"
 
 
 # -- encryption at rest and the blind index --------------------------------------------------------
@@ -136,22 +199,21 @@ async def test_contact_details_are_encrypted_at_rest_and_found_in_any_writing(
     database_dsn: str, tmp_path: Path
 ) -> None:
     async with _center(database_dsn, tmp_path) as center:
-        customer_id = await _customer_with_contact(center, phone="138 1234 5678")
+        customer_id = await _customer_with_contact(center, phone=PHONE.removeprefix("+86 "))
         (row,) = await center.fetch("SELECT c::text AS raw, c.* FROM customers c WHERE id = $1", uuid.UUID(customer_id))
-        raw = row["raw"]
-        for plaintext in (PHONE_DIGITS, "1234", "5678", "alice", "example.com"):
-            assert plaintext not in raw.lower(), plaintext
-        assert PHONE_DIGITS.encode() not in row["phone_enc"] and b"alice" not in row["email_enc"].lower()
+        # in no writing, and neither the address nor its parts
+        secrets = (*PHONE_WRITINGS, EMAIL, *EMAIL.split("@"), NAME)
+        assert_not_stored(row["raw"], *secrets)
+        for column in ("phone_enc", "email_enc", "display_name_enc"):
+            assert_not_stored(row[column], *secrets)
         assert len(row["phone_index"]) == len(row["email_index"]) == 32
 
         admin = center.auth(center.admin_token)
-        for writing in (PHONE_DIGITS, "138-1234-5678", "+86 138 1234 5678", "+8613812345678", "(+86) 138 1234 5678"):
+        for writing in PHONE_WRITINGS:
             response = await center.http.get("/api/v1/customers", params={"phone": writing}, headers=admin)
             assert response.status_code == 200, response.text
             assert [c["id"] for c in response.json()["customers"]] == [customer_id], writing
-        response = await center.http.get(
-            "/api/v1/customers", params={"email": " alice.wang@EXAMPLE.com"}, headers=admin
-        )
+        response = await center.http.get("/api/v1/customers", params={"email": f" {EMAIL.swapcase()}"}, headers=admin)
         assert [c["id"] for c in response.json()["customers"]] == [customer_id]
         response = await center.http.get("/api/v1/customers", params={"phone": "139 0000 0000"}, headers=admin)
         assert response.json() == {"customers": []}
@@ -165,11 +227,13 @@ async def test_contact_details_are_encrypted_at_rest_and_found_in_any_writing(
         )
         assert response.status_code == 400 and "phone" in response.json()["error"]["message"]
         shown = (await center.http.get(f"/api/v1/customers/{customer_id}", headers=admin)).json()
-        assert shown["phone"] == "+86 138 1234 5678"
+        assert shown["phone"] == PHONE
 
         # The audit log of the change names the fields, never the values.
         entries = await center.fetch("SELECT detail::text AS detail FROM audit_log WHERE action = 'customer.update'")
-        assert entries and all(PHONE_DIGITS not in e["detail"] and "alice" not in e["detail"].lower() for e in entries)
+        assert entries
+        for entry in entries:
+            assert_not_stored(entry["detail"], *secrets)
 
         # A visitor may leave its own contact details; they are sealed the same way.
         response = await center.http.post(
@@ -257,6 +321,10 @@ def test_a_key_is_generated_once_into_the_data_directory(tmp_path: Path, caplog:
 # -- erasure -----------------------------------------------------------------------------------
 
 
+FILE_NAME = f"passport-{_letters(12)}.png"
+TOPIC = f"my passport {_letters(12)}"
+
+
 async def _closed_conversation_with_file(center: Center, nursery: trio.Nursery, stack: AsyncExitStack) -> tuple:
     """A customer with contact details, an uploaded file and a closed conversation with messages."""
     anna = await center.add_agent("Anna")
@@ -264,13 +332,13 @@ async def _closed_conversation_with_file(center: Center, nursery: trio.Nursery, 
     await agent.wait_for("welcome")
     await agent.send(SetStatus("online"))
     await agent.wait_for("status", status="online")
-    visitor = await center.add_visitor("Alice Wang")
+    visitor = await center.add_visitor(NAME)
     await center.http.patch(
         "/api/v1/webchat/visitor", json={"phone": PHONE_DIGITS, "email": EMAIL}, headers=center.auth(visitor.token)
     )
     upload = await center.http.post(
         "/api/v1/attachments",
-        params={"filename": "passport.png"},
+        params={"filename": FILE_NAME},
         content=PNG,
         headers={**center.auth(visitor.token), "Content-Type": "image/png"},
     )
@@ -279,7 +347,7 @@ async def _closed_conversation_with_file(center: Center, nursery: trio.Nursery, 
     customer: Client = await stack.enter_async_context(
         connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}")
     )
-    await customer.send(StartConversation(customer.client_id(), topic="my passport"))
+    await customer.send(StartConversation(customer.client_id(), topic=TOPIC))
     (ack,) = await customer.wait_for("ack")
     conversation = ack.conversation_id
     (offer,) = await agent.wait_for("offer", conversation_id=conversation)
@@ -289,11 +357,12 @@ async def _closed_conversation_with_file(center: Center, nursery: trio.Nursery, 
     await customer.send(SendMessage(customer.client_id(), conversation, "image", attachment_id=attachment_id))
     await customer.wait_for("ack", count=3)
     await customer.send(CloseConversation(customer.client_id(), conversation))
-    with trio.fail_after(20):
-        while (await center.fetch("SELECT status FROM conversations WHERE id = $1", uuid.UUID(conversation)))[0][
-            "status"
-        ] != "closed":
-            await trio.sleep(0.05)
+
+    async def closed() -> bool:
+        (row,) = await center.fetch("SELECT status FROM conversations WHERE id = $1", uuid.UUID(conversation))
+        return bool(row["status"] == "closed")
+
+    await poll(closed, "the conversation stored as closed")
     return visitor, anna, conversation, attachment_id
 
 
@@ -337,7 +406,7 @@ async def test_erasure_removes_personal_data_and_files_and_leaves_an_audit_entry
         )
         assert row["display_name_enc"] is None and row["phone_enc"] is None and row["email_enc"] is None
         assert row["visitor_token_hash"] is None and row["erased_at"] is not None
-        assert "Alice" not in row["raw"]
+        assert_not_stored(row["raw"], NAME, *PHONE_WRITINGS, EMAIL)
         shown = (await center.http.get(f"/api/v1/customers/{visitor.customer_id}", headers=admin)).json()
         assert (shown["display_name"], shown["phone"], shown["email"], shown["erased"]) == (None, None, None, True)
         found = await center.http.get("/api/v1/customers", params={"phone": PHONE_DIGITS}, headers=admin)
@@ -354,14 +423,14 @@ async def test_erasure_removes_personal_data_and_files_and_leaves_an_audit_entry
             " WHERE e.conversation_id = c.id) AS bodies FROM conversations c WHERE id = $1",
             uuid.UUID(conversation),
         )
-        assert stored_conversation["topic"] is None and PHONE_DIGITS not in stored_conversation["bodies"]
+        assert stored_conversation["topic"] is None
+        assert_not_stored(stored_conversation["bodies"], *PHONE_WRITINGS, EMAIL, NAME, TOPIC, FILE_NAME)
 
         entries = await center.fetch(
             "SELECT actor_role, target_id, detail::text AS detail FROM audit_log WHERE action = 'customer.erase'"
         )
         assert [(e["actor_role"], e["target_id"]) for e in entries] == [("admin", visitor.customer_id)]
-        for secret in (PHONE_DIGITS, "alice", "passport"):
-            assert secret not in entries[0]["detail"].lower()
+        assert_not_stored(entries[0]["detail"], *PHONE_WRITINGS, EMAIL, NAME, TOPIC, FILE_NAME)
 
 
 async def test_erasure_waits_for_open_conversations_and_the_cli_erases(database_dsn: str, tmp_path: Path) -> None:
@@ -427,13 +496,14 @@ async def test_names_stored_in_plaintext_before_0007_are_encrypted_at_start(data
     async with _center(database_dsn, tmp_path) as center:
         (account,) = await center.fetch("SELECT id FROM accounts WHERE slug = $1", center.slug)
         (legacy,) = await center.fetch(
-            "INSERT INTO customers (account_id, display_name) VALUES ($1, 'Old Wang') RETURNING id", account["id"]
+            "INSERT INTO customers (account_id, display_name) VALUES ($1, $2) RETURNING id", account["id"], NAME
         )
         admin = center.auth(center.admin_token)
         shown = (await center.http.get(f"/api/v1/customers/{legacy['id']}", headers=admin)).json()
-        assert shown["display_name"] == "Old Wang"  # readable before it is sealed
+        assert shown["display_name"] == NAME  # readable before it is sealed
         await center.restart()
         (row,) = await center.fetch("SELECT c::text AS raw, c.* FROM customers c WHERE id = $1", legacy["id"])
-        assert row["display_name"] is None and row["display_name_enc"] is not None and "Wang" not in row["raw"]
+        assert row["display_name"] is None and row["display_name_enc"] is not None
+        assert_not_stored(row["raw"], NAME)
         shown = (await center.http.get(f"/api/v1/customers/{legacy['id']}", headers=admin)).json()
-        assert shown["display_name"] == "Old Wang"
+        assert shown["display_name"] == NAME
