@@ -172,7 +172,19 @@ def test_workbench_survives_a_server_restart(
         page.fill("#composer-text", "back after the restart")
         page.press("#composer-text", "Enter")
         customer.wait_for("event", kind="message", text="back after the restart")
-        page.wait_for_timeout(500)
+        # A barrier instead of a pause: the page has taken everything the server sent before a
+        # later message once that message shows, so a duplicate would be on screen by then.
+        customer.send(
+            {
+                "type": "message.send",
+                "client_id": "m-10",
+                "conversation_id": conversation,
+                "kind": "text",
+                "text": "one more after your reply",
+            }
+        )
+        customer.wait_for("ack", client_id="m-10")
+        expect(page.locator("#events .message.incoming", has_text="one more after your reply")).to_have_count(1)
         expect(page.locator("#events .message.incoming", has_text="sent while you were away")).to_have_count(1)
         expect(page.locator("#events .message.outgoing", has_text="back after the restart")).to_have_count(1)
         # A reload keeps the session, reopens the conversation with its draft and shows it once.
