@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 import secrets
 from dataclasses import dataclass
@@ -28,6 +30,30 @@ made 40 parallel sign-ins take 2.5 GB. See docs/security.md, "Sign-in". Hashes m
 parameters still verify, and are rewritten with these at the user's next successful sign-in."""
 
 _hasher = PasswordHasher(time_cost=ARGON2_TIME_COST, memory_cost=ARGON2_MEMORY_KIB, parallelism=ARGON2_PARALLELISM)
+
+HASH_MEMORY_MMAP_THRESHOLD = 4 * 1024 * 1024
+"""Allocations from this size on are mapped and unmapped on their own (`return_hash_memory`)."""
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def return_hash_memory() -> bool:
+    """Have each hash's 19 MiB go back to the system when the hash is done.
+
+    glibc maps a large allocation on its own and unmaps it when freed, but it raises that
+    threshold to the size of each mapped block freed (up to 32 MiB): after the first hash,
+    19 MiB blocks come from the hashing thread's malloc arena and stay with the process.
+    Measured here, 64 hashes on 8 worker threads kept 156 MiB of resident memory that way;
+    with a fixed threshold (which also turns the raising off) they keep none. Python's own
+    objects are small and never reach it. Returns whether the C library took the setting
+    (glibc only; elsewhere nothing changes)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, HASH_MEMORY_MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
 
 
 class AccountError(ValueError):

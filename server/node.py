@@ -47,6 +47,7 @@ from kefu.actors.supervisor import (
     actor_child,
 )
 from kefu.actors.timers import Timers
+from kefu.server.accounts import return_hash_memory
 from kefu.server.app import create_app
 from kefu.server.backup import hold_database
 from kefu.server.config import Config
@@ -281,6 +282,7 @@ async def serve(config: Config, *, freeze_startup: bool = False, task_status: An
     `freeze_startup` (the `kefu serve` process, not a node inside a test) takes what exists once
     kefu is serving out of the garbage collector's reach (server/gc_pauses.py)."""
     gc_pauses()
+    return_hash_memory()
     keys = await trio.to_thread.run_sync(load_data_keys, config.data_key, config.data_dir)
     if not config.data_key and not config.embedded_database:
         log.warning(
