@@ -115,6 +115,7 @@ def create_app(node: Node) -> QuartTrio:
                 user_agent=request.headers.get("User-Agent"),
             )
         except auth.SignInRefused as refused:
+            await gate.hold_refusal()
             return too_many(refused.code, str(refused), refused.retry_after, 503 if refused.code == "busy" else 429)
         except auth.InvalidCredentials:
             return error_response("invalid_credentials", "invalid account, e-mail or password", 401)

@@ -51,6 +51,11 @@ MAX_WAITING_SIGN_INS = 16
 """Sign-ins that may wait for a hashing slot; one more is refused with 503 `busy` (rule 3)."""
 
 BUSY_RETRY_AFTER_SECONDS = 1
+MAX_HELD_REFUSALS = 256
+"""Refusals held back at once for `refusal_delay_seconds` (`Gate.hold_refusal`); beyond, a
+refusal is answered at once (overflow policy: never more than this many waiting tasks, whatever
+arrives; an open-loop flood that does not wait for answers is met by the per-address limits and
+the connection limits instead)."""
 """`Retry-After` of a `busy` answer: a hash takes tens of milliseconds, the line clears fast."""
 
 _DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
@@ -104,6 +109,9 @@ class Gate:
         self.unknown_users = FailureCount(config.sign_in_lockout_failures, self.lockout.total_seconds())
         """Failures of account and e-mail pairs that match no user (rule 2)."""
         self.hashing_slots = trio.CapacityLimiter(config.password_hashes_at_once)
+        self.refusal_delay = config.refusal_delay_seconds
+        self.held_refusals = 0
+        """Refused requests waiting out `refusal_delay` now (at most `MAX_HELD_REFUSALS`)."""
         self._waiting = 0
         self._refused_busy = 0
         self._lock = threading.Lock()
@@ -114,6 +122,19 @@ class Gate:
     def admit(self, throttle: Throttle, address: str) -> int:
         """0 when `address` may make one more request counted by `throttle`; else `Retry-After`."""
         return admit(self.clock(), (throttle, address))
+
+    async def hold_refusal(self) -> None:
+        """Wait `refusal_delay_seconds` before a refusal is answered, unless `MAX_HELD_REFUSALS`
+        already wait. A flooding client that waits for its answers (most scripts do) then sends
+        one request a second per connection instead of as many as kefu can refuse, each of which
+        costs the event loop that neighbours' messages run on."""
+        if self.refusal_delay <= 0 or self.held_refusals >= MAX_HELD_REFUSALS:
+            return
+        self.held_refusals += 1
+        try:
+            await trio.sleep(self.refusal_delay)
+        finally:
+            self.held_refusals -= 1
 
     async def hash(self, work: Callable[..., T], *args: Any) -> T:
         """Run a password hash in a worker thread when a slot is free (rule 3)."""

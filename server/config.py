@@ -119,6 +119,11 @@ class Config:
     password_hashes_at_once: int = 2
     """Password hashes (argon2id, 19 MiB each) computed at once (at most 64); sign-ins beyond wait
     in a bounded line, and beyond that get 503 `busy`."""
+    refusal_delay_seconds: float = 1.0
+    """Seconds a refused request of the unauthenticated endpoints (sign-in, visitor creation,
+    uploads: 429, and 503 `busy`) waits before its answer, at most `MAX_HELD_REFUSALS` at once
+    (beyond, at once): a client that waits for its answers, as a flooding script does, can then
+    cost at most one cheap answer a second per connection. 0 answers at once."""
     visitors_per_address_per_minute: int = 120
     """Web-chat visitors one client address may create a minute; more get 429 `rate_limited`."""
     uploads_per_address_per_minute: int = 120
@@ -237,6 +242,7 @@ _MAXIMA: dict[str, float] = {
     "body_timeout_seconds": 3600,
     "sign_in_lockout_minutes": 1440,
     "password_hashes_at_once": 64,
+    "refusal_delay_seconds": 60,
 }
 
 
@@ -297,6 +303,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"setting {name!r}: no file at {value}")
     if config.wrap_up_seconds < 0:
         raise ConfigError("setting 'wrap_up_seconds' must not be negative")
+    if config.refusal_delay_seconds < 0:
+        raise ConfigError("setting 'refusal_delay_seconds' must not be negative")
     if config.shutdown_grace < 0:
         raise ConfigError("setting 'shutdown_grace' must not be negative")
     if not config.host:

@@ -176,6 +176,7 @@ def register(
     @app.post("/api/v1/webchat/visitors")
     async def create_visitor() -> ErrorResponse:
         if wait := gate.admit(gate.visitors_by_address, client_address()):
+            await gate.hold_refusal()
             return too_many("rate_limited", "too many new visitors from this address; try again later", wait)
         token, visitor = await webchat.create_visitor(node.database, node.privacy, await json_body())
         return jsonify({**visitor.json(), "token": token}), 201
@@ -411,6 +412,7 @@ def register(
     async def upload_attachment() -> ErrorResponse:
         # Counted before the token is looked up or a byte of the body is read.
         if wait := gate.admit(gate.uploads_by_address, client_address()):
+            await gate.hold_refusal()
             response, status = too_many("rate_limited", "too many uploads from this address; try again later", wait)
         else:
             response, status = await receive_attachment()

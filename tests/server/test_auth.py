@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import trio
 from argon2 import PasswordHasher
 
+from kefu.server import auth
 from kefu.server.accounts import (
     ARGON2_MEMORY_KIB,
     ARGON2_PARALLELISM,
@@ -25,7 +27,7 @@ from kefu.server.accounts import (
 from kefu.server.auth import MAX_WAITING_SIGN_INS, Gate
 from kefu.server.database import Database
 from tests.conftest import open_database
-from tests.server.live import AGENT_PASSWORD, Center, live_center
+from tests.server.live import AGENT_PASSWORD, Center, live_center, poll
 from tests.server.test_app import running_node
 from tests.server.test_cli import kefu
 
@@ -460,3 +462,33 @@ async def test_an_admin_unlocks_a_locked_out_agent_over_rest(database_dsn: str, 
         assert [(r["actor_role"], r["actor_id"], r["target_id"]) for r in rows] == [
             ("admin", str(admin["id"]), ann.id)
         ] * 2
+
+
+async def test_refusals_are_held_back_so_a_waiting_flooder_slows_down_and_the_hold_is_bounded(
+    database_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused sign-in is answered after `refusal_delay_seconds`; at most MAX_HELD_REFUSALS
+    wait at once, and one more is answered at once."""
+    monkeypatch.setattr(auth, "MAX_HELD_REFUSALS", 2)
+    async with live_center(
+        database_dsn, tmp_path, sign_ins_per_address_per_minute=1, refusal_delay_seconds=3600
+    ) as center:
+        gate = gate_of(center)
+        freeze(gate)
+        async with client_from(center, "127.0.0.4") as flooder:
+            first = await attempt(flooder, center, admin_email(center), "wrong password!")
+            assert first.status_code == 401  # the one attempt of the minute: checked, answered at once
+            async with trio.open_nursery() as nursery:
+                held: list[httpx.Response] = []
+
+                async def refused() -> None:
+                    held.append(await attempt(flooder, center, admin_email(center), "wrong password!"))
+
+                nursery.start_soon(refused)
+                nursery.start_soon(refused)
+                await poll(lambda: gate.held_refusals == 2, "two refusals held back")
+                # The hold is full: the next refusal is answered at once, while the two still wait.
+                beyond = await attempt(flooder, center, admin_email(center), "wrong password!")
+                assert beyond.status_code == 429 and beyond.json()["error"]["code"] == "rate_limited"
+                assert held == [] and gate.held_refusals == 2
+                nursery.cancel_scope.cancel()
