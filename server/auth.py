@@ -15,9 +15,10 @@ Rules of a sign-in, in order (docs/security.md, "Sign-in"):
    `kefu account unlock` lifts it from another process). An unknown user (or account) is locked
    the same way after as many failures, in memory, so the answers never say whether it exists.
 3. Password hashes run in a fixed pool (`password_hashes_at_once` worker slots). At most
-   `MAX_WAITING_SIGN_INS` sign-ins wait for a slot; one more is answered 503 `busy` with
-   `Retry-After` at once (overflow policy: refuse the newest), so a flood holds bounded memory
-   and threads and never slows a neighbour's messages by more than that pool's CPU.
+   `MAX_WAITING_SIGN_INS` sign-ins wait for a slot; one more is refused 503 `busy` with
+   `Retry-After` without waiting for a slot (overflow policy: refuse the newest), so a flood
+   holds bounded memory and threads and never slows a neighbour's messages by more than that
+   pool's CPU. Every refusal is answered after `refusal_delay_seconds` (`Gate.hold_refusal`).
 4. A wrong password counts one failure; `sign_in_lockout_failures` in a row lock the user for
    `sign_in_lockout_minutes`. Failures and lockouts are audited (`sign_in.failed`,
    `sign_in.locked_out`), with the client address and never the e-mail typed or the password.

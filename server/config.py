@@ -116,9 +116,11 @@ class Config:
     """Wrong passwords in a row that lock the user out: 429 `locked_out`, even with the right password."""
     sign_in_lockout_minutes: float = 15
     """How long a lockout lasts (at most 1440); `kefu account unlock` ends it sooner."""
-    password_hashes_at_once: int = 2
+    password_hashes_at_once: int = 1
     """Password hashes (argon2id, 19 MiB each) computed at once (at most 64); sign-ins beyond wait
-    in a bounded line, and beyond that get 503 `busy`."""
+    in a bounded line, and beyond that get 503 `busy`. One keeps the other cores for the event
+    loop and PostgreSQL while a flood of sign-ins lasts; a machine with more cores may raise it
+    (to one less than its cores)."""
     refusal_delay_seconds: float = 1.0
     """Seconds a refused request of the unauthenticated endpoints (sign-in, visitor creation,
     uploads: 429, and 503 `busy`) waits before its answer, at most `MAX_HELD_REFUSALS` at once
