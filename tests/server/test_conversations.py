@@ -156,6 +156,9 @@ async def test_bad_frames_get_errors_and_change_nothing(database_dsn: str, tmp_p
         ):
             await customer.send(StartConversation("s-1"))
             (ack,) = await customer.wait_for("ack")
+            # No agent is online: the customer is told so (stored before it is sent). Waiting for it
+            # here means the rows read below are complete.
+            await customer.wait_for("event", kind="system")
             await customer.send_raw("{not json")
             (error,) = await customer.wait_for("error", code="malformed_json")
             await customer.wait_closed()
