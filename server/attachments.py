@@ -170,7 +170,7 @@ async def store_upload(
             await file.flush()
             await trio.to_thread.run_sync(os.fsync, file.fileno())
         await trio.to_thread.run_sync(os.replace, partial, final)
-        await trio.to_thread.run_sync(_fsync_dir, folder)
+        await trio.to_thread.run_sync(fsync_dir, folder)
     except BaseException:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(lambda: partial.unlink(missing_ok=True))
@@ -203,7 +203,8 @@ async def store_upload(
     }
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a folder's entries (a file just renamed into it) durable."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

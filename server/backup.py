@@ -51,6 +51,8 @@ import asyncpg
 import trio
 import trio_asyncio
 
+from kefu.server.attachments import fsync_dir
+
 log = logging.getLogger("kefu.backup")
 
 BACKUP_SUFFIX = ".tar"
@@ -113,14 +115,6 @@ def _failure(what: str, result: subprocess.CompletedProcess[bytes]) -> BackupErr
     lines = [line for line in result.stderr.decode(errors="replace").splitlines() if line.strip()]
     detail = lines[-1] if lines else f"exit code {result.returncode}"
     return BackupError(f"{what} failed: {detail}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def node_application_name() -> str:
@@ -301,7 +295,7 @@ def backup(dsn: str, data_dir: Path, output: Path) -> Path:
         with partial.open("rb") as written:
             os.fsync(written.fileno())
         partial.replace(output)
-        _fsync_dir(output.parent)
+        fsync_dir(output.parent)
     finally:
         partial.unlink(missing_ok=True)
     return output
@@ -407,7 +401,7 @@ def restore(dsn: str, data_dir: Path, archive: Path) -> None:
             if current.exists():
                 current.replace(replaced)
             (staging / ATTACHMENTS).replace(current)
-            _fsync_dir(data_dir)
+            fsync_dir(data_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -462,7 +456,7 @@ def _extract(archive: Path, staging: Path) -> Path:
     if missing:
         raise BackupError(f"the archive does not match its listing: {len(missing)} listed file(s) missing")
     for folder in files.iterdir():
-        _fsync_dir(folder)
+        fsync_dir(folder)
     return dump
 
 
