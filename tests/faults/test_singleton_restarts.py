@@ -48,7 +48,7 @@ async def _routed(node: Node) -> None:
     await node.dispatcher_mailbox.ref.ask(lambda reply: m.RouteProbe(reply), timeout=10)
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+async def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
     """Wait for a condition of the node's state to hold (checked between its steps)."""
     with trio.fail_after(timeout):
         while not condition():
@@ -180,7 +180,7 @@ async def test_a_restarted_aggregator_knows_the_online_agents_and_queues(
         async def snapshot() -> Any:
             return await mailbox.ref.ask(lambda reply: Snapshot(account_id, reply), timeout=10)
 
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             while agents_seen(stats := await snapshot()) != [(agent_row.id, "online", 1)]:
                 await trio.sleep(0.01)
         assert [q.waiting for q in stats.queues] == [1]

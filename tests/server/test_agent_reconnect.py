@@ -20,7 +20,7 @@ from kefu.protocol.customer import StartConversation
 from tests.server.live import Center, Client, connect, live_center
 
 
-async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+async def _until(condition: Callable[[], bool], timeout: float = 30) -> None:
     with trio.fail_after(timeout):
         while not condition():
             await trio.sleep(0.01)
@@ -54,7 +54,7 @@ async def test_a_reload_keeps_the_status_but_no_tab_means_no_offers_and_offline_
         await _until(lambda: not dispatcher.agents[agent_id].available)
         handle = node.center.agent(agent_id)
         assert handle is not None and handle.status == "online", "kept for the reconnect grace"
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             while True:
                 stats = await _stats(center, account_id)
                 if [(a.agent_id, a.status) for a in stats.agents] == [(agent_row.id, "offline")]:
