@@ -39,6 +39,7 @@ from uuid import UUID
 import asyncpg
 import trio
 
+from kefu.protocol.permissions import Permission, permissions_of
 from kefu.protocol.throttle import FailureCount, Rate, Throttle, ThrottleStatistics, admit
 from kefu.server import audit
 from kefu.server.accounts import hash_password, verify_and_rehash
@@ -187,6 +188,12 @@ class SignedInUser:
     role: str
     session_id: UUID
     expires_at: datetime
+    permissions: frozenset[Permission] = frozenset()
+    """What the user may do: their role's permissions (`kefu.protocol.permissions`), plus
+    `contacts.view_unmasked` when it was granted to them on their own."""
+
+    def may(self, permission: Permission) -> bool:
+        return permission in self.permissions
 
 
 def token_hash(token: str) -> bytes:
@@ -219,6 +226,7 @@ async def sign_in(
         raise SignInRefused("rate_limited", wait, "too many sign-in attempts; try again later")
     row = await database.fetchrow(
         """SELECT a.id AS account_id, u.id, u.email, u.display_name, u.role, u.password_hash, u.disabled_at,
+                  u.may_view_contact_details,
                   ceil(extract(epoch FROM u.locked_until - now()))::bigint AS locked_seconds
            FROM accounts a LEFT JOIN users u ON u.account_id = a.id AND lower(u.email) = lower($2)
            WHERE a.slug = $1""",
@@ -282,6 +290,7 @@ async def sign_in(
         role=row["role"],
         session_id=session["id"],
         expires_at=session["expires_at"],
+        permissions=permissions_of(row["role"], may_view_contact_details=row["may_view_contact_details"]),
     )
     return token, user
 
@@ -395,7 +404,7 @@ async def authenticate(database: Database, token: str) -> SignedInUser | None:
         return None
     row = await database.fetchrow(
         """SELECT s.id AS session_id, s.expires_at, u.account_id, u.id AS user_id, u.email,
-                  u.display_name, u.role
+                  u.display_name, u.role, u.may_view_contact_details
            FROM user_sessions s
            JOIN users u ON u.account_id = s.account_id AND u.id = s.user_id
            WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
@@ -412,6 +421,7 @@ async def authenticate(database: Database, token: str) -> SignedInUser | None:
         role=row["role"],
         session_id=row["session_id"],
         expires_at=row["expires_at"],
+        permissions=permissions_of(row["role"], may_view_contact_details=row["may_view_contact_details"]),
     )
 
 
