@@ -6,13 +6,17 @@ are shared with the customer protocol (see ``common`` and ``customer``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import ClassVar, Final, Literal
 
 from .common import MarkRead, Ping, Resume, SendMessage, SetTyping
 from .customer import CloseConversation
+from .permissions import Permission
 
 __all__ = [
+    "AGENT_FRAME_PERMISSIONS",
     "AGENT_FRAME_TYPES",
     "AGENT_STATUSES",
     "AcceptOffer",
@@ -115,3 +119,21 @@ AGENT_FRAME_TYPES: tuple[type[AgentFrame], ...] = (
     Resume,
     Ping,
 )
+
+AGENT_FRAME_PERMISSIONS: Final[Mapping[type[AgentFrame], Permission | None]] = MappingProxyType(
+    {
+        SetStatus: Permission.CONVERSATIONS_HANDLE,
+        AcceptOffer: Permission.CONVERSATIONS_HANDLE,
+        DeclineOffer: Permission.CONVERSATIONS_HANDLE,
+        SendMessage: Permission.CONVERSATIONS_HANDLE,
+        AddNote: Permission.CONVERSATIONS_HANDLE,
+        Transfer: Permission.CONVERSATIONS_HANDLE,
+        CloseConversation: Permission.CONVERSATIONS_HANDLE,
+        SetTyping: Permission.CONVERSATIONS_HANDLE,
+        MarkRead: Permission.CONVERSATIONS_HANDLE,
+        Resume: None,  # reading is scoped by the session (own, departments', or all with read_all)
+        Ping: None,
+    }
+)
+"""The one permission each frame on ``/ws/agent`` needs (``None``: being signed in is enough).
+A frame whose permission the user lacks is answered with ``error`` ``forbidden`` and changes nothing."""
