@@ -188,7 +188,7 @@ class _SupervisorBase:
         error: BaseException | None = None
         try:
             with child.scope:
-                await child.spec.start(child.stop_requested, task_status=status)  # type: ignore[arg-type]
+                await child.spec.start(child.stop_requested, task_status=status)
         except Exception as exc:
             if not status.reported:
                 raise ChildStartError(f"child {child.spec.id!r} failed to start: {exc!r}") from exc

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,13 +35,14 @@ from typing import Any
 import httpx
 import trio
 import trio_asyncio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from kefu.protocol import decode_server_frame, encode_frame
 from kefu.protocol.agent import AcceptOffer, SetStatus
 from kefu.protocol.common import Ping, SendMessage
 from kefu.protocol.customer import StartConversation
-from kefu.server.accounts import create_account
+from kefu.protocol.server import Ack, ConversationEvent, Offer, ServerError
+from kefu.server.accounts import CreatedAccount, create_account
 from kefu.server.config import Config
 from kefu.server.database import Database
 from kefu.server.node import serve
@@ -75,6 +77,13 @@ class Abuse:
     def closed(self, code: int) -> None:
         self.closes[code] = self.closes.get(code, 0) + 1
 
+    def closed_by(self, group: ExceptionGroup[ConnectionClosed]) -> None:
+        for closed in group.exceptions:
+            if isinstance(closed, ExceptionGroup):
+                self.closed_by(closed)
+            else:
+                self.closed(closed.reason.code if closed.reason else 1006)
+
 
 async def flooder(ws_base: str, token: str, abuse: Abuse) -> None:
     """Send frames as fast as the socket takes them; reconnect when closed or refused."""
@@ -83,10 +92,10 @@ async def flooder(ws_base: str, token: str, abuse: Abuse) -> None:
         try:
             async with open_websocket_url(f"{ws_base}/ws/customer?token={token}") as ws:
 
-                async def read(ws: Any = ws) -> None:
+                async def read(ws: WebSocketConnection = ws) -> None:
                     while True:
                         frame = decode_server_frame(await ws.get_message())
-                        if frame.TYPE == "error" and frame.code == "rate_limited":
+                        if isinstance(frame, ServerError) and frame.code == "rate_limited":
                             abuse.rate_limited += 1
 
                 async with trio.open_nursery() as nursery:
@@ -95,8 +104,7 @@ async def flooder(ws_base: str, token: str, abuse: Abuse) -> None:
                         await ws.send_message(data)
                         await trio.sleep(0)
         except* ConnectionClosed as group:
-            for closed in group.exceptions:
-                abuse.closed(closed.reason.code if closed.reason else 1006)  # type: ignore[attr-defined]
+            abuse.closed_by(group)
         except* (HandshakeError, OSError):
             pass
         await trio.sleep(0.01)
@@ -108,7 +116,7 @@ async def closer(ws_base: str, token: str, payload: str, abuse: Abuse) -> None:
         try:
             async with open_websocket_url(f"{ws_base}/ws/customer?token={token}") as ws:
 
-                async def drain(ws: Any = ws) -> None:
+                async def drain(ws: WebSocketConnection = ws) -> None:
                     while True:
                         await ws.get_message()
 
@@ -118,8 +126,7 @@ async def closer(ws_base: str, token: str, payload: str, abuse: Abuse) -> None:
                         await ws.send_message(payload)
                         await trio.sleep(0.06)  # under the frame rate: each frame is read
         except* ConnectionClosed as group:
-            for closed in group.exceptions:
-                abuse.closed(closed.reason.code if closed.reason else 1006)  # type: ignore[attr-defined]
+            abuse.closed_by(group)
         except* (HandshakeError, OSError):
             pass
         await trio.sleep(0.01)
@@ -155,7 +162,9 @@ async def abuse_for(seconds: float, ws_base: str, tokens: list[str], conversatio
     return abuse
 
 
-async def measure(customer: Any, agent: Any, conversation: str, messages: int, received: dict[str, float]) -> dict:
+async def measure(
+    customer: WebSocketConnection, conversation: str, messages: int, received: dict[str, float]
+) -> dict[str, list[float]]:
     acked: list[float] = []
     delivered: list[float] = []
     with trio.move_on_after(ROUND_SECONDS):
@@ -167,10 +176,10 @@ async def measure(customer: Any, agent: Any, conversation: str, messages: int, r
             )
             while True:
                 frame = decode_server_frame(await customer.get_message())
-                if frame.TYPE == "ack" and frame.client_id == client_id:
+                if isinstance(frame, Ack) and frame.client_id == client_id:
                     acked.append(time.perf_counter() - started)
                     break
-                if frame.TYPE == "error":
+                if isinstance(frame, ServerError):
                     raise RuntimeError(f"the calm customer was refused: {frame}")
             with trio.fail_after(10):
                 while f"hello {number}" not in received:
@@ -180,95 +189,129 @@ async def measure(customer: Any, agent: Any, conversation: str, messages: int, r
     return {"acked": acked, "delivered": delivered}
 
 
-async def run(args: argparse.Namespace, dsn: str, folder: Path) -> dict[str, Any]:
-    config = Config(port=0, data_dir=folder, database_url=dsn, handshake_timeout_seconds=5, shutdown_grace=1)
-    slug = f"bench-{uuid.uuid4().hex[:6]}"
+async def _new_account(dsn: str, slug: str) -> CreatedAccount:
     async with trio_asyncio.open_loop():
         database = await Database.open(dsn, pool_size=2)
         try:
             await database.migrate()
-            account = await create_account(
+            return await create_account(
                 database, name="Bench", slug=slug, admin_email=f"admin@{slug}.example", admin_password=PASSWORD
             )
         finally:
             await database.close()
+
+
+async def _tokens(base: str, slug: str, account: CreatedAccount, visitors: int) -> tuple[str, list[str]]:
+    """The admin's session token (it answers as the agent) and `visitors` visitor tokens."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        sign_in = {"account": slug, "email": account.admin_email, "password": PASSWORD}
+        token = str((await http.post("/api/v1/auth/sign-in", json=sign_in)).json()["token"])
+        tokens = []
+        for _ in range(visitors):
+            response = await http.post("/api/v1/webchat/visitors", json={"account": slug})
+            tokens.append(str(response.json()["token"]))
+    return token, tokens
+
+
+class CalmAgent:
+    """The agent of the calm customer: accepts its offer, notes when each message arrives."""
+
+    def __init__(self, ws: WebSocketConnection, conversation: str, heartbeat_seconds: float) -> None:
+        self.ws = ws
+        self.conversation = conversation
+        self.heartbeat_seconds = heartbeat_seconds
+        self.received: dict[str, float] = {}
+
+    async def read(self) -> None:
+        while True:
+            try:
+                data = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            frame = decode_server_frame(data)
+            if isinstance(frame, Offer) and frame.conversation_id == self.conversation:
+                await self.ws.send_message(encode_frame(AcceptOffer(frame.offer_id)).decode())
+            elif isinstance(frame, ConversationEvent) and frame.kind == "message" and frame.sender.role == "customer":
+                self.received[frame.text or ""] = time.perf_counter()
+
+    async def heartbeat(self) -> None:
+        while True:
+            await trio.sleep(self.heartbeat_seconds / 3)
+            try:
+                await self.ws.send_message(encode_frame(Ping("bench")).decode())
+            except ConnectionClosed:
+                return
+
+
+async def _start_conversation(customer: WebSocketConnection) -> str:
+    await customer.send_message(encode_frame(StartConversation("start")).decode())
+    while True:
+        frame = decode_server_frame(await customer.get_message())
+        if isinstance(frame, Ack):
+            return frame.conversation_id
+
+
+async def _wait_assigned(customer: WebSocketConnection) -> None:
+    while True:
+        frame = decode_server_frame(await customer.get_message())
+        if isinstance(frame, ConversationEvent) and frame.kind == "assigned":
+            return
+
+
+async def _round_with_abusers(
+    command: list[str], customer: WebSocketConnection, conversation: str, messages: int, received: dict[str, float]
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """One measured round while the abusers' process runs; what they were answered."""
+    outputs: list[subprocess.CompletedProcess[bytes]] = []
+    async with trio.open_nursery() as abusers:
+
+        async def run_child() -> None:
+            outputs.append(await trio.run_process(command, capture_stdout=True, check=True))
+
+        abusers.start_soon(run_child)
+        await trio.sleep(2)  # let the abuse get going
+        round_result = await measure(customer, conversation, messages, received)
+    answered: dict[str, Any] = json.loads(outputs[0].stdout)
+    return round_result, answered
+
+
+async def run(args: argparse.Namespace, dsn: str, folder: Path) -> dict[str, Any]:
+    config = Config(port=0, data_dir=folder, database_url=dsn, handshake_timeout_seconds=5, shutdown_grace=1)
+    slug = f"bench-{uuid.uuid4().hex[:6]}"
+    account = await _new_account(dsn, slug)
+    results: dict[str, dict[str, list[float]]] = {
+        "alone": {"acked": [], "delivered": []},
+        "with abusers": {"acked": [], "delivered": []},
+    }
+    answered: list[dict[str, Any]] = []
     async with trio.open_nursery() as nursery:
         node = await nursery.start(serve, config)
         base = node.urls[0]
         ws_base = base.replace("http://", "ws://")
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            sign_in = {"account": slug, "email": account.admin_email, "password": PASSWORD}
-            token = (await http.post("/api/v1/auth/sign-in", json=sign_in)).json()["token"]
-
-            async def visitor() -> str:
-                response = await http.post("/api/v1/webchat/visitors", json={"account": slug})
-                return str(response.json()["token"])
-
-            calm_token = await visitor()
-            abuser_tokens = [await visitor() for _ in range(args.flooders + 2)]
-        received: dict[str, float] = {}
+        token, visitor_tokens = await _tokens(base, slug, account, args.flooders + 3)
+        calm_token, abuser_tokens = visitor_tokens[0], visitor_tokens[1:]
         async with (
-            open_websocket_url(f"{ws_base}/ws/agent?token={token}") as agent,
+            open_websocket_url(f"{ws_base}/ws/agent?token={token}") as agent_socket,
             open_websocket_url(f"{ws_base}/ws/customer?token={calm_token}") as customer,
         ):
-            await agent.send_message(encode_frame(SetStatus("online")).decode())
-            await customer.send_message(encode_frame(StartConversation("start")).decode())
-            conversation = ""
-            while not conversation:
-                frame = decode_server_frame(await customer.get_message())
-                if frame.TYPE == "ack":
-                    conversation = frame.conversation_id
-
-            async def agent_reader() -> None:
-                while True:
-                    try:
-                        data = await agent.get_message()
-                    except ConnectionClosed:
-                        return
-                    frame = decode_server_frame(data)
-                    if frame.TYPE == "offer" and frame.conversation_id == conversation:
-                        await agent.send_message(encode_frame(AcceptOffer(frame.offer_id)).decode())
-                    elif frame.TYPE == "event" and frame.kind == "message" and frame.sender.role == "customer":
-                        received[frame.text or ""] = time.perf_counter()
-
-            async def agent_heartbeat() -> None:
-                while True:
-                    await trio.sleep(config.heartbeat_seconds / 3)
-                    try:
-                        await agent.send_message(encode_frame(Ping("bench")).decode())
-                    except ConnectionClosed:
-                        return
-
-            nursery.start_soon(agent_reader)
-            nursery.start_soon(agent_heartbeat)
-            while True:  # assigned
-                frame = decode_server_frame(await customer.get_message())
-                if frame.TYPE == "event" and frame.kind == "assigned":
-                    break
-            results: dict[str, dict[str, list[float]]] = {
-                "alone": {"acked": [], "delivered": []},
-                "with abusers": {"acked": [], "delivered": []},
-            }
-            answered: list[dict[str, Any]] = []
+            await agent_socket.send_message(encode_frame(SetStatus("online")).decode())
+            conversation = await _start_conversation(customer)
+            agent = CalmAgent(agent_socket, conversation, config.heartbeat_seconds)
+            nursery.start_soon(agent.read)
+            nursery.start_soon(agent.heartbeat)
+            await _wait_assigned(customer)
             abuse_seconds = args.messages * INTERVAL * 2 + 10
             command = [
                 sys.executable, "-m", "kefu.loadtest.bench_abuse", "--abuse", ws_base,
                 conversation, str(abuse_seconds), str(args.slowloris), *abuser_tokens,
             ]  # fmt: skip
             for _ in range(args.rounds):
-                for case in results:
-                    async with trio.open_nursery() as abusers:
-                        outputs: list[Any] = []
-                        if case == "with abusers":
-
-                            async def run_child(out: list[Any] = outputs) -> None:
-                                out.append(await trio.run_process(command, capture_stdout=True, check=True))
-
-                            abusers.start_soon(run_child)
-                            await trio.sleep(2)  # let the abuse get going
-                        round_result = await measure(customer, agent, conversation, args.messages, received)
-                    if outputs:
-                        answered.append(json.loads(outputs[0].stdout))
+                alone = await measure(customer, conversation, args.messages, agent.received)
+                abused, answer = await _round_with_abusers(
+                    command, customer, conversation, args.messages, agent.received
+                )
+                answered.append(answer)
+                for case, round_result in (("alone", alone), ("with abusers", abused)):
                     for key, values in round_result.items():
                         results[case][key].extend(values)
         nursery.cancel_scope.cancel()
@@ -311,9 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pgserver
+            from pgserver.postgres_server import get_server
 
-            server = pgserver.get_server(Path(folder) / "pg", cleanup_mode="delete")
+            server = get_server(Path(folder) / "pg", cleanup_mode="delete")
         try:
             result = trio.run(run, args, str(server.get_uri()), Path(folder))
         finally:

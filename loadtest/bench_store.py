@@ -160,9 +160,9 @@ async def bench_single_insert(dsn: str, appends: int) -> dict[str, Any]:
 def _start_database(data_dir: Path) -> tuple[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
 
-        server = pgserver.get_server(data_dir, cleanup_mode="delete")
+        server = get_server(data_dir, cleanup_mode="delete")
     return str(server.get_uri()), server
 
 
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             server.cleanup()
     store, copy, single = (median_run([r[i] for r in rounds]) for i in range(3))
 
-    results = {
+    results: dict[str, Any] = {
         "benchmark": "durable appends",
         "machine": machine(),
         "runs": [store, copy, single],

@@ -353,7 +353,8 @@ class Suite:
             command = [sys.executable, "-m", f"kefu.loadtest.{module}", *args, "--json", str(out)]
             print(f"  {' '.join(command[1:-2])}", file=sys.stderr, flush=True)
             subprocess.run(command, check=True, stdout=sys.stderr)
-            return json.loads(out.read_text())
+            result: dict[str, Any] = json.loads(out.read_text())
+            return result
 
     # -- the run ---------------------------------------------------------------------------
 

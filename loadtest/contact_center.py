@@ -89,7 +89,7 @@ def check_target(url: str, allow_hosts: tuple[str, ...] = ()) -> str:
         infos = socket.getaddrinfo(host, parsed.port or 80, proto=socket.IPPROTO_TCP)
     except socket.gaierror as e:
         raise RefusedTarget(f"cannot resolve {host!r}: {e}") from e
-    addresses = {info[4][0] for info in infos}
+    addresses = {str(info[4][0]) for info in infos}
     if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses):
         raise RefusedTarget(
             f"refusing to load-test {host!r} ({', '.join(sorted(addresses))}): not a loopback address;"
@@ -485,94 +485,19 @@ class LoadTest:
 
     async def run_customer(self, conv: Conversation, token: str) -> None:
         config = self.config
-        stats = self.stats
-        url = f"{self.ws_base}/ws/customer?token={token}"
         reconnect_after = (
             self.random.randrange(config.messages) if self.random.random() < config.reconnect_share else None
         )
-        acks: dict[str, int] = {}
-        state = {"resumed": False, "replaying": False, "closed_ack": False}
-        replies_seen: set[str] = set()
-        queued_at = time.monotonic()
-        assigned = trio.Event()
-
-        def on_frame(frame: dict[str, Any]) -> None:
-            now = time.monotonic()
-            kind = frame.get("type")
-            if kind == "ack":
-                acks[frame["client_id"]] = frame["seq"]
-                if conv.id is None:
-                    conv.id = frame["conversation_id"]
-                    self.by_id[conv.id] = conv
-            elif kind == "resumed" and frame.get("conversation_id") == conv.id:
-                state["replaying"] = False
-            elif kind == "event" and frame.get("conversation_id") == conv.id:
-                if frame.get("kind") == "assigned" and not assigned.is_set():
-                    stats.queue_time.record_value(max(1, int((now - queued_at) * 1_000_000)))
-                    assigned.set()
-                elif frame.get("kind") == "message" and (frame.get("sender") or {}).get("role") == "agent":
-                    text = frame.get("text") or ""
-                    conv.customer_seen.append((frame["seq"], text))
-                    if text not in replies_seen:
-                        replies_seen.add(text)
-                        if not state["replaying"]:
-                            stats.delivered(stats.to_customer, _stamp(text), now)
-                        else:
-                            stats.bucket(now).messages += 1
-                            stats.messages_delivered += 1
-                last_seq[0] = max(last_seq[0], frame["seq"])
-
-        last_seq = [0]
-
-        progress = {"i": 0, "reconnected": False}
-
-        async def session(sock: Socket) -> None:
-            if not progress["reconnected"] and conv.id is None:
-                start_id = sock.client_id()
-                await sock.send({"type": "conversation.start", "client_id": start_id, "topic": "load test"})
-                stats.started += 1
-                stats.bucket().started += 1
-                await sock.wait(lambda: start_id in acks, 30, "conversation.start ack")
-                conv.phase = "queue"
-                with trio.fail_after(max(60.0, config.drain)):
-                    await assigned.wait()
-            elif progress["reconnected"]:
-                state["replaying"] = True
-                await sock.send({"type": "resume", "conversation_id": conv.id, "last_seq": last_seq[0]})
-                want = progress["i"]
-                await sock.wait(lambda: len(replies_seen) >= want, 30, "reply")
-            while progress["i"] < config.messages:
-                i = progress["i"]
-                await trio.sleep(self.think(config.customer_think))
-                text = f"lt msg {conv.index} {i} {time.monotonic():.6f}"
-                conv.customer_sent.append(text)
-                cid = sock.client_id()
-                frame = {"type": "message.send", "client_id": cid, "conversation_id": conv.id}
-                await sock.send({**frame, "kind": "text", "text": text})
-                await sock.wait(lambda cid=cid: cid in acks, 30, "message ack")
-                progress["i"] = i + 1
-                if i == reconnect_after and not progress["reconnected"]:
-                    progress["reconnected"] = True
-                    stats.reconnects += 1
-                    return
-                conv.phase = f"reply {i}"
-                await sock.wait(lambda want=i + 1: len(replies_seen) >= want, 30, "reply")
-            cid = sock.client_id()
-            await sock.send({"type": "conversation.close", "client_id": cid, "conversation_id": conv.id})
-            conv.phase = "close"
-            await sock.wait(lambda: cid in acks, 30, "close ack")
-            conv.completed = True
-            stats.completed += 1
-            stats.bucket().completed += 1
-
+        customer = CustomerRun(self, conv, reconnect_after)
+        url = f"{self.ws_base}/ws/customer?token={token}"
         try:
-            await self.connected(url, "customer", on_frame, session)
+            await self.connected(url, "customer", customer.on_frame, customer.session)
             if not conv.completed:
                 await trio.sleep(self.random.uniform(0.05, 0.3))
-                await self.connected(url, "customer", on_frame, session)
+                await self.connected(url, "customer", customer.on_frame, customer.session)
         except (trio.TooSlowError, ConnectionError, ConnectionClosed, OSError) as e:
-            stats.failed += 1
-            stats.error(f"customer gave up: {type(e).__name__}: {e}")
+            self.stats.failed += 1
+            self.stats.error(f"customer gave up: {type(e).__name__}: {e}")
 
     async def connected(
         self,
@@ -757,6 +682,106 @@ class LoadTest:
             errors=dict(s.errors),
             timeline=timeline,
         )
+
+
+class CustomerRun:
+    """One simulated customer's conversation over one or two connections (it may reconnect once)."""
+
+    def __init__(self, test: LoadTest, conv: Conversation, reconnect_after: int | None) -> None:
+        self.test = test
+        self.config = test.config
+        self.stats = test.stats
+        self.conv = conv
+        self.reconnect_after = reconnect_after
+        self.acks: dict[str, int] = {}
+        self.replaying = False
+        self.replies_seen: set[str] = set()
+        self.queued_at = time.monotonic()
+        self.assigned = trio.Event()
+        self.last_seq = 0
+        self.sent = 0
+        self.reconnected = False
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "ack":
+            self.acks[frame["client_id"]] = frame["seq"]
+            if self.conv.id is None:
+                self.conv.id = frame["conversation_id"]
+                self.test.by_id[self.conv.id] = self.conv
+        elif kind == "resumed" and frame.get("conversation_id") == self.conv.id:
+            self.replaying = False
+        elif kind == "event" and frame.get("conversation_id") == self.conv.id:
+            self._on_event(frame, time.monotonic())
+
+    def _on_event(self, frame: dict[str, Any], now: float) -> None:
+        stats = self.stats
+        if frame.get("kind") == "assigned" and not self.assigned.is_set():
+            stats.queue_time.record_value(max(1, int((now - self.queued_at) * 1_000_000)))
+            self.assigned.set()
+        elif frame.get("kind") == "message" and (frame.get("sender") or {}).get("role") == "agent":
+            text = frame.get("text") or ""
+            self.conv.customer_seen.append((frame["seq"], text))
+            if text not in self.replies_seen:
+                self.replies_seen.add(text)
+                if not self.replaying:
+                    stats.delivered(stats.to_customer, _stamp(text), now)
+                else:
+                    stats.bucket(now).messages += 1
+                    stats.messages_delivered += 1
+        self.last_seq = max(self.last_seq, frame["seq"])
+
+    async def _wait_ack(self, sock: Socket, client_id: str, what: str) -> None:
+        await sock.wait(lambda: client_id in self.acks, 30, what)
+
+    async def _wait_replies(self, sock: Socket, count: int) -> None:
+        await sock.wait(lambda: len(self.replies_seen) >= count, 30, "reply")
+
+    async def session(self, sock: Socket) -> None:
+        conv, stats = self.conv, self.stats
+        if not self.reconnected and conv.id is None:
+            start_id = sock.client_id()
+            await sock.send({"type": "conversation.start", "client_id": start_id, "topic": "load test"})
+            stats.started += 1
+            stats.bucket().started += 1
+            await self._wait_ack(sock, start_id, "conversation.start ack")
+            conv.phase = "queue"
+            with trio.fail_after(max(60.0, self.config.drain)):
+                await self.assigned.wait()
+        elif self.reconnected:
+            self.replaying = True
+            await sock.send({"type": "resume", "conversation_id": conv.id, "last_seq": self.last_seq})
+            await self._wait_replies(sock, self.sent)
+        if await self._send_messages(sock):
+            return  # it reconnects
+        cid = sock.client_id()
+        await sock.send({"type": "conversation.close", "client_id": cid, "conversation_id": conv.id})
+        conv.phase = "close"
+        await self._wait_ack(sock, cid, "close ack")
+        conv.completed = True
+        stats.completed += 1
+        stats.bucket().completed += 1
+
+    async def _send_messages(self, sock: Socket) -> bool:
+        """Send the rest of the messages, each after the reply to the one before; True to reconnect."""
+        conv = self.conv
+        while self.sent < self.config.messages:
+            i = self.sent
+            await trio.sleep(self.test.think(self.config.customer_think))
+            text = f"lt msg {conv.index} {i} {time.monotonic():.6f}"
+            conv.customer_sent.append(text)
+            cid = sock.client_id()
+            frame = {"type": "message.send", "client_id": cid, "conversation_id": conv.id}
+            await sock.send({**frame, "kind": "text", "text": text})
+            await self._wait_ack(sock, cid, "message ack")
+            self.sent = i + 1
+            if i == self.reconnect_after and not self.reconnected:
+                self.reconnected = True
+                self.stats.reconnects += 1
+                return True
+            conv.phase = f"reply {i}"
+            await self._wait_replies(sock, i + 1)
+        return False
 
 
 async def run_load(config: LoadConfig) -> Result:

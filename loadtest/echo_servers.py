@@ -96,11 +96,11 @@ async def serve_trio(host: str, port: int, task_status: Any = trio.TASK_STATUS_I
                         del rooms.receivers[room]
             else:
                 while True:
-                    raw = await ws.get_message()
-                    if isinstance(raw, bytes):
+                    message = await ws.get_message()
+                    if isinstance(message, bytes):
                         await ws.aclose(1003, "binary messages are not accepted")
                         return
-                    await ws.send_message(rooms.relay(room, raw).decode())
+                    await ws.send_message(rooms.relay(room, message).decode())
         except ConnectionClosed:
             pass
 
@@ -144,11 +144,11 @@ def quart_app() -> Any:
                     del rooms.receivers[room]
         elif role == "sender":
             while True:
-                raw = await websocket.receive()
-                if isinstance(raw, bytes):
+                message = await websocket.receive()
+                if isinstance(message, bytes):
                     await websocket.close(1003, "binary messages are not accepted")
                     return
-                await websocket.send(rooms.relay(room, raw).decode())
+                await websocket.send(rooms.relay(room, message).decode())
         else:
             await websocket.close(1008, "unknown role")
 

@@ -474,7 +474,11 @@ async def closed_loop(senders: list[Sender], messages: int, timeout: float) -> f
         for _ in range(per_sender):
             want = sender.client.acked + 1
             await sender.send(time.monotonic())
-            await sender.client.wait(lambda want=want: sender.client.acked >= want, timeout, "ack")
+
+            def acked(sender: Sender = sender, want: int = want) -> bool:
+                return sender.client.acked >= want
+
+            await sender.client.wait(acked, timeout, "ack")
 
     with trio.move_on_after(timeout):
         async with trio.open_nursery() as nursery:

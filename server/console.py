@@ -23,12 +23,29 @@ from pathlib import Path
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
+from trio_websocket import ConnectionClosed, HandshakeError, WebSocketConnection, open_websocket_url
 
 from kefu.protocol import decode_server_frame, encode_frame
 from kefu.protocol.agent import AcceptOffer, AddNote, DeclineOffer, SetStatus, Transfer
 from kefu.protocol.common import MarkRead, Resume, SendMessage
 from kefu.protocol.customer import CloseConversation, StartConversation
+from kefu.protocol.server import (
+    Ack,
+    AgentStatus,
+    ConversationEvent,
+    ConversationList,
+    Offer,
+    OfferRevoked,
+    PeerTyping,
+    QueuePosition,
+    ServerError,
+    ServerFrame,
+)
+
+TypedFrame = (
+    StartConversation | SendMessage | CloseConversation | SetStatus | AcceptOffer | DeclineOffer | AddNote | Transfer
+)
+"""What a line typed in the terminal may become."""
 
 AGENT_HELP = """commands:
   /online, /break [reason], /offline      change your status
@@ -64,9 +81,10 @@ def _post(url: str, body: dict[str, Any], token: str | None = None) -> dict[str,
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read() or b"{}")
+            answer: dict[str, Any] = json.loads(response.read() or b"{}")
+            return answer
     except urllib.error.HTTPError as error:
-        detail = json.loads(error.read() or b"{}").get("error", {}).get("message", error.reason)
+        detail = str(json.loads(error.read() or b"{}").get("error", {}).get("message", error.reason))
         raise SystemExit(f"kefu: {detail}") from None
     except urllib.error.URLError as error:
         raise SystemExit(f"kefu: cannot reach {url}: {error.reason}") from None
@@ -76,49 +94,53 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _describe(frame: Any) -> str | None:
-    kind = frame.TYPE
-    if kind == "event":
-        who = frame.sender.display_name or frame.sender.role
-        if frame.kind == "message":
-            body = frame.text or ""
-            if frame.attachment_id:
-                body = f"[{frame.message_kind} {frame.attachment_id}] {body}"
-            return f"#{frame.seq} {who}: {body}"
-        if frame.kind == "note":
-            return f"#{frame.seq} (note) {who}: {frame.text}"
-        if frame.kind == "system":
-            return f"#{frame.seq} * {frame.text}"
-        details = {
-            k: getattr(frame, k)
-            for k in ("agent_id", "queue_id", "to_agent_id", "to_department_id", "reason", "wrap_up_code")
-            if getattr(frame, k)
-        }
-        return f"#{frame.seq} * {frame.kind} {details or ''}".rstrip()
-    if kind == "offer":
-        customer = frame.customer
-        about = customer.topic or customer.preview or ""
-        who = customer.display_name or customer.customer_id
-        return f"offer {frame.offer_id}: {who} {about} (/accept)".replace("  ", " ")
-    if kind == "queue.position":
-        wait = f", about {frame.estimated_wait_seconds}s" if frame.estimated_wait_seconds is not None else ""
-        return f"* you are number {frame.position} in the queue{wait}"
-    if kind == "status":
-        extra = f" ({frame.reason})" if frame.reason else ""
-        return f"* status {frame.status}{extra}: {frame.active_conversations}/{frame.capacity} conversations"
-    if kind == "typing":
-        return f"* the {frame.role} is typing…" if frame.active else None
-    if kind == "error":
-        return f"! {frame.code}: {frame.message}"
-    if kind == "offer.revoked":
-        return f"* offer {frame.offer_id} withdrawn ({frame.reason})"
-    return None
+def _describe_event(frame: ConversationEvent) -> str:
+    who = frame.sender.display_name or frame.sender.role
+    if frame.kind == "message":
+        body = frame.text or ""
+        if frame.attachment_id:
+            body = f"[{frame.message_kind} {frame.attachment_id}] {body}"
+        return f"#{frame.seq} {who}: {body}"
+    if frame.kind == "note":
+        return f"#{frame.seq} (note) {who}: {frame.text}"
+    if frame.kind == "system":
+        return f"#{frame.seq} * {frame.text}"
+    details = {
+        k: getattr(frame, k)
+        for k in ("agent_id", "queue_id", "to_agent_id", "to_department_id", "reason", "wrap_up_code")
+        if getattr(frame, k)
+    }
+    return f"#{frame.seq} * {frame.kind} {details or ''}".rstrip()
+
+
+def _describe(frame: ServerFrame) -> str | None:
+    match frame:
+        case ConversationEvent():
+            return _describe_event(frame)
+        case Offer(customer=customer):
+            about = customer.topic or customer.preview or ""
+            who = customer.display_name or customer.customer_id
+            return f"offer {frame.offer_id}: {who} {about} (/accept)".replace("  ", " ")
+        case QueuePosition():
+            wait = f", about {frame.estimated_wait_seconds}s" if frame.estimated_wait_seconds is not None else ""
+            return f"* you are number {frame.position} in the queue{wait}"
+        case AgentStatus():
+            extra = f" ({frame.reason})" if frame.reason else ""
+            return f"* status {frame.status}{extra}: {frame.active_conversations}/{frame.capacity} conversations"
+        case PeerTyping():
+            return f"* the {frame.role} is typing…" if frame.active else None
+        case ServerError():
+            return f"! {frame.code}: {frame.message}"
+        case OfferRevoked():
+            return f"* offer {frame.offer_id} withdrawn ({frame.reason})"
+        case _:
+            return None
 
 
 class ChatClient:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.base = args.url.rstrip("/")
+        self.base = str(args.url).rstrip("/")
         self.ids = itertools.count(1)
         self.last_seq: dict[str, int] = {}
         self.current: str | None = None
@@ -199,7 +221,7 @@ class ChatClient:
         body = {"account": self.args.account, "email": self.args.email, "password": password}
         return str(_post(f"{self.base}/api/v1/auth/sign-in", body)["token"])
 
-    async def session(self, ws: Any) -> None:
+    async def session(self, ws: WebSocketConnection) -> None:
         closed: list[ConnectionClosed] = []
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.read, ws, nursery.cancel_scope, closed)
@@ -213,49 +235,61 @@ class ChatClient:
         if closed:
             raise closed[0]  # outside the nursery, so `run` sees it bare and reconnects
 
-    async def read(self, ws: Any, done: trio.CancelScope, closed: list[ConnectionClosed]) -> None:
+    async def read(self, ws: WebSocketConnection, done: trio.CancelScope, closed: list[ConnectionClosed]) -> None:
         try:
             await self._read(ws)
         except ConnectionClosed as error:
             closed.append(error)
             done.cancel()
 
-    async def _read(self, ws: Any) -> None:
+    async def _read(self, ws: WebSocketConnection) -> None:
         while True:
             frame = decode_server_frame(await ws.get_message())
-            if frame.TYPE == "conversations":
-                for summary in frame.conversations:
-                    self.current = summary.conversation_id
-                    after = self.last_seq.get(summary.conversation_id, 0)
-                    await ws.send_message(encode_frame(Resume(summary.conversation_id, after)).decode())
-                if self.args.role == "customer" and not frame.conversations:
-                    start = StartConversation(self.client_id(), department=self.args.department, topic=self.args.topic)
-                    await ws.send_message(encode_frame(start).decode())
-                continue
-            if frame.TYPE == "ack" and self.current is None:
-                self.current = frame.conversation_id
-                for text in self.pending:
-                    await ws.send_message(
-                        encode_frame(SendMessage(self.client_id(), self.current, "text", text=text)).decode()
-                    )
-                self.pending.clear()
-            if frame.TYPE == "offer":
-                self.offer = frame.offer_id
-            if frame.TYPE == "event":
-                if frame.seq <= self.last_seq.get(frame.conversation_id, 0):
+            match frame:
+                case ConversationList():
+                    await self._resume_all(ws, frame)
                     continue
-                self.last_seq[frame.conversation_id] = frame.seq
-                if frame.kind == "assigned" and self.args.role == "agent":
-                    self.current = frame.conversation_id
-                if frame.kind == "closed" and self.args.role == "customer" and frame.conversation_id == self.current:
-                    self.current = None
-                    _say("* the conversation has ended; type to start a new one")
-                await ws.send_message(encode_frame(MarkRead(frame.conversation_id, frame.seq)).decode())
+                case Ack() if self.current is None:
+                    await self._started(ws, frame.conversation_id)
+                case Offer():
+                    self.offer = frame.offer_id
+                case ConversationEvent():
+                    if frame.seq <= self.last_seq.get(frame.conversation_id, 0):
+                        continue
+                    await self._on_event(ws, frame)
             text = _describe(frame)
             if text:
                 _say(text)
 
-    async def type(self, ws: Any) -> None:
+    async def _send(self, ws: WebSocketConnection, frame: TypedFrame | Resume | MarkRead) -> None:
+        await ws.send_message(encode_frame(frame).decode())
+
+    async def _resume_all(self, ws: WebSocketConnection, frame: ConversationList) -> None:
+        for summary in frame.conversations:
+            self.current = summary.conversation_id
+            await self._send(ws, Resume(summary.conversation_id, self.last_seq.get(summary.conversation_id, 0)))
+        if self.args.role == "customer" and not frame.conversations:
+            await self._send(
+                ws, StartConversation(self.client_id(), department=self.args.department, topic=self.args.topic)
+            )
+
+    async def _started(self, ws: WebSocketConnection, conversation_id: str) -> None:
+        """The customer's new conversation is acknowledged: send what was typed meanwhile."""
+        self.current = conversation_id
+        for text in self.pending:
+            await self._send(ws, SendMessage(self.client_id(), conversation_id, "text", text=text))
+        self.pending.clear()
+
+    async def _on_event(self, ws: WebSocketConnection, frame: ConversationEvent) -> None:
+        self.last_seq[frame.conversation_id] = frame.seq
+        if frame.kind == "assigned" and self.args.role == "agent":
+            self.current = frame.conversation_id
+        if frame.kind == "closed" and self.args.role == "customer" and frame.conversation_id == self.current:
+            self.current = None
+            _say("* the conversation has ended; type to start a new one")
+        await self._send(ws, MarkRead(frame.conversation_id, frame.seq))
+
+    async def type(self, ws: WebSocketConnection) -> None:
         while True:
             try:
                 line = await self.lines.receive()
@@ -268,23 +302,13 @@ class ChatClient:
                 return
             frame = self.command(line)
             if frame is not None:
-                await ws.send_message(encode_frame(frame).decode())
+                await self._send(ws, frame)
 
-    def command(self, line: str) -> Any:
-        words = line.split(maxsplit=2)
-        head = words[0]
-        conversation = self.current
+    def command(self, line: str) -> TypedFrame | None:
         if not line.startswith("/"):
-            if conversation is None:
-                if self.args.role == "agent":
-                    _say("! no conversation yet")
-                    return None
-                first = not self.pending
-                self.pending.append(line)
-                if first:
-                    return StartConversation(self.client_id(), department=self.args.department, topic=self.args.topic)
-                return None
-            return SendMessage(self.client_id(), conversation, "text", text=line)
+            return self._message(line)
+        head = line.split(maxsplit=1)[0]
+        conversation = self.current
         if head == "/help":
             _say(AGENT_HELP if self.args.role == "agent" else CUSTOMER_HELP)
             return None
@@ -292,26 +316,51 @@ class ChatClient:
             code = line.partition(" ")[2].strip() or None
             return CloseConversation(self.client_id(), conversation, wrap_up_code=code)
         if self.args.role == "agent":
-            rest = line.partition(" ")[2].strip() or None
-            if head in ("/online", "/offline"):
-                return SetStatus(head[1:])  # type: ignore[arg-type]
-            if head == "/break":
-                return SetStatus("break", rest)
-            if head in ("/accept", "/decline") and self.offer:
-                offer, self.offer = self.offer, None
-                return AcceptOffer(offer) if head == "/accept" else DeclineOffer(offer)
-            if head == "/use" and rest:
-                self.current = rest
-                return None
-            if head == "/note" and conversation and rest:
-                return AddNote(self.client_id(), conversation, rest)
-            if head == "/transfer" and conversation and len(words) == 3:
-                target = words[2]
-                if words[1] == "agent":
-                    return Transfer(self.client_id(), conversation, to_agent_id=target)
-                return Transfer(self.client_id(), conversation, to_department_id=target)
+            frame, understood = self._agent_command(line)
+            if understood:
+                return frame
         _say("! unknown command, or nothing to do it on (/help)")
         return None
+
+    def _message(self, line: str) -> TypedFrame | None:
+        """A line that is not a command: a message, or (customer) the start of a conversation."""
+        if self.current is not None:
+            return SendMessage(self.client_id(), self.current, "text", text=line)
+        if self.args.role == "agent":
+            _say("! no conversation yet")
+            return None
+        first = not self.pending
+        self.pending.append(line)
+        if first:
+            return StartConversation(self.client_id(), department=self.args.department, topic=self.args.topic)
+        return None
+
+    def _agent_command(self, line: str) -> tuple[TypedFrame | None, bool]:
+        """The frame an agent's command sends, and whether the command was understood."""
+        words = line.split(maxsplit=2)
+        head = words[0]
+        rest = line.partition(" ")[2].strip() or None
+        conversation = self.current
+        match head:
+            case "/online":
+                return SetStatus("online"), True
+            case "/offline":
+                return SetStatus("offline"), True
+            case "/break":
+                return SetStatus("break", rest), True
+            case "/accept" | "/decline" if self.offer:
+                offer, self.offer = self.offer, None
+                return (AcceptOffer(offer) if head == "/accept" else DeclineOffer(offer)), True
+            case "/use" if rest:
+                self.current = rest
+                return None, True
+            case "/note" if conversation and rest:
+                return AddNote(self.client_id(), conversation, rest), True
+            case "/transfer" if conversation and len(words) == 3:
+                if words[1] == "agent":
+                    return Transfer(self.client_id(), conversation, to_agent_id=words[2]), True
+                return Transfer(self.client_id(), conversation, to_department_id=words[2]), True
+        return None, False
 
 
 def main(args: argparse.Namespace) -> int:

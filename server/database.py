@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import orjson
@@ -68,10 +68,10 @@ def start_embedded_postgres(data_dir: Path) -> str:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        import pgserver
+        from pgserver.postgres_server import get_server
 
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+        server = get_server(data_dir, cleanup_mode="stop")
         return str(server.get_uri())
 
 
@@ -192,13 +192,15 @@ class Database:
 
         async def on_connection() -> T:
             async with self.pool.acquire() as conn:
-                return await work(conn)
+                # the pool's proxy forwards every method of the connection it wraps
+                return await work(cast("asyncpg.Connection", conn))
 
         try:
             # The time limit lives on trio's side: asyncpg's own `command_timeout` leaves an
             # asyncio timer per query in trio-asyncio's heap until it would have fired.
             with trio.fail_after(QUERY_TIMEOUT_SECONDS):
-                return await trio_asyncio.aio_as_trio(on_connection)()
+                result: T = await trio_asyncio.aio_as_trio(on_connection)()
+                return result
         except trio.TooSlowError as error:
             raise DatabaseUnavailable(
                 f"the database did not answer within {QUERY_TIMEOUT_SECONDS:g} s (pool wait included)"

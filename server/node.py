@@ -192,10 +192,10 @@ class Node:
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
 
-        class _Started:
-            def started(inner, urls: list[str]) -> None:
-                self.urls = list(urls)
-                task_status.started(urls)
+        class _Started(trio.TaskStatus[list[str]]):
+            def started(inner, urls: list[str] | None = None) -> None:
+                self.urls = list(urls or ())
+                task_status.started(self.urls)
 
         async def shutdown_trigger() -> None:
             await stop_requested.wait()

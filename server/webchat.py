@@ -103,6 +103,7 @@ async def create_visitor(database: Database, privacy: Privacy, body: Any) -> tup
         *phone,
         *email,
     )
+    assert row is not None  # INSERT … RETURNING returns its row
     return token, _visitor(privacy, row)
 
 
