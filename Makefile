@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 WEB_STAMP := web/node_modules/.installed-$(shell cat web/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench clean browser fuzz
+.PHONY: run test check bench clean browser fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -37,6 +37,16 @@ run: $(STAMP) $(WEB_STAMP)
 test: $(STAMP) $(WEB_STAMP) browser
 	$(VENV)/bin/python -m pytest
 
+# The static checks `make test` runs too (tests/test_static_checks.py): strict mypy over the package
+# as installed (kefu/<sub> linked to each folder of pyproject's package-dir), ruff's lint and format.
+MYPY_TREE := build/mypy-tree
+check: $(STAMP)
+	rm -rf $(MYPY_TREE) && mkdir -p $(MYPY_TREE)/kefu
+	$(VENV)/bin/python -c 'import tomllib, pathlib; dirs = tomllib.load(open("pyproject.toml", "rb"))["tool"]["setuptools"]["package-dir"]; [pathlib.Path("$(MYPY_TREE)", *name.split(".")).symlink_to(pathlib.Path(folder).resolve()) for name, folder in dirs.items()]'
+	cd $(MYPY_TREE) && $(CURDIR)/$(VENV)/bin/mypy --strict --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache -p kefu
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 # The benchmark suite at modest sizes (a few minutes): kefu beside its baselines, the store and
 # routing benchmarks; results in loadtest/results/. Bigger runs: BENCH_ARGS='...' (see docs/benchmarks.md).
 BENCH_ARGS ?=
@@ -53,4 +63,4 @@ fuzz: $(STAMP)
 	$(VENV)/bin/python -m tests.fuzz.fuzz_decoders -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 build/fuzz-corpus
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis web/node_modules
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache build dist web/node_modules
