@@ -408,12 +408,7 @@ def restore(dsn: str, data_dir: Path, archive: Path) -> None:
 
 def _extract(archive: Path, staging: Path) -> Path:
     """Extract and check the archive into `staging`; returns the database dump's path."""
-    files = staging / ATTACHMENTS
-    files.mkdir()
-    dump = staging / DATABASE_MEMBER
-    listing: dict[str, tuple[int, bytes]] | None = None
-    seen: set[str] = set()
-    manifest: dict[str, Any] | None = None
+    extraction = _Extraction(staging)
     try:
         with tarfile.open(archive, "r:") as tar:
             for info in tar:
@@ -421,43 +416,63 @@ def _extract(archive: Path, staging: Path) -> Path:
                     raise BackupError(f"the archive holds {info.name!r}, which is not a file")
                 source = tar.extractfile(info)
                 assert source is not None
-                if info.name == MANIFEST and manifest is None:
-                    manifest = json.loads(source.read(1 << 20))
-                    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-                        raise BackupError("the archive is of an unknown format")
-                elif info.name == DATABASE_MEMBER and manifest is not None and not dump.exists():
-                    with dump.open("xb") as target:
-                        shutil.copyfileobj(source, target, COPY_CHUNK_BYTES)
-                elif info.name == LISTING_MEMBER and dump.exists() and listing is None:
-                    listing = _read_listing(source.read())
-                elif (match := _MEMBER.fullmatch(info.name)) and listing is not None:
-                    expected = listing.get(info.name)
-                    if expected is None or info.name in seen:
-                        raise BackupError(f"the archive's file {info.name} does not match its listing")
-                    folder = files / match[1]
-                    folder.mkdir(exist_ok=True)
-                    digest = hashlib.sha256()
-                    with (folder / match[2]).open("xb") as target:
-                        while chunk := source.read(COPY_CHUNK_BYTES):
-                            digest.update(chunk)
-                            target.write(chunk)
-                        target.flush()
-                        os.fsync(target.fileno())
-                    if (info.size, digest.digest()) != expected:
-                        raise BackupError(f"the archive's file {info.name} does not match its listing")
-                    seen.add(info.name)
-                else:
-                    raise BackupError(f"the archive holds {info.name!r} where kefu does not expect it")
+                extraction.member(info, source)
     except (tarfile.TarError, ValueError, OSError) as error:
         raise BackupError(f"{archive} is not a whole kefu backup: {error}") from error
-    if manifest is None or listing is None:
+    if extraction.manifest is None or extraction.listing is None:
         raise BackupError(f"{archive} is not a kefu backup (its manifest or listing is missing)")
-    missing = listing.keys() - seen
+    missing = extraction.listing.keys() - extraction.seen
     if missing:
         raise BackupError(f"the archive does not match its listing: {len(missing)} listed file(s) missing")
-    for folder in files.iterdir():
+    for folder in extraction.files.iterdir():
         fsync_dir(folder)
-    return dump
+    return extraction.dump
+
+
+class _Extraction:
+    """The members of an archive, in their order: manifest, database dump, listing, attachments."""
+
+    def __init__(self, staging: Path) -> None:
+        self.files = staging / ATTACHMENTS
+        self.files.mkdir()
+        self.dump = staging / DATABASE_MEMBER
+        self.listing: dict[str, tuple[int, bytes]] | None = None
+        self.seen: set[str] = set()
+        self.manifest: dict[str, Any] | None = None
+
+    def member(self, info: tarfile.TarInfo, source: IO[bytes]) -> None:
+        if info.name == MANIFEST and self.manifest is None:
+            manifest = json.loads(source.read(1 << 20))
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+                raise BackupError("the archive is of an unknown format")
+            self.manifest = manifest
+        elif info.name == DATABASE_MEMBER and self.manifest is not None and not self.dump.exists():
+            with self.dump.open("xb") as target:
+                shutil.copyfileobj(source, target, COPY_CHUNK_BYTES)
+        elif info.name == LISTING_MEMBER and self.dump.exists() and self.listing is None:
+            self.listing = _read_listing(source.read())
+        elif (match := _MEMBER.fullmatch(info.name)) and self.listing is not None:
+            self._attachment(info, source, self.listing, match[1], match[2])
+        else:
+            raise BackupError(f"the archive holds {info.name!r} where kefu does not expect it")
+
+    def _attachment(
+        self, info: tarfile.TarInfo, source: IO[bytes], listing: dict[str, tuple[int, bytes]], folder: str, name: str
+    ) -> None:
+        expected = listing.get(info.name)
+        if expected is None or info.name in self.seen:
+            raise BackupError(f"the archive's file {info.name} does not match its listing")
+        (self.files / folder).mkdir(exist_ok=True)
+        digest = hashlib.sha256()
+        with (self.files / folder / name).open("xb") as target:
+            while chunk := source.read(COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                target.write(chunk)
+            target.flush()
+            os.fsync(target.fileno())
+        if (info.size, digest.digest()) != expected:
+            raise BackupError(f"the archive's file {info.name} does not match its listing")
+        self.seen.add(info.name)
 
 
 def _read_listing(data: bytes) -> dict[str, tuple[int, bytes]]:

@@ -116,48 +116,66 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(config.log_level, config.log_format)
     try:
-        if args.command == "serve":
-            return _serve(config)
-        if args.command == "migrate":
-            return trio.run(_migrate, config)
-        if args.command == "account" and args.account_command == "create":
-            return _account_create(config, args)
-        if args.command == "account" and args.account_command == "unlock":
-            return trio.run(_account_unlock, config, args)
-        if args.command == "customer" and args.customer_command == "erase":
-            return trio.run(_customer_erase, config, args)
-        if args.command == "psql":
-            return _psql(config, psql_args)
-        if args.command == "backup":
-            written = backup.backup(
-                resolve_dsn(config), config.data_dir, args.output or backup.default_backup_path(config.data_dir)
-            )
-            print(f"kefu: backup written to {written}")
-            return 0
-        if args.command == "restore":
-            if not args.yes:
-                print(
-                    f"kefu: this replaces everything in the database and the attachment files with {args.file};"
-                    " stop kefu, then run again with --yes",
-                    file=sys.stderr,
-                )
-                return 2
-            backup.restore(resolve_dsn(config), config.data_dir, args.file)
-            print(f"kefu: restored {args.file}; start kefu again")
-            return 0
+        return _run(args, config, psql_args)
     except BaseException as error:
-        # Errors raised inside trio nurseries (trio-asyncio's loop among them) arrive wrapped
-        # in exception groups; a user should see one line saying what is wrong, not a traceback.
-        leaves = list(_leaves(error))
-        if leaves and all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
-            return 130
-        messages = [_explain(leaf, config) for leaf in leaves]
-        if not messages or None in messages:
+        code = _failure_code(error, config)
+        if code is None:
             raise
-        for message in dict.fromkeys(messages):
-            print(f"kefu: {message}", file=sys.stderr)
-        return 1
+        return code
+
+
+def _run(args: argparse.Namespace, config: Config, psql_args: list[str]) -> int:
+    if args.command == "serve":
+        return _serve(config)
+    if args.command == "migrate":
+        return trio.run(_migrate, config)
+    if args.command == "account" and args.account_command == "create":
+        return _account_create(config, args)
+    if args.command == "account" and args.account_command == "unlock":
+        return trio.run(_account_unlock, config, args)
+    if args.command == "customer" and args.customer_command == "erase":
+        return trio.run(_customer_erase, config, args)
+    if args.command == "psql":
+        return _psql(config, psql_args)
+    if args.command == "backup":
+        written = backup.backup(
+            resolve_dsn(config), config.data_dir, args.output or backup.default_backup_path(config.data_dir)
+        )
+        print(f"kefu: backup written to {written}")
+        return 0
+    if args.command == "restore":
+        return _restore(config, args)
     return 2
+
+
+def _restore(config: Config, args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(
+            f"kefu: this replaces everything in the database and the attachment files with {args.file};"
+            " stop kefu, then run again with --yes",
+            file=sys.stderr,
+        )
+        return 2
+    backup.restore(resolve_dsn(config), config.data_dir, args.file)
+    print(f"kefu: restored {args.file}; start kefu again")
+    return 0
+
+
+def _failure_code(error: BaseException, config: Config) -> int | None:
+    """Print what went wrong in one line per cause and return the exit code; None for a bug.
+
+    Errors raised inside trio nurseries (trio-asyncio's loop among them) arrive wrapped in
+    exception groups; a user should see one line saying what is wrong, not a traceback.
+    """
+    leaves = list(_leaves(error))
+    if leaves and all(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        return 130
+    messages = [_explain(leaf, config) for leaf in leaves]
+    if not messages or None in messages:
+        return None
+    for message in dict.fromkeys(messages):
+        print(f"kefu: {message}", file=sys.stderr)
+    return 1
 
 
 def _command_position(words: list[str]) -> int:

@@ -158,21 +158,9 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         if isinstance(raw, bool):
             raise TypeError
         if kind in (int, "int"):
-            if isinstance(raw, str):
-                return int(raw.strip())
-            if not isinstance(raw, int):
-                raise TypeError
-            return raw
+            return _int(raw)
         if kind in (float, "float"):
-            if isinstance(raw, str):
-                value = float(raw.strip())
-            elif isinstance(raw, int | float):
-                value = float(raw)
-            else:
-                raise TypeError
-            if not math.isfinite(value):
-                raise ValueError
-            return value
+            return _float(raw)
         if kind == "dict[str, str]":
             return _content_type_map(raw)
         if not isinstance(raw, str | Path):
@@ -182,6 +170,26 @@ def _coerce(name: str, raw: Any, kind: Any) -> Any:
         return str(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"setting {name!r}: cannot use {raw!r} as {kind_name}") from None
+
+
+def _int(raw: Any) -> int:
+    if isinstance(raw, str):
+        return int(raw.strip())
+    if not isinstance(raw, int):
+        raise TypeError
+    return raw
+
+
+def _float(raw: Any) -> float:
+    if isinstance(raw, str):
+        value = float(raw.strip())
+    elif isinstance(raw, int | float):
+        value = float(raw)
+    else:
+        raise TypeError
+    if not math.isfinite(value):
+        raise ValueError
+    return value
 
 
 def _content_type_map(raw: Any) -> dict[str, str]:
@@ -204,21 +212,7 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None,
     values: dict[str, Any] = {}
     file_path = path or (Path(env["KEFU_CONFIG"]) if env.get("KEFU_CONFIG") else None)
     if file_path is not None:
-        try:
-            data = tomllib.loads(Path(file_path).read_text(encoding="utf-8"))
-        except OSError as error:
-            raise ConfigError(f"cannot read configuration file {file_path}: {error.strerror}") from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(f"configuration file {file_path} is not UTF-8 text: {error.reason}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"configuration file {file_path} is not valid TOML: {error}") from None
-        section = data.get("kefu", data)
-        if not isinstance(section, dict):
-            raise ConfigError(f"configuration file {file_path}: 'kefu' must be a table of settings")
-        for key, raw in section.items():
-            if key not in known:
-                raise ConfigError(f"unknown setting {key!r} in {file_path}")
-            values[key] = _coerce(key, raw, known[key])
+        values |= _file_settings(Path(file_path), known)
     for key, kind in known.items():
         raw_env = env.get(ENV_PREFIX + key.upper())
         if raw_env is not None and raw_env != "":
@@ -231,6 +225,27 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None,
     config = replace(config, **values)
     _validate(config)
     return config
+
+
+def _file_settings(file_path: Path, known: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a TOML file: its `[kefu]` table, or its top level."""
+    try:
+        data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {file_path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"configuration file {file_path} is not UTF-8 text: {error.reason}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"configuration file {file_path} is not valid TOML: {error}") from None
+    section = data.get("kefu", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"configuration file {file_path}: 'kefu' must be a table of settings")
+    values: dict[str, Any] = {}
+    for key, raw in section.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r} in {file_path}")
+        values[key] = _coerce(key, raw, known[key])
+    return values
 
 
 _MAXIMA: dict[str, float] = {
@@ -249,12 +264,24 @@ _MAXIMA: dict[str, float] = {
 
 
 def _validate(config: Config) -> None:
+    _validate_names(config)
+    _validate_counts(config)
+    _validate_uploads(config)
+    _validate_bounds(config)
+    _validate_tls(config)
+    _validate_rest(config)
+
+
+def _validate_names(config: Config) -> None:
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"setting 'log_level': {config.log_level!r} is not DEBUG, INFO, WARNING or ERROR")
     if config.log_format not in ("json", "text"):
         raise ConfigError(f"setting 'log_format': {config.log_format!r} is not json or text")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"setting 'port': {config.port} is out of range")
+
+
+def _validate_counts(config: Config) -> None:
     for name in (
         "database_pool_size",
         "store_batch_max",
@@ -273,6 +300,9 @@ def _validate(config: Config) -> None:
     ):
         if getattr(config, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
+
+
+def _validate_uploads(config: Config) -> None:
     if config.max_upload_bytes < 1:
         raise ConfigError("setting 'max_upload_bytes' must be at least 1")
     for content_type, kind in config.upload_content_types.items():
@@ -283,6 +313,9 @@ def _validate(config: Config) -> None:
             )
         if not re.fullmatch(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*", content_type):
             raise ConfigError(f"setting 'upload_content_types': {content_type!r} is not a content type")
+
+
+def _validate_bounds(config: Config) -> None:
     # Upper bounds: beyond them a value would fail later, in a frame clients cannot decode or a
     # date that overflows, rather than at start.
     for name, high in _MAXIMA.items():
@@ -297,18 +330,21 @@ def _validate(config: Config) -> None:
     ):
         if getattr(config, name) <= 0:
             raise ConfigError(f"setting {name!r} must be positive")
+
+
+def _validate_tls(config: Config) -> None:
     if bool(config.tls_certfile) != bool(config.tls_keyfile):
         raise ConfigError("settings 'tls_certfile' and 'tls_keyfile' go together: set both or neither")
     for name in ("tls_certfile", "tls_keyfile"):
         value = getattr(config, name)
         if value and not Path(value).is_file():
             raise ConfigError(f"setting {name!r}: no file at {value}")
-    if config.wrap_up_seconds < 0:
-        raise ConfigError("setting 'wrap_up_seconds' must not be negative")
-    if config.refusal_delay_seconds < 0:
-        raise ConfigError("setting 'refusal_delay_seconds' must not be negative")
-    if config.shutdown_grace < 0:
-        raise ConfigError("setting 'shutdown_grace' must not be negative")
+
+
+def _validate_rest(config: Config) -> None:
+    for name in ("wrap_up_seconds", "refusal_delay_seconds", "shutdown_grace"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"setting {name!r} must not be negative")
     if not config.host:
         raise ConfigError("setting 'host' must not be empty")
     if config.data_key:
