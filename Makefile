@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 WEB_STAMP := web/node_modules/.installed-$(shell cat web/package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: run test check bench clean browser fuzz
+.PHONY: run test check wheel bench clean browser fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kefu needs Python 3.11 or newer")'
@@ -46,6 +46,11 @@ check: $(STAMP)
 	cd $(MYPY_TREE) && $(CURDIR)/$(VENV)/bin/mypy --strict --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache -p kefu
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# A wheel in dist/ that serves every page: setup.py copies the browser libraries of web/vendor.json
+# into it from web/node_modules (or, if that is not the lock's, from a fresh `npm ci`).
+wheel: $(STAMP) $(WEB_STAMP)
+	$(VENV)/bin/python -m pip wheel --quiet --no-deps -w dist .
 
 # The benchmark suite at modest sizes (a few minutes): kefu beside its baselines, the store and
 # routing benchmarks; results in loadtest/results/. Bigger runs: BENCH_ARGS='...' (see docs/benchmarks.md).
