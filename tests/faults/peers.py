@@ -198,38 +198,47 @@ class Peer:
     async def _on_frame(self, ws: WebSocketConnection, number: int, frame: Any) -> None:
         kind = frame.TYPE
         if kind == "conversations":
-            # what this connection missed, then what was sent without an ack
-            known = set(self.conversations) | {c.conversation_id for c in frame.conversations}
-            for conversation_id in sorted(known):
-                if conversation_id in self.conversations:
-                    await self._send_on(ws, Resume(conversation_id, self.last_seq(conversation_id)))
-            if self.role == "agent" and self.connections == 1:
-                await self._send_on(ws, SetStatus("online"))
-            for pending in sorted(self.pending.values(), key=lambda p: p.connection):
-                if pending.connection < number:
-                    pending.connection = number
-                    pending.retry_at = None
-                    self.resent += 1
-                    await self._send_on(ws, pending.frame)
-            self._live = ws
+            await self._on_conversation_list(ws, number, frame)
         elif kind == "event":
             self.received[frame.conversation_id].append(frame)
         elif kind == "ack":
-            earlier = self.acks.get(frame.client_id)
-            if earlier is not None:
-                self.duplicate_acks += 1
-                assert earlier.seq == frame.seq, f"two acks with different seqs for {frame.client_id}"
-            self.acks[frame.client_id] = frame
-            self.pending.pop(frame.client_id, None)
+            self._on_ack(frame)
         elif kind == "error":
-            self.errors.append(frame)
-            pending = self.pending.get(frame.ref) if frame.ref else None
-            if pending is not None:
-                if frame.retryable:
-                    pending.retry_at = trio.current_time() + RETRY_PAUSE
-                else:
-                    del self.pending[frame.ref]
+            self._on_error(frame)
         elif kind == "status":
             self.statuses.append(frame)
         elif kind == "offer" and self.role == "agent":
             await self._send_on(ws, AcceptOffer(frame.offer_id))
+
+    async def _on_conversation_list(self, ws: WebSocketConnection, number: int, frame: Any) -> None:
+        # what this connection missed, then what was sent without an ack
+        known = set(self.conversations) | {c.conversation_id for c in frame.conversations}
+        for conversation_id in sorted(known):
+            if conversation_id in self.conversations:
+                await self._send_on(ws, Resume(conversation_id, self.last_seq(conversation_id)))
+        if self.role == "agent" and self.connections == 1:
+            await self._send_on(ws, SetStatus("online"))
+        for pending in sorted(self.pending.values(), key=lambda p: p.connection):
+            if pending.connection < number:
+                pending.connection = number
+                pending.retry_at = None
+                self.resent += 1
+                await self._send_on(ws, pending.frame)
+        self._live = ws
+
+    def _on_ack(self, frame: Any) -> None:
+        earlier = self.acks.get(frame.client_id)
+        if earlier is not None:
+            self.duplicate_acks += 1
+            assert earlier.seq == frame.seq, f"two acks with different seqs for {frame.client_id}"
+        self.acks[frame.client_id] = frame
+        self.pending.pop(frame.client_id, None)
+
+    def _on_error(self, frame: Any) -> None:
+        self.errors.append(frame)
+        pending = self.pending.get(frame.ref) if frame.ref else None
+        if pending is not None:
+            if frame.retryable:
+                pending.retry_at = trio.current_time() + RETRY_PAUSE
+            else:
+                del self.pending[frame.ref]

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from tests.conftest import open_database
-from tests.faults.common import STORED_EVENTS, assert_delivered_once_in_order, assert_exactly_once
+from tests.faults.common import (
+    STORED_EVENTS,
+    all_delivered,
+    assert_delivered_once_in_order,
+    assert_exactly_once,
+    talk,
+)
 from tests.faults.peers import Peer
 from tests.server.live import connect, live_center
 from tests.server.test_hard_stop import crash_postgres, start_postgres
@@ -44,6 +51,52 @@ async def _close_code_of_new_socket(url: str) -> int:
                 return closed.reason.code if closed.reason is not None else 1006
             finally:
                 await trio.aclose_forcefully(ws._stream)
+
+
+class Outage:
+    """What the peers heard while PostgreSQL was down, and how long it took to come back."""
+
+    unavailable: list[Any]
+    acked_while_down: int
+    postgres_restart: float
+    ready_after: float
+
+    async def run(self, center: Any, postgres: Any, peers: list[Peer], customer: Peer, agent: Peer) -> None:
+        await trio.to_thread.run_sync(crash_postgres, postgres)
+        errors_before = {p.name: len(p.retryable_errors()) for p in peers}
+        # kefu stays up and says it is not ready, naming the database
+        assert (await center.http.get("/healthz")).status_code == 200
+        with trio.fail_after(30):
+            while (status := await _readiness(center.http))[0] != 503:
+                await trio.sleep(0.05)
+        assert status[1]["database"] is False
+        # every sender with a frame in flight hears a retryable `unavailable`, not silence
+        with trio.fail_after(30):
+            for peer in peers:
+                while len(peer.retryable_errors()) == errors_before[peer.name]:
+                    await peer.changed()
+        self.unavailable = [e for p in peers for e in p.retryable_errors()]
+        assert {e.code for e in self.unavailable} == {"unavailable"}
+        assert all(e.ref in p.texts for p in peers for e in p.retryable_errors())
+        # a new connection is told to come back later (1013), for customers and agents alike
+        assert await _close_code_of_new_socket(customer.url()) == 1013
+        assert await _close_code_of_new_socket(agent.url()) == 1013
+        await trio.sleep(OUTAGE_SECONDS)
+        self.acked_while_down = _acked(peers)
+
+        restarting = time.monotonic()
+        await trio.to_thread.run_sync(postgres.ensure_postgres_running)
+        back = time.monotonic()
+        self.postgres_restart = back - restarting
+        with trio.fail_after(20):
+            while (status := await _readiness(center.http))[0] != 200:
+                await trio.sleep(0.05)
+        self.ready_after = time.monotonic() - back
+        assert all(status[1].values())
+
+
+def _acked(peers: list[Peer]) -> int:
+    return sum(1 for p in peers for c in p.texts if c in p.acks)
 
 
 async def test_postgres_stopped_under_load_is_survived_without_loss(tmp_path: Path) -> None:
@@ -74,68 +127,23 @@ async def test_postgres_stopped_under_load_is_survived_without_loss(tmp_path: Pa
                     while not agent.kinds(conversation, "assigned"):
                         await trio.sleep(0.01)
             agent.conversations = sorted(c.conversations[0] for c in customers)
-
-            async def talk(peer: Peer, count: int) -> None:
-                for n in range(count):
-                    for conversation in peer.conversations:
-                        await peer.say(conversation, f"{peer.name}:{conversation[:8]}:{n}")
-                    await trio.sleep(0.01)
-
             total = CUSTOMERS * (CUSTOMER_MESSAGES + AGENT_MESSAGES)
-
-            def acked() -> int:
-                return sum(1 for p in peers for c in p.texts if c in p.acks)
+            outage = Outage()
 
             with trio.fail_after(90):
                 async with trio.open_nursery() as talkers:
                     for customer in customers:
-                        talkers.start_soon(talk, customer, CUSTOMER_MESSAGES)
-                    talkers.start_soon(talk, agent, AGENT_MESSAGES)
-                    while acked() < total // 3:
+                        talkers.start_soon(talk, customer, CUSTOMER_MESSAGES, 0.01)
+                    talkers.start_soon(talk, agent, AGENT_MESSAGES, 0.01)
+                    while _acked(peers) < total // 3:
                         await trio.sleep(0.01)
-
-                    await trio.to_thread.run_sync(crash_postgres, postgres)
-                    errors_before = {p.name: len(p.retryable_errors()) for p in peers}
-                    # kefu stays up and says it is not ready, naming the database
-                    assert (await center.http.get("/healthz")).status_code == 200
-                    with trio.fail_after(30):
-                        while (status := await _readiness(center.http))[0] != 503:
-                            await trio.sleep(0.05)
-                    assert status[1]["database"] is False
-                    # every sender with a frame in flight hears a retryable `unavailable`, not silence
-                    with trio.fail_after(30):
-                        for peer in peers:
-                            while len(peer.retryable_errors()) == errors_before[peer.name]:
-                                await peer.changed()
-                    unavailable = [e for p in peers for e in p.retryable_errors()]
-                    assert {e.code for e in unavailable} == {"unavailable"}
-                    assert all(e.ref in p.texts for p in peers for e in p.retryable_errors())
-                    # a new connection is told to come back later (1013), for customers and agents alike
-                    assert await _close_code_of_new_socket(customers[0].url()) == 1013
-                    assert await _close_code_of_new_socket(agent.url()) == 1013
-                    await trio.sleep(OUTAGE_SECONDS)
-                    acked_while_down = acked()
-
-                    restarting = time.monotonic()
-                    await trio.to_thread.run_sync(postgres.ensure_postgres_running)
-                    back = time.monotonic()
-                    postgres_restart = back - restarting
-                    with trio.fail_after(20):
-                        while (status := await _readiness(center.http))[0] != 200:
-                            await trio.sleep(0.05)
-                    ready_after = time.monotonic() - back
-                    assert all(status[1].values())
+                    await outage.run(center, postgres, peers, customers[0], agent)
                 for peer in peers:
                     await peer.drained(timeout=30)
 
             async with open_database(dsn) as database:
                 rows = await database.fetch(STORED_EVENTS, center.slug)
-            last = {r["conversation_id"]: r["seq"] for r in rows}
-            with trio.fail_after(30):
-                for peer in peers:
-                    for conversation in peer.conversations:
-                        while peer.last_seq(conversation) < last[conversation]:
-                            await peer.changed()
+            await all_delivered(peers, rows)
             # and new connections are served again
             async with connect(nursery, customers[0].url()) as fresh:
                 await fresh.wait_for("conversations")
@@ -146,10 +154,10 @@ async def test_postgres_stopped_under_load_is_survived_without_loss(tmp_path: Pa
         assert_exactly_once(rows, peers)
         assert_delivered_once_in_order(rows, peers)
         print(
-            f"database outage: messages={total} acked_before_restart={acked_while_down} "
-            f"unavailable_errors={len(unavailable)} retried={sum(p.retried for p in peers)} "
-            f"duplicate_acks={sum(p.duplicate_acks for p in peers)} postgres_restart_s={postgres_restart:.2f} "
-            f"ready_after_db_back_s={ready_after:.2f}"
+            f"database outage: messages={total} acked_before_restart={outage.acked_while_down} "
+            f"unavailable_errors={len(outage.unavailable)} retried={sum(p.retried for p in peers)} "
+            f"duplicate_acks={sum(p.duplicate_acks for p in peers)} "
+            f"postgres_restart_s={outage.postgres_restart:.2f} ready_after_db_back_s={outage.ready_after:.2f}"
         )
     finally:
         postgres.cleanup()

@@ -206,6 +206,27 @@ async def test_supervisors_get_live_statistics_every_second(database_dsn: str, t
         nursery.cancel_scope.cancel()
 
 
+async def _echoing_agent(client: Client) -> None:
+    """Accept every offer; answer every customer message with an echo."""
+    accepted = answered = 0
+
+    def incoming() -> list[Any]:
+        return [e for e in client.of("event", kind="message") if e.sender.role == "customer"]
+
+    def work_waiting() -> bool:
+        return len(client.of("offer")) > accepted or len(incoming()) > answered
+
+    while True:
+        await client.wait_until(work_waiting, "an offer or a customer's message", timeout=math.inf)
+        offers = client.of("offer")[accepted:]
+        messages = incoming()[answered:]
+        accepted, answered = accepted + len(offers), answered + len(messages)
+        for offer in offers:
+            await client.send(AcceptOffer(offer.offer_id))
+        for event in messages:
+            await client.send(SendMessage(client.client_id(), event.conversation_id, "text", text=f"re: {event.text}"))
+
+
 async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_path: Path) -> None:
     customers_count, agents_count, messages_each = 24, 4, 8
     async with (
@@ -217,28 +238,6 @@ async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_pat
         clients = [await _online(stack, nursery, center, agent) for agent in agents]
         visitors = [await center.add_visitor() for _ in range(customers_count)]
         customers: dict[str, tuple[Client, str]] = {}
-
-        async def agent_loop(client: Client) -> None:
-            """Accept every offer; answer every customer message with an echo."""
-            accepted = answered = 0
-
-            def incoming() -> list[Any]:
-                return [e for e in client.of("event", kind="message") if e.sender.role == "customer"]
-
-            def work_waiting() -> bool:
-                return len(client.of("offer")) > accepted or len(incoming()) > answered
-
-            while True:
-                await client.wait_until(work_waiting, "an offer or a customer's message", timeout=math.inf)
-                offers = client.of("offer")[accepted:]
-                messages = incoming()[answered:]
-                accepted, answered = accepted + len(offers), answered + len(messages)
-                for offer in offers:
-                    await client.send(AcceptOffer(offer.offer_id))
-                for event in messages:
-                    await client.send(
-                        SendMessage(client.client_id(), event.conversation_id, "text", text=f"re: {event.text}")
-                    )
 
         async def customer_loop(number: int) -> None:
             rng = random.Random(number)
@@ -261,7 +260,7 @@ async def test_many_customers_and_agents_talk_at_once(database_dsn: str, tmp_pat
 
         async with trio.open_nursery() as agent_tasks:
             for client in clients:
-                agent_tasks.start_soon(agent_loop, client)
+                agent_tasks.start_soon(_echoing_agent, client)
             async with trio.open_nursery() as customer_tasks:
                 for number in range(customers_count):
                     customer_tasks.start_soon(customer_loop, number)
