@@ -50,6 +50,7 @@ check: $(STAMP)
 # A wheel in dist/ that serves every page: setup.py copies the browser libraries of web/vendor.json
 # into it from web/node_modules (or, if that is not the lock's, from a fresh `npm ci`).
 wheel: $(STAMP) $(WEB_STAMP)
+	rm -rf build/lib  # setuptools never removes what an earlier build left there
 	$(VENV)/bin/python -m pip wheel --quiet --no-deps -w dist .
 
 # The benchmark suite at modest sizes (a few minutes): kefu beside its baselines, the store and

@@ -24,3 +24,9 @@ def test_index_page_and_shared_files(kefu_server: KefuProcess, new_context: Any)
         assert kind in response.headers["content-type"]
     assert httpx.get(kefu_server.url + "/vendor/other.js", timeout=10).status_code == 404
     assert httpx.get(kefu_server.url + "/static/../server/app.py", timeout=10).status_code == 404
+    assert httpx.get(kefu_server.url + "/static/../__init__.py", timeout=10).status_code == 404
+    assert httpx.get(kefu_server.url + "/vendor.json", timeout=10).status_code == 404
+    favicon = httpx.get(kefu_server.url + "/favicon.ico", timeout=10)
+    assert favicon.status_code == 200 and favicon.headers["content-type"].startswith("image/svg+xml")
+    widget = httpx.get(kefu_server.url + "/widget.js", timeout=10)
+    assert widget.status_code == 200 and widget.headers["access-control-allow-origin"] == "*"
