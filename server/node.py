@@ -241,11 +241,7 @@ class Node:
         """A session was revoked (None: every session of the agent): close its sockets."""
         handle = self.center.agent(agent_id)
         if handle is not None:
-            try:
-                handle.ref.tell_nowait(m.SignedOut(session_token_hash))
-            except MailboxFull:
-                for connection in list(handle.connections):
-                    connection.close(1008, "signed out")
+            handle.sign_out_nowait(session_token_hash)
 
     async def recover_sessions(self) -> int:
         """Start the session of every open conversation (after a restart); returns how many."""

@@ -33,6 +33,7 @@ from kefu.actors.aggregator import (
 )
 from kefu.actors.runtime import ActorRef, Mailbox
 from kefu.protocol import decode_server_frame, encode_frame
+from kefu.protocol.permissions import ADMIN, SUPERVISOR, permissions_of
 from kefu.protocol.server import AgentLoad, LiveStats, QueueStats
 
 pytestmark = pytest.mark.trio
@@ -463,13 +464,23 @@ async def test_supervisors_and_admins_count_as_agents_only_while_they_take_conve
     anna, sue, ada = uuid4(), uuid4(), uuid4()
     async with running(aggregator) as ref:
         await ref.tell(AgentChanged(ACME, anna, "Anna", "offline", None, 0, 5, clocks.now))
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, role="supervisor"))
-        await ref.tell(AgentChanged(ACME, ada, "Ada", "offline", None, 0, 5, clocks.now, role="admin"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
+        await ref.tell(
+            AgentChanged(ACME, ada, "Ada", "offline", None, 0, 5, clocks.now, permissions=permissions_of(ADMIN))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna"]
         # A supervisor who goes online takes conversations: then listed, and gone again when offline.
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "online", None, 0, 5, clocks.now, role="supervisor"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "online", None, 0, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna", "Sue"]
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 1, 5, clocks.now, role="supervisor"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "offline", None, 1, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna", "Sue"]  # still holds one
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, role="supervisor"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna"]
