@@ -17,8 +17,8 @@ from uuid import UUID
 import trio
 
 from kefu.actors.agent import AgentHandle
-from kefu.actors.aggregator import AgentChanged
-from kefu.actors.messages import DispatcherMessage, Reannounce
+from kefu.actors.aggregator import AgentChanged, AggregatorMessage
+from kefu.actors.messages import AgentMessage, DispatcherMessage, Reannounce
 from kefu.actors.ports import AgentProfile, ConversationStorage, SessionHandle
 from kefu.actors.runtime import ActorRef, Mailbox, MailboxFull
 from kefu.actors.supervisor import DynamicSupervisor, Restart, actor_child
@@ -104,9 +104,9 @@ class ContactCenter:
         Written by the dispatcher alone; it outlives a dispatcher incarnation (like its
         mailbox) so that the next one can withdraw what the dead one offered."""
         self.dispatcher: ActorRef[DispatcherMessage] | None = None
-        self.aggregator: ActorRef[Any] | None = None
+        self.aggregator: ActorRef[AggregatorMessage] | None = None
         self.session_factory: Callable[[SessionHandle], Actor[Any]] | None = None
-        self.agent_factory: Callable[[AgentHandle], Actor[Any]] | None = None
+        self.agent_factory: Callable[[AgentHandle], Actor[AgentMessage]] | None = None
 
     # -- telling the singletons without ever blocking ---------------------------------------
 
@@ -116,7 +116,7 @@ class ContactCenter:
             raise RuntimeError("the dispatcher is not running")
         await self.dispatcher.tell(message)
 
-    def tell_aggregator(self, message: Any) -> None:
+    def tell_aggregator(self, message: AggregatorMessage) -> None:
         if self.aggregator is None:
             return
         try:

@@ -37,9 +37,13 @@ Rules
 2. An offer is withdrawn from the agent (``offer.revoked``) when it expires, when the
    customer leaves, or when the agent goes away; the conversation keeps its place in the
    queue and the agent who missed it is skipped for that conversation.
-3. `max_missed_offers` expiries in a row put the agent on break.
+3. `max_missed_offers` expiries in a row put the agent on break; the dispatcher stops
+   offering it work at once, before its actor reports the break.
 4. The dispatcher never waits on a session or an agent: it tells them without blocking,
-   and a message that finds a full mailbox is retried on the next tick.
+   and a message that finds a session's full mailbox is retried on the next tick. It never
+   writes to an agent's sockets: the Agent actor owns them, and the offers and revocations
+   for its tabs are handed to it (`Deliver`, through `AgentHandle.deliver_nowait`; a full
+   agent mailbox drops the frame, logged: the offer then expires as missed).
 5. An agent's load is its pending offers plus the conversations it holds: the ones it
    reported in its last `AgentUpdate` and the ones assigned since that it has not reported
    yet. A `Released` takes a conversation out of both, so a slot is never counted twice
@@ -234,7 +238,7 @@ class Dispatcher(Actor[m.DispatcherMessage]):
         self._parked: dict[UUID, Waiting] = {}
         """Waiting records of conversations under offer, to requeue them if it lapses."""
         self.decisions = 0
-        self._stats: list[Any] = []
+        self._stats: list[agg.AggregatorMessage] = []
         """Statistics events of the message being handled, sent to the aggregator at once after it."""
         self._nursery: trio.Nursery | None = None
         self._unannounced: list[Any] = []
@@ -331,7 +335,7 @@ class Dispatcher(Actor[m.DispatcherMessage]):
 
     # -- messages --------------------------------------------------------------------------
 
-    def _stat(self, event: Any) -> None:
+    def _stat(self, event: agg.AggregatorMessage) -> None:
         self._stats.append(event)
 
     async def handle(self, message: m.DispatcherMessage) -> None:
@@ -599,7 +603,7 @@ class Dispatcher(Actor[m.DispatcherMessage]):
             offer.conversation_id if same_account else message.offer_id,
         )
         try:
-            handle.ref.tell_nowait(denial)
+            handle.tell_nowait(denial)
         except MailboxFull:
             log.warning("agent busy: an offer denial was not audited", extra={"agent_id": str(message.agent_id)})
 
