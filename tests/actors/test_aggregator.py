@@ -103,7 +103,7 @@ async def test_a_scripted_day_gives_counts_service_level_and_speed_of_answer() -
     agent = uuid4()
     c1, c2, c3, c4, c5 = (uuid4() for _ in range(5))
     async with running(aggregator) as ref:
-        for message in [
+        script: list[AggregatorMessage] = [
             QueueDescribed(ACME, SALES, "Sales"),
             QueueDescribed(ACME, BILLING, "Billing"),
             QueueAvailability(ACME, SALES, 1),
@@ -120,7 +120,8 @@ async def test_a_scripted_day_gives_counts_service_level_and_speed_of_answer() -
             QueueAvailability(ACME, SALES, 3),
             ConversationEnded(ACME, c1, agent, clocks.now),
             ConversationEnded(ACME, c2, agent, clocks.now),
-        ]:
+        ]
+        for message in script:
             await ref.tell(message)
         frame = await snapshot(ref)
     assert [queue.name for queue in frame.queues] == ["Billing", "Sales"]

@@ -63,8 +63,15 @@ async def wired() -> AsyncIterator[Wired]:
     agent_profile = profile(1)
     storage.profiles[agent_profile.agent_id] = agent_profile
     center = make_center(storage)
-    sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions", on_restart=center.restart_sessions)
-    agents: DynamicSupervisor[Any] = DynamicSupervisor("agents", on_restart=center.restart_agents)
+
+    async def restart_sessions() -> None:
+        await center.restart_sessions()
+
+    async def restart_agents() -> None:
+        await center.restart_agents()
+
+    sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions", on_restart=restart_sessions)
+    agents: DynamicSupervisor[Any] = DynamicSupervisor("agents", on_restart=restart_agents)
     center._session_supervisor, center._agent_supervisor = sessions, agents
     center.session_factory = StandInSession
     center.agent_factory = lambda handle: Agent(handle, center)
