@@ -19,7 +19,8 @@ touch them, they tell the actor (`AgentHandle`'s methods) and ask it (`ListConne
 The dispatcher's frames for the agent (offers, revoked offers) go through the actor too
 (`Deliver`). What must survive a crash of the actor (the connections with their sign-in
 sessions, the chosen status, the wrap-up deadlines) is kept in `AgentKept`, which one
-incarnation hands to the next as it hands over the mailbox; nothing else reads it.
+incarnation hands to the next as it hands over the mailbox; nothing else writes it (and
+only `AgentHandle.sign_out_nowait` reads it, when the actor cannot be told).
 
 Mailbox: `kefu.actors.center.AGENT_MAILBOX_CAPACITY` messages (`AgentMessage`). The edge and
 the sessions `tell` (they wait for room); the dispatcher and the timers never wait: a
