@@ -18,6 +18,7 @@ from kefu.actors.agent import Agent, AgentHandle
 from kefu.actors.center import AGENT_MAILBOX_CAPACITY, RECONNECT_GRACE_SECONDS, ContactCenter
 from kefu.actors.runtime import Mailbox
 from kefu.protocol import encode_frame
+from kefu.protocol.permissions import AGENT
 from kefu.protocol.server import OfferRevoked
 from tests.actors.fakes_routing import (
     ACCOUNT,
@@ -84,7 +85,7 @@ async def agent_set_up(capacity: int = 2, held: list[UUID] | None = None, **sett
     center = make_center(storage, **settings)
     dispatcher: Mailbox[Any] = Mailbox("dispatcher", 1000)
     center.dispatcher = dispatcher.ref
-    handle = AgentHandle(ACCOUNT, agent_profile.agent_id, Mailbox("agent", AGENT_MAILBOX_CAPACITY))
+    handle = AgentHandle(ACCOUNT, agent_profile.agent_id, Mailbox("agent:1", AGENT_MAILBOX_CAPACITY))
     center.agents[handle.agent_id] = handle
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
@@ -223,7 +224,7 @@ async def test_a_denial_is_audited_with_the_users_role(autojump_clock: trio.test
         conversation = uuid4()
         await run.tell(m.Denied("offer.accept", "conversation", conversation))
         (denial,) = run.storage.denials
-        assert denial == (ACCOUNT, "agent", run.agent_id, "offer.accept", conversation, "conversation")
+        assert denial == (ACCOUNT, AGENT, run.agent_id, "offer.accept", conversation, "conversation")
 
 
 async def test_a_crash_keeps_the_status_the_tabs_and_the_wrap_up(autojump_clock: trio.testing.MockClock) -> None:

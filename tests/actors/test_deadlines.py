@@ -49,7 +49,7 @@ async def test_answered_entries_do_not_pile_up() -> None:
 
 async def test_asks_and_timers_share_one_heap_in_deadline_order(autojump_clock: trio.abc.Clock) -> None:
     heap = DeadlineHeap()
-    box: Mailbox[str] = Mailbox("agent", 8)
+    box: Mailbox[str] = Mailbox("agent:1", 8)
     reply: Reply[int] = Reply()
     start = trio.current_time()
     async with trio.open_nursery() as nursery:
@@ -70,7 +70,7 @@ async def test_asks_and_timers_share_one_heap_in_deadline_order(autojump_clock: 
 
 async def test_cancelled_timers_do_not_pile_up() -> None:
     heap = DeadlineHeap()
-    box: Mailbox[str] = Mailbox("agent", 8)
+    box: Mailbox[str] = Mailbox("agent:1", 8)
     for _ in range(COMPACT_AT * 20):
         heap.call_later(3600, box.ref, "never").cancel()
     assert len(heap) <= COMPACT_AT * 2

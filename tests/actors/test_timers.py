@@ -22,7 +22,7 @@ async def test_a_message_comes_at_its_deadline_and_same_moment_ones_in_order(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     timers = Timers()
-    box: Mailbox[str] = Mailbox("agent", 8)
+    box: Mailbox[str] = Mailbox("agent:1", 8)
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
         await nursery.start(timers.run, stop)
@@ -43,7 +43,7 @@ async def test_a_cancelled_timer_never_fires_and_a_late_cancel_changes_nothing(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     timers = Timers()
-    box: Mailbox[str] = Mailbox("agent", 8)
+    box: Mailbox[str] = Mailbox("agent:1", 8)
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
         await nursery.start(timers.run, stop)
@@ -59,7 +59,7 @@ async def test_a_cancelled_timer_never_fires_and_a_late_cancel_changes_nothing(
 
 async def test_a_full_mailbox_gets_the_message_on_a_later_attempt(autojump_clock: trio.testing.MockClock) -> None:
     timers = Timers()
-    box: Mailbox[str] = Mailbox("agent", 1)
+    box: Mailbox[str] = Mailbox("agent:1", 1)
     box.ref.tell_nowait("filler")
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
@@ -79,7 +79,7 @@ async def test_a_stopped_actors_message_is_dropped_and_the_next_still_fires(
     timers = Timers()
     gone: Mailbox[str] = Mailbox("gone", 8)
     gone.close()
-    box: Mailbox[str] = Mailbox("agent", 8)
+    box: Mailbox[str] = Mailbox("agent:1", 8)
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
         await nursery.start(timers.run, stop)
@@ -92,7 +92,7 @@ async def test_a_stopped_actors_message_is_dropped_and_the_next_still_fires(
 
 async def test_deadlines_outlive_a_crash_of_the_task(autojump_clock: trio.testing.MockClock) -> None:
     timers = Timers()
-    box: Mailbox[str] = Mailbox("agent", 8)
+    box: Mailbox[str] = Mailbox("agent:1", 8)
     start = trio.current_time()
     timers.call_later(3, box.ref, "before the crash")
     with pytest.RaisesGroup(pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="injected crash"))):
@@ -111,7 +111,7 @@ async def test_deadlines_outlive_a_crash_of_the_task(autojump_clock: trio.testin
 
 async def test_stop_requested_ends_the_service(autojump_clock: trio.testing.MockClock) -> None:
     timers = Timers()
-    box: Mailbox[str] = Mailbox("agent", 8)
+    box: Mailbox[str] = Mailbox("agent:1", 8)
     timers.call_later(60, box.ref, "never")
     stop = trio.Event()
     with trio.fail_after(1):
