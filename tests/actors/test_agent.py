@@ -243,3 +243,17 @@ async def test_a_crash_keeps_the_status_the_tabs_and_the_wrap_up(autojump_clock:
         assert await run.handle.connections() == frozenset({tab})
         await run.tell(m.SignedOut(b"session-1"))
         assert tab.close_code == 1008, "it still knows which session opened the tab"
+
+
+async def test_the_handle_never_waits_on_a_full_mailbox(caplog: pytest.LogCaptureFixture) -> None:
+    agent_id = profile(1).agent_id
+    handle = AgentHandle(ACCOUNT, agent_id, Mailbox("agent:1", 1))
+    mine, other = FakeConnection(agent_id), FakeConnection(agent_id)
+    handle.kept.tabs.update({mine: b"session-1", other: b"session-2"})
+    handle.tell_nowait(m.Reannounce())  # full now: the actor is stuck
+    handle.deliver_nowait(encode_frame(OfferRevoked("offer-1", "expired")))
+    assert "frame for its tabs was dropped" in caplog.text
+    # a revoked session's sockets close at once all the same
+    handle.sign_out_nowait(b"session-1")
+    assert (mine.close_code, other.close_code) == (1008, None)
+    assert handle.mailbox.size == 1
