@@ -11,6 +11,24 @@ assignments) never offers work to an agent who is away, on break or disconnected
 Capacity slots themselves are counted by the dispatcher, which reserves one before it
 makes an offer.
 
+Ownership
+---------
+The Agent actor is the one writer of the agent's status, its capacity (its profile), its
+wrap-up deadlines and its open connections: the dispatcher, the sessions and the edge never
+touch them, they tell the actor (`AgentHandle`'s methods) and ask it (`ListConnections`).
+The dispatcher's frames for the agent (offers, revoked offers) go through the actor too
+(`Deliver`). What must survive a crash of the actor (the connections with their sign-in
+sessions, the chosen status, the wrap-up deadlines) is kept in `AgentKept`, which one
+incarnation hands to the next as it hands over the mailbox; nothing else writes it (and
+only `AgentHandle.sign_out_nowait` reads it, when the actor cannot be told).
+
+Mailbox: `kefu.actors.center.AGENT_MAILBOX_CAPACITY` messages (`AgentMessage`). The edge and
+the sessions `tell` (they wait for room); the dispatcher and the timers never wait: a
+`Deliver` that finds the mailbox full is dropped and logged (an offer then expires as
+missed, a revoked one is answered ``offer_gone`` if taken), a `MissedOffers` or `Denied` is
+dropped and logged, a timer is retried; a `SignedOut` that finds it full closes the
+session's sockets at once (`AgentHandle.sign_out_nowait`).
+
 Rules
 -----
 1. Every connection of the agent gets every ``status`` frame; a new one also gets the
@@ -35,37 +53,114 @@ Rules
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, assert_never
 from uuid import UUID
 
 import trio
 
 from kefu.actors import messages as m
-from kefu.actors.center import ContactCenter
-from kefu.actors.ports import AgentHandle, AgentProfile, Outbox
-from kefu.actors.runtime import Actor
+from kefu.actors.deadlines import Timer
+from kefu.actors.ports import AgentProfile, Outbox
+from kefu.actors.runtime import Actor, ActorCrashed, ActorRef, ActorStopped, AskTimeout, Mailbox, MailboxFull
 from kefu.protocol import encode_frame
 from kefu.protocol.masking import mask_text
 from kefu.protocol.server import AgentStatus, ConversationList, ConversationSummary
 
+if TYPE_CHECKING:
+    from kefu.actors.center import ContactCenter
+
 log = logging.getLogger("kefu.agent")
 
 CLOSE_POLICY = 1008
+ASK_AGENT_SECONDS = 5.0
+"""How long `AgentHandle.connections` waits for the Agent actor's answer (then: no connections)."""
 
 
-class Agent(Actor[Any]):
+@dataclass(eq=False, slots=True)
+class AgentKept:
+    """What one Agent incarnation hands to the next, as the mailbox is handed over, so a crash
+    of the actor neither logs the agent out nor changes its status, nor forgets which socket
+    belongs to which sign-in session. Read and written by the Agent actor alone (and read by
+    `AgentHandle.sign_out_nowait` when the actor cannot be told)."""
+
+    tabs: dict[Outbox, bytes | None] = field(default_factory=dict)
+    """The agent's open connections (one per browser tab), each with the SHA-256 of the sign-in
+    token it was opened with, so that signing out one session closes that session's sockets."""
+    status: str = "offline"
+    """The status the agent chose: ``online``, ``break`` or ``offline``."""
+    reason: str | None = None
+    """The reason of a ``break``."""
+    wrap_up: dict[UUID, float] = field(default_factory=dict)
+    """Conversations in wrap-up, with the (trio clock) time each wrap-up ends."""
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class AgentHandle:
+    """How the dispatcher, the sessions and the edge reach one agent's actor: its identity and
+    its mailbox (which outlive every incarnation), and methods that send it messages."""
+
+    account_id: UUID
+    agent_id: UUID
+    mailbox: Mailbox[m.AgentMessage]
+    kept: AgentKept = field(default_factory=AgentKept, repr=False)
+    """The Agent actor's own (see `AgentKept`): nobody else reads or writes it."""
+
+    @property
+    def ref(self) -> ActorRef[m.AgentMessage]:
+        return self.mailbox.ref
+
+    async def tell(self, message: m.AgentMessage) -> None:
+        """Tell the actor, waiting for room in its mailbox."""
+        await self.mailbox.ref.tell(message)
+
+    def tell_nowait(self, message: m.AgentMessage) -> None:
+        """Tell the actor or raise `MailboxFull` at once."""
+        self.mailbox.ref.tell_nowait(message)
+
+    def deliver_nowait(self, frame: bytes) -> None:
+        """Have `frame` sent to every tab of the agent, never waiting (a full mailbox drops it)."""
+        try:
+            self.mailbox.ref.tell_nowait(m.Deliver(frame))
+        except MailboxFull:
+            log.warning("agent busy: a frame for its tabs was dropped", extra={"agent_id": str(self.agent_id)})
+        except ActorStopped:
+            pass  # it stops only with no tab open
+
+    def sign_out_nowait(self, session_token_hash: bytes | None) -> None:
+        """A sign-in session was revoked (None: every session of the agent): close its sockets.
+
+        Never waits: when the mailbox is full the sockets are closed at once (they are the edge's
+        objects; the actor hears `Disconnected` for each as their handlers end)."""
+        try:
+            self.mailbox.ref.tell_nowait(m.SignedOut(session_token_hash))
+        except MailboxFull:
+            for connection, token_hash in list(self.kept.tabs.items()):
+                if session_token_hash is None or token_hash == session_token_hash:
+                    connection.close(CLOSE_POLICY, "signed out")
+        except ActorStopped:
+            pass
+
+    async def connections(self) -> frozenset[Outbox]:
+        """The agent's open connections now, as the actor answers (none if it cannot)."""
+        try:
+            return await self.mailbox.ref.ask(m.ListConnections, timeout=ASK_AGENT_SECONDS)
+        except (AskTimeout, ActorStopped, ActorCrashed):
+            log.warning("agent did not list its connections", extra={"agent_id": str(self.agent_id)})
+            return frozenset()
+
+
+class Agent(Actor[m.AgentMessage]):
     def __init__(self, handle: AgentHandle, center: ContactCenter) -> None:
         super().__init__(handle.mailbox)
-        self.shared = handle
         self.center = center
         self.agent_id = handle.agent_id
         self.account_id = handle.account_id
+        self.kept = handle.kept
         self.profile: AgentProfile | None = None
         self.held: set[UUID] = set()
-        self.wrap_up = handle.wrap_up
-        self.tokens = handle.session_tokens
         self._last_update: tuple[Any, ...] | None = None
-        self._grace: Any = None
+        self._grace: Timer | None = None
         """The timer that ends the reconnect grace, while no tab is connected."""
         self._grace_ends: float | None = None
 
@@ -87,33 +182,29 @@ class Agent(Actor[Any]):
             self._start_grace()  # restarted while no tab was connected
         await self._publish(force=True)
 
-    @property
-    def status(self) -> str:
-        return self.shared.status
-
-    @status.setter
-    def status(self, value: str) -> None:
-        self.shared.status = value
-
-    @property
-    def reason(self) -> str | None:
-        return self.shared.reason
-
-    @reason.setter
-    def reason(self, value: str | None) -> None:
-        self.shared.reason = value
-
     # -- derived state ---------------------------------------------------------------------
 
     @property
+    def status(self) -> str:
+        return self.kept.status
+
+    @property
+    def reason(self) -> str | None:
+        return self.kept.reason
+
+    def _set_status(self, status: str, reason: str | None = None) -> None:
+        self.kept.status = status
+        self.kept.reason = reason if status == "break" else None
+
+    @property
     def presence(self) -> str:
-        if self.status == "online" and self.wrap_up:
+        if self.status == "online" and self.kept.wrap_up:
             return "wrap_up"
         return self.status
 
     @property
     def connected(self) -> bool:
-        return any(not c.closed for c in self.shared.connections)
+        return any(not c.closed for c in self.kept.tabs)
 
     @property
     def available(self) -> bool:
@@ -137,7 +228,7 @@ class Agent(Actor[Any]):
         assert profile is not None
         wrap_up_seconds = None
         if self.presence == "wrap_up":
-            wrap_up_seconds = max(0, int(max(self.wrap_up.values()) - trio.current_time() + 0.999))
+            wrap_up_seconds = max(0, int(max(self.kept.wrap_up.values()) - trio.current_time() + 0.999))
         return encode_frame(
             AgentStatus(
                 status=self.presence,  # type: ignore[arg-type]
@@ -147,6 +238,13 @@ class Agent(Actor[Any]):
                 wrap_up_seconds=wrap_up_seconds,
             )
         )
+
+    def _broadcast(self, data: bytes) -> None:
+        """Send `data` to every tab; a tab that was cut off or closed is forgotten."""
+        tabs = self.kept.tabs
+        for connection in list(tabs):
+            if not connection.send(data):
+                del tabs[connection]
 
     async def _publish(self, *, force: bool = False) -> None:
         """Tell the dispatcher, the aggregator and every tab when anything changed."""
@@ -165,103 +263,172 @@ class Agent(Actor[Any]):
         presence = self.presence if connected else "offline"
         self.center.agent_changed(profile, presence, self.reason if presence == "break" else None, len(self.held))
         if force or seen_by_tabs:
-            self.shared.broadcast(self._status_frame())
+            self._broadcast(self._status_frame())
 
     # -- messages ----------------------------------------------------------------------------
 
-    async def handle(self, message: Any) -> None:
-        if isinstance(message, m.Connected):
-            self.shared.connections.add(message.connection)
-            self.tokens[message.connection] = message.session_token_hash
-            self._end_grace()
-            await self._greet(message.connection)
-            await self._publish()
-        elif isinstance(message, m.Disconnected):
-            self.shared.connections.discard(message.connection)
-            self.tokens.pop(message.connection, None)
-            if not self.connected:
-                self._start_grace()
-            await self._publish()
-            self._maybe_stop()
-        elif isinstance(message, m.ReconnectGraceOver):
-            ends = self._grace_ends
-            if ends is not None and trio.current_time() >= ends and not self.connected:
-                self._end_grace()
-                self.status = "offline"
-                self.reason = None
-                log.info("agent offline: no tab came back", extra={"agent_id": str(self.agent_id)})
+    async def handle(self, message: m.AgentMessage) -> None:
+        match message:
+            case (
+                m.Connected()
+                | m.Disconnected()
+                | m.ReconnectGraceOver()
+                | m.SignedOut()
+                | m.Deliver()
+                | m.ListConnections()
+            ):
+                await self._on_tabs(message)
+            case (
+                m.ChangeStatus()
+                | m.Held()
+                | m.WrapUpStarted()
+                | m.Let()
+                | m.MissedOffers()
+                | m.ProfileChanged()
+                | m.Denied()
+                | m.Reannounce()
+                | m.InjectCrash()
+            ):
+                await self._on_work(message)
+            case _:
+                assert_never(message)
+
+    async def _on_tabs(self, message: m.AgentTabMessage) -> None:
+        match message:
+            case m.Deliver(frame):
+                self._broadcast(frame)
+            case m.Connected():
+                await self._connected(message)
+            case m.Disconnected(connection):
+                await self._disconnected(connection)
+            case m.ReconnectGraceOver():
+                await self._grace_over()
+            case m.SignedOut(session_token_hash):
+                await self._signed_out(session_token_hash)
+            case m.ListConnections(reply):
+                reply.set(frozenset(self.kept.tabs))
+            case _:
+                assert_never(message)
+
+    async def _on_work(self, message: m.AgentWorkMessage) -> None:
+        match message:
+            case m.Held(conversation_id):
+                self.held.add(conversation_id)
+                await self._publish()
+            case m.WrapUpStarted(conversation_id, seconds):
+                self.kept.wrap_up[conversation_id] = trio.current_time() + seconds
+                await self._publish(force=True)
+            case m.Let(conversation_id):
+                self.held.discard(conversation_id)
+                self.kept.wrap_up.pop(conversation_id, None)
+                await self._publish()
+                self._maybe_stop()
+            case m.ChangeStatus(status, reason):
+                self._set_status(status, reason)
                 await self._publish(force=True)
                 self._maybe_stop()
-        elif isinstance(message, m.ChangeStatus):
-            self.status = message.status
-            self.reason = message.reason if message.status == "break" else None
-            await self._publish(force=True)
-            self._maybe_stop()
-        elif isinstance(message, m.Held):
-            self.held.add(message.conversation_id)
-            await self._publish()
-        elif isinstance(message, m.WrapUpStarted):
-            self.wrap_up[message.conversation_id] = trio.current_time() + message.seconds
-            await self._publish(force=True)
-        elif isinstance(message, m.Let):
-            self.held.discard(message.conversation_id)
-            self.wrap_up.pop(message.conversation_id, None)
-            await self._publish()
-            self._maybe_stop()
-        elif isinstance(message, m.MissedOffers):
-            if self.status == "online":
-                self.status = "break"
-                self.reason = "missed_offers"
-                log.info("agent put on break after missed offers", extra={"agent_id": str(self.agent_id)})
+            case m.MissedOffers():
+                await self._missed_offers()
+            case m.ProfileChanged():
+                await self._reload_profile()
+            case m.Denied():
+                await self._audit_denial(message)
+            case m.Reannounce():
                 await self._publish(force=True)
-        elif isinstance(message, m.SignedOut):
-            for connection, token_hash in list(self.tokens.items()):
-                if message.session_token_hash is None or token_hash == message.session_token_hash:
-                    connection.close(CLOSE_POLICY, "signed out")
-                    self.shared.connections.discard(connection)
-                    self.tokens.pop(connection, None)
-            if message.session_token_hash is None:
-                self.status = "offline"
-            await self._publish()
-            self._maybe_stop()
-        elif isinstance(message, m.ProfileChanged):
-            profile = await self.center.storage.agent_profile(self.agent_id)
-            if profile is not None:
-                self.profile = profile
-            await self._publish()
-        elif isinstance(message, m.Denied):
-            profile = self.profile
-            role = profile.role if profile is not None else "agent"
-            await self.center.audit_denial(
-                self.account_id, role, self.agent_id, message.action, message.target_id, target_type=message.target_type
-            )
-        elif isinstance(message, m.Reannounce):
-            await self._publish(force=True)
-        elif isinstance(message, m.InjectCrash):
-            raise RuntimeError("injected crash")
+            case m.InjectCrash():
+                raise RuntimeError("injected crash")
+            case _:
+                assert_never(message)
+
+    # -- the agent's tabs ------------------------------------------------------------------------
+
+    async def _connected(self, message: m.Connected) -> None:
+        self.kept.tabs[message.connection] = message.session_token_hash
+        self._end_grace()
+        await self._greet(message.connection)
+        await self._publish()
+
+    async def _disconnected(self, connection: Outbox) -> None:
+        self.kept.tabs.pop(connection, None)
+        if not self.connected:
+            self._start_grace()
+        await self._publish()
+        self._maybe_stop()
+
+    async def _grace_over(self) -> None:
+        ends = self._grace_ends
+        if ends is None or trio.current_time() < ends or self.connected:
+            return
+        self._end_grace()
+        self._set_status("offline")
+        log.info("agent offline: no tab came back", extra={"agent_id": str(self.agent_id)})
+        await self._publish(force=True)
+        self._maybe_stop()
+
+    async def _signed_out(self, session_token_hash: bytes | None) -> None:
+        tabs = self.kept.tabs
+        for connection, token_hash in list(tabs.items()):
+            if session_token_hash is None or token_hash == session_token_hash:
+                connection.close(CLOSE_POLICY, "signed out")
+                del tabs[connection]
+        if session_token_hash is None:
+            self._set_status("offline")
+        await self._publish()
+        self._maybe_stop()
 
     async def _greet(self, connection: Outbox) -> None:
         """A new tab: its status, and the held conversations it should resume."""
         summaries = []
         for conversation_id in sorted(self.held):
-            row = await self.center.storage.conversation(conversation_id)
-            if row is None:
-                continue
-            summaries.append(
-                ConversationSummary(
-                    conversation_id=str(conversation_id),
-                    state="wrap_up" if conversation_id in self.wrap_up else "assigned",
-                    last_seq=await self.center.storage.last_seq(conversation_id),
-                    customer_id=str(row.customer_id),
-                    channel=row.channel,
-                    queue_id=str(row.queue_id) if row.queue_id else None,
-                    agent_id=str(self.agent_id),
-                    topic=row.topic if row.topic is None or connection.sees_contact_details else mask_text(row.topic),
-                    display_name=row.customer_name,
-                )
-            )
+            summary = await self._summary(conversation_id, connection)
+            if summary is not None:
+                summaries.append(summary)
         connection.send(encode_frame(ConversationList(tuple(summaries))))
         connection.send(self._status_frame())
+
+    async def _summary(self, conversation_id: UUID, connection: Outbox) -> ConversationSummary | None:
+        storage = self.center.storage
+        row = await storage.conversation(conversation_id)
+        if row is None:
+            return None
+        return ConversationSummary(
+            conversation_id=str(conversation_id),
+            state="wrap_up" if conversation_id in self.kept.wrap_up else "assigned",
+            last_seq=await storage.last_seq(conversation_id),
+            customer_id=str(row.customer_id),
+            channel=row.channel,
+            queue_id=str(row.queue_id) if row.queue_id else None,
+            agent_id=str(self.agent_id),
+            topic=row.topic if row.topic is None or connection.sees_contact_details else mask_text(row.topic),
+            display_name=row.customer_name,
+        )
+
+    # -- status, profile, audit -------------------------------------------------------------------
+
+    async def _missed_offers(self) -> None:
+        if self.status != "online":
+            return
+        self._set_status("break", "missed_offers")
+        log.info("agent put on break after missed offers", extra={"agent_id": str(self.agent_id)})
+        await self._publish(force=True)
+
+    async def _reload_profile(self) -> None:
+        profile = await self.center.storage.agent_profile(self.agent_id)
+        if profile is not None:
+            self.profile = profile
+        await self._publish()
+
+    async def _audit_denial(self, message: m.Denied) -> None:
+        profile = self.profile
+        assert profile is not None  # read in `started`
+        await self.center.audit_denial(
+            self.account_id,
+            profile.role,
+            self.agent_id,
+            message.action,
+            message.target_id,
+            target_type=message.target_type,
+        )
 
     def _maybe_stop(self) -> None:
         if self.status == "offline" and not self.held and not self.connected:

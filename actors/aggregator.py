@@ -59,9 +59,10 @@ Rules
    save at a time, at a day's roll-over (the day that ends), and when the aggregator stops
    or crashes. A kill -9 loses at most one tick's counts; waiting lines lose nothing.
    Without a store, a restart starts from nothing.
-8. Agent figures list the users who take conversations: the agent role, and a supervisor
-   or admin only while not offline or holding conversations (a supervisor watching the
-   dashboard is not an offline agent).
+8. Agent figures list the users who take conversations: one who may handle conversations
+   and does not watch the floor (`listed_while_offline`: an agent) always, anyone else (a
+   supervisor, an admin) only while not offline or holding conversations (a supervisor
+   watching the dashboard is not an offline agent).
 
 Times: ``at`` of every event is a `trio.current_time()` reading supplied by the sender,
 in the same clock as the `clock` argument (by default `trio.current_time`: trio's clock
@@ -85,6 +86,7 @@ import trio
 
 from kefu.actors.runtime import Actor, ActorStatistics, Mailbox, Reply
 from kefu.protocol.common import MAX_LABEL_CHARS
+from kefu.protocol.permissions import Permission
 from kefu.protocol.server import AGENT_PRESENCES, AgentLoad, AgentPresence, LiveStats, QueueStats, utc_timestamp
 
 log = logging.getLogger("kefu.aggregator")
@@ -253,8 +255,8 @@ class AgentChanged:
     load: int
     capacity: int
     at: float
-    role: str = "agent"
-    """``agent``, ``supervisor`` or ``admin`` (rule 8)."""
+    permissions: frozenset[Permission] = frozenset({Permission.CONVERSATIONS_HANDLE})
+    """What the user may do (rule 8): by default an agent's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,6 +500,12 @@ class _Account:
     @property
     def empty(self) -> bool:
         return not self.queues and not self.agents and not self.handled
+
+
+def listed_while_offline(permissions: frozenset[Permission]) -> bool:
+    """Rule 8: whether a user is listed as an agent also while offline with nothing held: one who
+    may handle conversations and does not watch the floor (the agent role's permissions)."""
+    return Permission.CONVERSATIONS_HANDLE in permissions and Permission.CONVERSATIONS_MONITOR not in permissions
 
 
 def _label(text: str, fallback: UUID) -> str:
@@ -851,7 +859,7 @@ class Aggregator(Actor[AggregatorMessage]):
             )
             return
         status: AgentPresence = message.status  # type: ignore[assignment]
-        if message.role != "agent" and status == "offline" and message.load == 0:
+        if status == "offline" and message.load == 0 and not listed_while_offline(message.permissions):
             # rule 8: a supervisor or admin who takes no conversations is not an (offline) agent
             self._agent_gone(AgentGone(message.account_id, message.agent_id))
             return

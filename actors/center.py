@@ -11,14 +11,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from uuid import UUID
 
 import trio
 
-from kefu.actors.aggregator import AgentChanged
-from kefu.actors.messages import Reannounce
-from kefu.actors.ports import AgentHandle, AgentProfile, ConversationStorage, SessionHandle
+from kefu.actors.agent import AgentHandle
+from kefu.actors.aggregator import AgentChanged, AggregatorMessage
+from kefu.actors.messages import AgentMessage, DispatcherMessage, Reannounce
+from kefu.actors.ports import AgentProfile, ConversationStorage, SessionHandle
 from kefu.actors.runtime import ActorRef, Mailbox, MailboxFull
 from kefu.actors.supervisor import DynamicSupervisor, Restart, actor_child
 from kefu.actors.timers import Timers
@@ -30,6 +31,11 @@ log = logging.getLogger("kefu.center")
 
 SESSION_MAILBOX_CAPACITY = 512
 AGENT_MAILBOX_CAPACITY = 1024
+"""Messages an Agent actor's mailbox holds (`kefu.actors.messages.AgentMessage`). Full: the edge
+and the sessions wait for room (`tell`); the dispatcher and the timers never wait: the
+dispatcher drops a frame for the agent's tabs, a missed-offers break or an audit of a denial
+(each logged), the timer service tries again later, and a sign-out closes the sockets itself
+(see `kefu.actors.agent`, "Ownership")."""
 RECONNECT_GRACE_SECONDS = 30.0
 """How long an agent whose last tab closed keeps its status (a page reload keeps it online);
 it gets no offers meanwhile, and after it the agent is offline."""
@@ -44,6 +50,16 @@ class CenterSettings:
     append_timeout: float = 10.0
     default_offer_timeout_seconds: float = 20.0
     reconnect_grace_seconds: float = RECONNECT_GRACE_SECONDS
+
+
+class _Handle(Protocol):
+    """What `ContactCenter` needs of a session's or an agent's handle."""
+
+    @property
+    def mailbox(self) -> Mailbox[Any]: ...
+
+
+H = TypeVar("H", bound=_Handle)
 
 
 class _Bound:
@@ -87,20 +103,20 @@ class ContactCenter:
         """Offers the dispatcher made that are still open, by offer id: (agent, conversation).
         Written by the dispatcher alone; it outlives a dispatcher incarnation (like its
         mailbox) so that the next one can withdraw what the dead one offered."""
-        self.dispatcher: ActorRef[Any] | None = None
-        self.aggregator: ActorRef[Any] | None = None
+        self.dispatcher: ActorRef[DispatcherMessage] | None = None
+        self.aggregator: ActorRef[AggregatorMessage] | None = None
         self.session_factory: Callable[[SessionHandle], Actor[Any]] | None = None
-        self.agent_factory: Callable[[AgentHandle], Actor[Any]] | None = None
+        self.agent_factory: Callable[[AgentHandle], Actor[AgentMessage]] | None = None
 
     # -- telling the singletons without ever blocking ---------------------------------------
 
-    async def tell_dispatcher(self, message: Any) -> None:
+    async def tell_dispatcher(self, message: DispatcherMessage) -> None:
         """Routing facts are never dropped: a sender waits for room (back-pressure on it alone)."""
         if self.dispatcher is None:
             raise RuntimeError("the dispatcher is not running")
         await self.dispatcher.tell(message)
 
-    def tell_aggregator(self, message: Any) -> None:
+    def tell_aggregator(self, message: AggregatorMessage) -> None:
         if self.aggregator is None:
             return
         try:
@@ -122,7 +138,7 @@ class ContactCenter:
                 load,
                 profile.capacity,
                 trio.current_time(),
-                profile.role,
+                profile.permissions,
             )
         )
 
@@ -179,8 +195,13 @@ class ContactCenter:
         return await self._ensure(self.sessions, conversation_id, handle, factory, self._session_supervisor)
 
     async def _ensure(
-        self, table: dict[UUID, Any], key: UUID, handle: Any, factory: Callable[[Any], Actor[Any]], supervisor: Any
-    ) -> Any:
+        self,
+        table: dict[UUID, H],
+        key: UUID,
+        handle: H,
+        factory: Callable[[H], Actor[Any]],
+        supervisor: DynamicSupervisor[Any],
+    ) -> H:
         """The running actor of `key` in `table`, or `handle`'s, started now under `supervisor`.
 
         Concurrent callers for the same key wait for the one start instead of starting two.
@@ -220,7 +241,9 @@ class ContactCenter:
         assert factory is not None
         return await self._restart_all(self.agents, factory, self._agent_supervisor)
 
-    async def _restart_all(self, table: dict[UUID, Any], factory: Callable[[Any], Actor[Any]], supervisor: Any) -> int:
+    async def _restart_all(
+        self, table: dict[UUID, H], factory: Callable[[H], Actor[Any]], supervisor: DynamicSupervisor[Any]
+    ) -> int:
         restarted = 0
         for key, handle in list(table.items()):
             if key in self._starting or handle.mailbox.name in supervisor or table.get(key) is not handle:

@@ -37,9 +37,13 @@ Rules
 2. An offer is withdrawn from the agent (``offer.revoked``) when it expires, when the
    customer leaves, or when the agent goes away; the conversation keeps its place in the
    queue and the agent who missed it is skipped for that conversation.
-3. `max_missed_offers` expiries in a row put the agent on break.
+3. `max_missed_offers` expiries in a row put the agent on break; the dispatcher stops
+   offering it work at once, before its actor reports the break.
 4. The dispatcher never waits on a session or an agent: it tells them without blocking,
-   and a message that finds a full mailbox is retried on the next tick.
+   and a message that finds a session's full mailbox is retried on the next tick. It never
+   writes to an agent's sockets: the Agent actor owns them, and the offers and revocations
+   for its tabs are handed to it (`Deliver`, through `AgentHandle.deliver_nowait`; a full
+   agent mailbox drops the frame, logged: the offer then expires as missed).
 5. An agent's load is its pending offers plus the conversations it holds: the ones it
    reported in its last `AgentUpdate` and the ones assigned since that it has not reported
    yet. A `Released` takes a conversation out of both, so a slot is never counted twice
@@ -79,7 +83,7 @@ import secrets
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, assert_never
 from uuid import UUID
 
 import trio
@@ -211,8 +215,8 @@ def _rules(settings: QueueSettings) -> QueueRules:
     )
 
 
-class Dispatcher(Actor[Any]):
-    def __init__(self, mailbox: Mailbox[Any], center: ContactCenter) -> None:
+class Dispatcher(Actor[m.DispatcherMessage]):
+    def __init__(self, mailbox: Mailbox[m.DispatcherMessage], center: ContactCenter) -> None:
         super().__init__(mailbox)
         self.center = center
         self.routers: dict[UUID, Router] = {}
@@ -234,7 +238,7 @@ class Dispatcher(Actor[Any]):
         self._parked: dict[UUID, Waiting] = {}
         """Waiting records of conversations under offer, to requeue them if it lapses."""
         self.decisions = 0
-        self._stats: list[Any] = []
+        self._stats: list[agg.AggregatorMessage] = []
         """Statistics events of the message being handled, sent to the aggregator at once after it."""
         self._nursery: trio.Nursery | None = None
         self._unannounced: list[Any] = []
@@ -331,58 +335,69 @@ class Dispatcher(Actor[Any]):
 
     # -- messages --------------------------------------------------------------------------
 
-    def _stat(self, event: Any) -> None:
+    def _stat(self, event: agg.AggregatorMessage) -> None:
         self._stats.append(event)
 
-    async def handle(self, message: Any) -> None:
+    async def handle(self, message: m.DispatcherMessage) -> None:
         try:
-            await self._handle(message)
+            if await self._handle(message):
+                if self.dirty_accounts:
+                    self._match()
+                if self._lines_changed:
+                    self._tell_positions()
         finally:
             if self._stats:
                 self.center.tell_aggregator(agg.Folds(tuple(self._stats)))
                 self._stats.clear()
 
-    async def _handle(self, message: Any) -> None:
-        if isinstance(message, m.Enqueue):
-            await self._enqueue(message)
-        elif isinstance(message, m.AgentUpdate):
-            await self._agent_update(message)
-        elif isinstance(message, m.AcceptOffer):
-            self._accept(message)
-        elif isinstance(message, m.DeclineOffer):
-            self._decline(message)
-        elif isinstance(message, m.OfferTimeout):
-            self._expire(message.offer_id)
-        elif isinstance(message, m.Released):
-            self._released(message)
-        elif isinstance(message, m.Withdraw):
-            self._withdraw(message)
-        elif isinstance(message, m.TransferToAgent):
-            self._transfer_to_agent(message)
-        elif isinstance(message, m.AgentLeft):
-            self._agent_left(message)
-        elif isinstance(message, m.Tick):
-            while self.center.queues_to_reload:
-                account_id = self.center.queues_to_reload.pop()
+    async def _handle(self, message: m.DispatcherMessage) -> bool:
+        """Handle one message; True when routing may have changed (match and tell positions)."""
+        match message:
+            # the routing facts, the most frequent first
+            case m.Enqueue():
+                await self._enqueue(message)
+            case m.Released():
+                self._released(message)
+            case m.AcceptOffer():
+                self._accept(message)
+            case m.DeclineOffer():
+                self._decline(message)
+            case m.OfferTimeout(offer_id):
+                self._expire(offer_id)
+            case m.Withdraw():
+                self._withdraw(message)
+            case m.AgentUpdate():
+                await self._agent_update(message)
+            case m.TransferToAgent():
+                self._transfer_to_agent(message)
+            case m.AgentLeft():
+                self._agent_left(message)
+            case m.Tick() | m.ReloadQueues() | m.Describe() | m.RouteProbe() | m.InjectCrash():
+                return await self._control(message)
+            case _:
+                assert_never(message)
+        return True
+
+    async def _control(self, message: m.DispatcherControl) -> bool:
+        match message:
+            case m.Tick():
+                while self.center.queues_to_reload:
+                    account_id = self.center.queues_to_reload.pop()
+                    await self._load_queues(account_id, await self._router(account_id))
+                self._tick()
+            case m.ReloadQueues(account_id):
                 await self._load_queues(account_id, await self._router(account_id))
-            self._tick()
-        elif isinstance(message, m.ReloadQueues):
-            await self._load_queues(message.account_id, await self._router(message.account_id))
-        elif isinstance(message, m.Describe):
-            self._describe()
-            return
-        elif isinstance(message, m.RouteProbe):
-            message.reply.set(None)
-            return
-        elif isinstance(message, m.InjectCrash):
-            raise RuntimeError("injected crash")
-        else:
-            log.warning("dispatcher got an unknown message", extra={"message": type(message).__name__})
-            return
-        if self.dirty_accounts:
-            self._match()
-        if self._lines_changed:
-            self._tell_positions()
+            case m.Describe():
+                self._describe()
+                return False
+            case m.RouteProbe(reply):
+                reply.set(None)
+                return False
+            case m.InjectCrash():
+                raise RuntimeError("injected crash")
+            case _:
+                assert_never(message)
+        return True
 
     async def _enqueue(self, message: m.Enqueue) -> None:
         conversation_id = message.conversation_id
@@ -588,7 +603,7 @@ class Dispatcher(Actor[Any]):
             offer.conversation_id if same_account else message.offer_id,
         )
         try:
-            handle.ref.tell_nowait(denial)
+            handle.tell_nowait(denial)
         except MailboxFull:
             log.warning("agent busy: an offer denial was not audited", extra={"agent_id": str(message.agent_id)})
 
@@ -626,19 +641,8 @@ class Dispatcher(Actor[Any]):
         if notify_agent:
             self._send_agent(offer.agent_id, encode_frame(OfferRevoked(offer.offer_id, reason)))
         agent = self.agents.get(offer.agent_id)
-        if missed and agent is not None:
-            agent.missed += 1
-            if agent.missed >= self.center.settings.max_missed_offers:
-                agent.missed = 0
-                handle = self.center.agent(offer.agent_id)
-                if handle is not None:
-                    try:
-                        handle.ref.tell_nowait(m.MissedOffers(self.center.settings.max_missed_offers))
-                    except MailboxFull:
-                        log.warning(
-                            "agent mailbox full: missed-offer break not applied",
-                            extra={"agent_id": str(offer.agent_id)},
-                        )
+        if missed and agent is not None and router is not None:
+            self._missed(agent, router, now)
         if offer.transfer_from is not None:
             outcome = "expired" if reason == "expired" else "declined"
             self._tell_session(offer.account_id, offer.conversation_id, m.TransferLapsed(offer.agent_id, outcome))
@@ -657,6 +661,30 @@ class Dispatcher(Actor[Any]):
                 )
                 self._tell_session(offer.account_id, offer.conversation_id, m.OfferLapsed())
         self.dirty_accounts.add(offer.account_id)
+
+    def _missed(self, agent: AgentEntry, router: Router, now: float) -> None:
+        """Rule 3: count an expired offer; `max_missed_offers` in a row put the agent on break.
+
+        The agent is taken out of routing at once, before its actor reports the break: the
+        actor sends its tabs what the dispatcher hands it in order, so an offer made meanwhile
+        would reach them after the break."""
+        agent.missed += 1
+        limit = self.center.settings.max_missed_offers
+        if agent.missed < limit:
+            return
+        agent.missed = 0
+        agent_id = agent.profile.agent_id
+        handle = self.center.agent(agent_id)
+        if handle is None:
+            return
+        try:
+            handle.tell_nowait(m.MissedOffers(limit))
+        except MailboxFull:
+            log.warning("agent mailbox full: missed-offer break not applied", extra={"agent_id": str(agent_id)})
+            return
+        agent.available = False
+        router.set_available(agent_id, False, now)
+        self._report_availability(agent.profile.account_id, router)
 
     def _withdraw(self, message: m.Withdraw) -> None:
         conversation_id = message.conversation_id
@@ -825,9 +853,10 @@ class Dispatcher(Actor[Any]):
     # -- sending without waiting -----------------------------------------------------------------
 
     def _send_agent(self, agent_id: UUID, data: bytes) -> None:
+        """Hand a frame to the agent's actor, which owns its sockets (never waits)."""
         handle = self.center.agent(agent_id)
         if handle is not None:
-            handle.broadcast(data)
+            handle.deliver_nowait(data)
 
     def _tell_session(self, account_id: UUID, conversation_id: UUID, message: Any) -> None:
         pending = self.backlog.get(conversation_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from kefu.actors.ports import AgentProfile, Outbox
@@ -227,6 +227,24 @@ class RouteProbe:
     reply: Reply[None]
 
 
+DispatcherControl: TypeAlias = Tick | ReloadQueues | Describe | RouteProbe | InjectCrash
+"""The dispatcher's own housekeeping, as opposed to the routing facts sessions and agents tell it."""
+
+DispatcherMessage: TypeAlias = (
+    Enqueue
+    | Released
+    | AcceptOffer
+    | DeclineOffer
+    | OfferTimeout
+    | Withdraw
+    | AgentUpdate
+    | TransferToAgent
+    | AgentLeft
+    | DispatcherControl
+)
+"""Everything the dispatcher's mailbox takes (`kefu.actors.dispatcher.DISPATCHER_MAILBOX_CAPACITY`)."""
+
+
 # --- to an Agent ----------------------------------------------------------------------------
 
 
@@ -243,6 +261,8 @@ class Disconnected:
 
 @dataclass(frozen=True, slots=True)
 class ChangeStatus:
+    """The agent chose a status (``online``, ``break`` with a reason, ``offline``)."""
+
     status: str
     reason: str | None
     connection: Outbox | None = None
@@ -297,3 +317,30 @@ class Denied:
     action: str
     target_type: str
     target_id: UUID | str
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A frame for every open tab of the agent (an offer, a revoked offer): the Agent actor owns
+    the sockets, so the dispatcher hands frames to it instead of writing to them."""
+
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListConnections:
+    """Which connections (tabs) the agent has open now: answered with an immutable set."""
+
+    reply: Reply[frozenset[Outbox]]
+
+
+AgentTabMessage: TypeAlias = Connected | Disconnected | ReconnectGraceOver | SignedOut | Deliver | ListConnections
+"""What concerns the agent's open connections (tabs)."""
+
+AgentWorkMessage: TypeAlias = (
+    ChangeStatus | Held | WrapUpStarted | Let | MissedOffers | ProfileChanged | Denied | Reannounce | InjectCrash
+)
+"""What concerns the agent's status, the conversations it holds and its profile."""
+
+AgentMessage: TypeAlias = AgentTabMessage | AgentWorkMessage
+"""Everything an Agent actor's mailbox takes (`kefu.actors.center.AGENT_MAILBOX_CAPACITY`)."""

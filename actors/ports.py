@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from kefu.actors.runtime import ActorRef, Mailbox
+from kefu.protocol.permissions import Permission
 
 
 class Outbox(Protocol):
@@ -85,9 +86,12 @@ class AgentProfile:
     agent_id: UUID
     display_name: str
     role: str
+    """The name of the user's role, as data (audit rows record it); never compared: ask `permissions`."""
     capacity: int
     departments: frozenset[UUID]
     skills: Mapping[UUID, int]
+    permissions: frozenset[Permission] = frozenset()
+    """What the user may do (`kefu.protocol.permissions.permissions_of` their role)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,31 +182,3 @@ class SessionHandle:
     @property
     def ref(self) -> ActorRef[Any]:
         return self.mailbox.ref
-
-
-@dataclass(eq=False, slots=True)
-class AgentHandle:
-    """What outlives one incarnation of an Agent actor: its mailbox, its open connections
-    (one per browser tab) with their sign-in sessions, the status the agent chose and its
-    wrap-up deadlines, so a crash of the actor neither logs the agent out nor changes its
-    status, nor forgets which socket belongs to which session."""
-
-    account_id: UUID
-    agent_id: UUID
-    mailbox: Mailbox[Any]
-    connections: set[Outbox] = field(default_factory=set)
-    session_tokens: dict[Outbox, bytes | None] = field(default_factory=dict)
-    """The SHA-256 of the sign-in token each connection was opened with, so that signing
-    out one session closes that session's sockets, also after a crash of the actor."""
-    status: str = "offline"
-    reason: str | None = None
-    wrap_up: dict[UUID, float] = field(default_factory=dict)
-
-    @property
-    def ref(self) -> ActorRef[Any]:
-        return self.mailbox.ref
-
-    def broadcast(self, data: bytes) -> None:
-        for connection in list(self.connections):
-            if not connection.send(data):
-                self.connections.discard(connection)

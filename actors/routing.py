@@ -828,14 +828,8 @@ class Router:
         Each match reserves one slot of its agent and removes the conversation from waiting.
         """
         now = self._tick(now)
-        timers = self._timers
-        while timers and timers[0][0] <= now:
-            due, _, queue_id = heapq.heappop(timers)
-            queue = self._queues.get(queue_id)
-            if queue is not None and queue.widen_due == due:
-                queue.widen_due = None
-                if queue.head < len(queue.items):
-                    self._dirty[queue] = None
+        if self._timers and self._timers[0][0] <= now:
+            self._widen(now)
         if not self._dirty or (limit is not None and limit <= 0):
             return []
         order = []
@@ -869,6 +863,17 @@ class Router:
                 head = queue.items[queue.head]
                 heapq.heappush(order, (head[1], head[2], queue))
         return matches
+
+    def _widen(self, now: float) -> None:
+        """Queues whose skill level widened by `now` are looked at again."""
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, _, queue_id = heapq.heappop(timers)
+            queue = self._queues.get(queue_id)
+            if queue is not None and queue.widen_due == due:
+                queue.widen_due = None
+                if queue.head < len(queue.items):
+                    self._dirty[queue] = None
 
     def _find(self, queue: _Queue, now: float) -> tuple[_Waiting, _Agent] | None:
         """The first conversation of the queue that a free agent can take now, and that agent."""

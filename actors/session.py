@@ -726,7 +726,7 @@ class CustomerSession(Actor[Any]):
         agent = self.center.agent(message.agent_id)
         if agent is not None:
             await agent.ref.tell(m.Held(self.conversation_id))
-            for connection in list(agent.connections):
+            for connection in await agent.connections():
                 await self._replay(connection, 0, 1)
         await self._record_state()
 
@@ -804,7 +804,7 @@ class CustomerSession(Actor[Any]):
         agent = self.center.agent(agent_id)
         if agent is not None:
             await agent.ref.tell(m.Let(self.conversation_id))
-            for connection in agent.connections:
+            for connection in await agent.connections():
                 self.shared.subscribers.discard(connection)
 
     # -- routing helpers -------------------------------------------------------------------------

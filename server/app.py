@@ -297,7 +297,7 @@ def create_app(node: Node) -> QuartTrio:
             if (handle := node.center.agent(changed)) is not None:
                 # Open sockets mask texts by the permission: they follow a change at once.
                 sees = privacy.may_view_contact_details(agent["role"], agent["may_view_contact_details"])
-                for connection in list(handle.connections):
+                for connection in await handle.connections():
                     connection.sees_contact_details = sees
         return jsonify(agent), 200
 

@@ -14,6 +14,7 @@ import asyncpg
 
 from kefu.actors.ports import AgentProfile, ConversationRow, QueueSettings, StoredEvent
 from kefu.protocol.masking import mask_text
+from kefu.protocol.permissions import permissions_of
 from kefu.server.database import Database
 from kefu.server.privacy import Privacy
 
@@ -193,6 +194,7 @@ class PostgresConversations:
             agent_id=record["id"],
             display_name=record["display_name"],
             role=record["role"],
+            permissions=permissions_of(record["role"]),
             capacity=record["max_concurrent_conversations"],
             departments=frozenset(record["departments"]),
             skills={UUID(skill): level for skill, level in record["skills"].items()},

@@ -90,7 +90,7 @@ class Node:
         self.timers = Timers()
         self.conversations = PostgresConversations(database, self.privacy)
         self.supervisor_feeds = SupervisorFeeds()
-        self.dispatcher_mailbox: Mailbox[Any] = Mailbox("dispatcher", DISPATCHER_MAILBOX_CAPACITY)
+        self.dispatcher_mailbox: Mailbox[m.DispatcherMessage] = Mailbox("dispatcher", DISPATCHER_MAILBOX_CAPACITY)
         self.aggregator_mailbox: Mailbox[Any] = Mailbox("aggregator", AGGREGATOR_MAILBOX_CAPACITY)
         # When one of these two gives up (more restarts than its intensity), the root
         # restarts it, and the actors it held start again on their surviving handles.
@@ -149,7 +149,7 @@ class Node:
     async def _restart_agents(self) -> None:
         await self.center.restart_agents()
 
-    def _new_dispatcher(self, mailbox: Mailbox[Any]) -> Dispatcher:
+    def _new_dispatcher(self, mailbox: Mailbox[m.DispatcherMessage]) -> Dispatcher:
         # A restarted dispatcher rebuilds itself from the agents and sessions (its `started`).
         self.dispatcher = Dispatcher(mailbox, self.center)
         return self.dispatcher
@@ -241,11 +241,7 @@ class Node:
         """A session was revoked (None: every session of the agent): close its sockets."""
         handle = self.center.agent(agent_id)
         if handle is not None:
-            try:
-                handle.ref.tell_nowait(m.SignedOut(session_token_hash))
-            except MailboxFull:
-                for connection in list(handle.connections):
-                    connection.close(1008, "signed out")
+            handle.sign_out_nowait(session_token_hash)
 
     async def recover_sessions(self) -> int:
         """Start the session of every open conversation (after a restart); returns how many."""

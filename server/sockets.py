@@ -41,7 +41,7 @@ import orjson
 import trio
 
 from kefu.actors import messages as m
-from kefu.actors.ports import AgentHandle
+from kefu.actors.agent import AgentHandle
 from kefu.protocol import RemoteProtocolError, decode_agent_frame, decode_customer_frame, encode_frame
 from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus
 from kefu.protocol.common import MAX_CLIENT_ID_CHARS, MAX_TEXT_CHARS, Ping

@@ -33,6 +33,7 @@ from kefu.actors.aggregator import (
 )
 from kefu.actors.runtime import ActorRef, Mailbox
 from kefu.protocol import decode_server_frame, encode_frame
+from kefu.protocol.permissions import ADMIN, SUPERVISOR, permissions_of
 from kefu.protocol.server import AgentLoad, LiveStats, QueueStats
 
 pytestmark = pytest.mark.trio
@@ -102,7 +103,7 @@ async def test_a_scripted_day_gives_counts_service_level_and_speed_of_answer() -
     agent = uuid4()
     c1, c2, c3, c4, c5 = (uuid4() for _ in range(5))
     async with running(aggregator) as ref:
-        for message in [
+        script: list[AggregatorMessage] = [
             QueueDescribed(ACME, SALES, "Sales"),
             QueueDescribed(ACME, BILLING, "Billing"),
             QueueAvailability(ACME, SALES, 1),
@@ -119,7 +120,8 @@ async def test_a_scripted_day_gives_counts_service_level_and_speed_of_answer() -
             QueueAvailability(ACME, SALES, 3),
             ConversationEnded(ACME, c1, agent, clocks.now),
             ConversationEnded(ACME, c2, agent, clocks.now),
-        ]:
+        ]
+        for message in script:
             await ref.tell(message)
         frame = await snapshot(ref)
     assert [queue.name for queue in frame.queues] == ["Billing", "Sales"]
@@ -463,13 +465,23 @@ async def test_supervisors_and_admins_count_as_agents_only_while_they_take_conve
     anna, sue, ada = uuid4(), uuid4(), uuid4()
     async with running(aggregator) as ref:
         await ref.tell(AgentChanged(ACME, anna, "Anna", "offline", None, 0, 5, clocks.now))
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, role="supervisor"))
-        await ref.tell(AgentChanged(ACME, ada, "Ada", "offline", None, 0, 5, clocks.now, role="admin"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
+        await ref.tell(
+            AgentChanged(ACME, ada, "Ada", "offline", None, 0, 5, clocks.now, permissions=permissions_of(ADMIN))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna"]
         # A supervisor who goes online takes conversations: then listed, and gone again when offline.
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "online", None, 0, 5, clocks.now, role="supervisor"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "online", None, 0, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna", "Sue"]
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 1, 5, clocks.now, role="supervisor"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "offline", None, 1, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna", "Sue"]  # still holds one
-        await ref.tell(AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, role="supervisor"))
+        await ref.tell(
+            AgentChanged(ACME, sue, "Sue", "offline", None, 0, 5, clocks.now, permissions=permissions_of(SUPERVISOR))
+        )
         assert [a.display_name for a in (await snapshot(ref)).agents] == ["Anna"]

@@ -25,6 +25,7 @@ from kefu.actors.ports import AgentProfile, QueueSettings, SessionHandle
 from kefu.actors.runtime import Mailbox
 from kefu.actors.supervisor import DynamicSupervisor
 from kefu.actors.timers import Timers
+from kefu.protocol.permissions import AGENT
 from kefu.protocol.server import CustomerSummary
 
 ACCOUNT = uuid.UUID(int=1)
@@ -74,7 +75,7 @@ async def _simulate(seed: int) -> list[Customer]:
         nursery.start_soon(center.timers.run, stop)
         nursery.start_soon(dispatcher.run, stop)
         for i in range(AGENTS):
-            profile = AgentProfile(ACCOUNT, uuid.UUID(int=100 + i), f"Agent {i}", "agent", 1, frozenset(), {})
+            profile = AgentProfile(ACCOUNT, uuid.UUID(int=100 + i), f"Agent {i}", AGENT, 1, frozenset(), {})
             await mailbox.ref.tell(m.AgentUpdate(profile, True, 0))
 
         async def handle(agent_id: uuid.UUID, conversation_id: uuid.UUID) -> None:

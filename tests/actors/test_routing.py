@@ -373,7 +373,7 @@ class RouterMachine(RuleBasedStateMachine):
         super().__init__()
         self.router = Router()
         self.now = 0.0
-        self.rules = {r.queue_id: r for r in RULES}
+        self.queue_rules = {r.queue_id: r for r in RULES}
         for r in RULES:
             self.router.set_queue(r)
         self.profiles: dict[UUID, tuple[int, frozenset[UUID], dict[UUID, int]]] = {}
@@ -453,8 +453,8 @@ class RouterMachine(RuleBasedStateMachine):
 
     @rule(swap=st.integers(0, 3))
     def change_queue_rules(self, swap: int) -> None:
-        rules = ALT_RULES[swap] if self.rules[QUEUES[swap]] == RULES[swap] else RULES[swap]
-        self.rules[rules.queue_id] = rules
+        rules = ALT_RULES[swap] if self.queue_rules[QUEUES[swap]] == RULES[swap] else RULES[swap]
+        self.queue_rules[rules.queue_id] = rules
         self.router.set_queue(rules)
 
     @rule(limit=st.none() | st.integers(1, 3))
@@ -469,7 +469,7 @@ class RouterMachine(RuleBasedStateMachine):
             queue, _, _ = self.waiting.pop(match.conversation_id)
             assert match.queue_id == queue
             assert match.agent_id in self.available, "offered to an unavailable agent"
-            assert self.eligible(match.agent_id, self.rules[queue])
+            assert self.eligible(match.agent_id, self.queue_rules[queue])
             given[match.agent_id] += 1
             self.matched.add(match.conversation_id)
             self.active.append((match.conversation_id, match.agent_id))
@@ -480,7 +480,7 @@ class RouterMachine(RuleBasedStateMachine):
             self.check_no_idle_agent_while_customers_wait()
 
     def check_no_idle_agent_while_customers_wait(self) -> None:
-        for queue, rules in self.rules.items():
+        for queue, rules in self.queue_rules.items():
             waiting = [(since, ex) for q, since, ex in self.waiting.values() if q == queue]
             if not waiting or any(ex for _, ex in waiting):
                 continue
@@ -505,10 +505,9 @@ class RouterMachine(RuleBasedStateMachine):
         for queue in QUEUES:
             n = sum(1 for q, _, _ in self.waiting.values() if q == queue)
             assert self.router.waiting(queue) == n
-            assert sorted(self.router.position(c) for c, (q, _, _) in self.waiting.items() if q == queue) == list(
-                range(1, n + 1)
-            )
-            eligible_online = sum(1 for a in self.available if self.eligible(a, self.rules[queue]))
+            positions = [self.router.position(c) for c, (q, _, _) in self.waiting.items() if q == queue]
+            assert sorted(p or 0 for p in positions) == list(range(1, n + 1))
+            eligible_online = sum(1 for a in self.available if self.eligible(a, self.queue_rules[queue]))
             assert self.router.available_agents(queue) == eligible_online
         for conversation in self.matched | self.withdrawn:
             assert self.router.waiting_since(conversation) is None

@@ -53,7 +53,7 @@ async def test_a_reload_keeps_the_status_but_no_tab_means_no_offers_and_offline_
         # the only tab closed: no offers, and supervisors see the agent offline, not available
         await _until(lambda: not dispatcher.agents[agent_id].available)
         handle = node.center.agent(agent_id)
-        assert handle is not None and handle.status == "online", "kept for the reconnect grace"
+        assert handle is not None and handle.kept.status == "online", "kept for the reconnect grace"
         with trio.fail_after(30):
             while True:
                 stats = await _stats(center, account_id)
@@ -84,8 +84,8 @@ async def test_a_reload_keeps_the_status_but_no_tab_means_no_offers_and_offline_
             # the grace passes with no tab back: offline, and the next connection starts offline
             node.center.settings = dataclasses.replace(node.center.settings, reconnect_grace_seconds=0.2)
             await second.ws.aclose()
-            await _until(lambda: node.center.agent(agent_id) is None or handle.status == "offline")
-            assert handle.status == "offline"
+            await _until(lambda: node.center.agent(agent_id) is None or handle.kept.status == "offline")
+            assert handle.kept.status == "offline"
             third = await stack.enter_async_context(connect(nursery, url))
             status = (await third.wait_for("status"))[0]
             assert status.status == "offline"
