@@ -70,7 +70,7 @@ def protocol_json_schema() -> dict[str, Any]:
     for (name, _, description), union in zip(_UNIONS, unions, strict=True):
         defs[name] = {"title": name, "description": description, **union}
     defs.update(sorted(components.items()))
-    return _markdown(
+    document: dict[str, Any] = _markdown(
         {
             "$schema": JSON_SCHEMA_DIALECT,
             "title": f"kefu websocket protocol, version {PROTOCOL_VERSION}",
@@ -83,3 +83,4 @@ def protocol_json_schema() -> dict[str, Any]:
             "$defs": defs,
         }
     )
+    return document
