@@ -104,21 +104,13 @@ def _finisher(
     cls: type, rules: tuple[FieldRule, ...], convert: Callable[[Any], Any] | None
 ) -> Callable[[Any], Any] | None:
     """What to do with a decoded ``cls`` after msgspec's pass (``None``: nothing)."""
-    check = compile_rules(rules) if rules else None
     timestamps = _timestamp_fields(cls)
     if not timestamps and convert is None:
-        if check is None:
-            return None
-
-        def check_rules(frame: Any) -> Any:
-            check(frame)
-            return frame
-
-        return check_rules
+        return compile_rules(rules) if rules else None
+    check = compile_rules(rules)
 
     def finish(frame: Any) -> Any:
-        if check is not None:
-            check(frame)
+        check(frame)
         for name in timestamps:
             _check_instant(frame, name)
         return frame if convert is None else convert(frame)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import INVALID_FIELD, MISSING_FIELD, RemoteProtocolError
 
 __all__ = ["FieldRule", "compile_rules"]
+
+F = TypeVar("F")
 
 _NOT_NULL: dict[str, Any] = {"not": {"type": "null"}}
 
@@ -30,39 +32,26 @@ class FieldRule:
     required: tuple[str, ...] = ()
     forbidden: tuple[str, ...] = ()
     one_of: tuple[str, ...] = ()
-    # `when` as a tuple, read on every check.
-    _conditions: tuple[tuple[str, Collection[str]], ...] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_conditions", tuple(self.when.items()))
-
-    def check(self, frame: object) -> None:
-        """Raise ``RemoteProtocolError`` (``ref``: the frame's ``client_id``) if ``frame``
+    def check(self, frame: F) -> F:
+        """``frame``, or ``RemoteProtocolError`` (``ref``: the frame's ``client_id``) if it
         meets the condition and breaks the rule."""
-        for name, values in self._conditions:
-            if getattr(frame, name) not in values:
-                return
-        for name in self.required:
-            if getattr(frame, name) is None:
-                raise self._refusal(frame, MISSING_FIELD, f"requires {name!r}")
-        for name in self.forbidden:
-            if getattr(frame, name) is not None:
-                raise self._refusal(frame, INVALID_FIELD, f"takes no {name!r}")
-        if self.one_of:
-            self._check_one_of(frame)
+        return compile_rules((self,))(frame)
 
-    def _check_one_of(self, frame: object) -> None:
+    def refusal(self, frame: object, code: str, what: str) -> RemoteProtocolError:
+        """The error for ``frame``, which breaks this rule: ``what`` it needed."""
+        condition = " and ".join(f"{name} {getattr(frame, name)!r}" for name in self.when)
+        subject = f"{getattr(frame, 'TYPE', 'frame')!r}" + (f" with {condition}" if condition else "")
+        return RemoteProtocolError(code, f"{subject} {what}", ref=getattr(frame, "client_id", None))
+
+    def check_one_of(self, frame: object) -> None:
+        """Exactly one field of ``one_of`` is set."""
         count = sum(getattr(frame, name) is not None for name in self.one_of)
         if count != 1:
             names = " and ".join(repr(name) for name in self.one_of)
             if count == 0:
-                raise self._refusal(frame, MISSING_FIELD, f"requires one of {names}")
-            raise self._refusal(frame, INVALID_FIELD, f"takes only one of {names}")
-
-    def _refusal(self, frame: object, code: str, what: str) -> RemoteProtocolError:
-        condition = " and ".join(f"{name} {getattr(frame, name)!r}" for name in self.when)
-        subject = f"{getattr(frame, 'TYPE', 'frame')!r}" + (f" with {condition}" if condition else "")
-        return RemoteProtocolError(code, f"{subject} {what}", ref=getattr(frame, "client_id", None))
+                raise self.refusal(frame, MISSING_FIELD, f"requires one of {names}")
+            raise self.refusal(frame, INVALID_FIELD, f"takes only one of {names}")
 
     def json_schema(self) -> dict[str, Any]:
         """The rule as a JSON Schema (2020-12) subschema of its frame's object schema."""
@@ -84,30 +73,43 @@ class FieldRule:
         return {"if": condition, "then": then}
 
 
-def compile_rules(rules: Sequence[FieldRule]) -> Callable[[object], None]:
-    """One function that checks all ``rules`` of a frame class.
+def _meets(frame: object, conditions: tuple[tuple[str, Collection[str]], ...]) -> bool:
+    return all(getattr(frame, name) in values for name, values in conditions)
 
-    When every rule is conditioned first on the same field (``kind``), only the rules for that
-    field's value are run: a text message runs one rule, not every kind's.
+
+# (rule, the conditions of it still to check)
+_Plan = tuple[tuple[FieldRule, tuple[tuple[str, Collection[str]], ...]], ...]
+
+
+def compile_rules(rules: Sequence[FieldRule]) -> Callable[[F], F]:
+    """One function that checks all ``rules`` of a frame class and returns the frame.
+
+    This runs for every frame with rules (every ``message.send``), so it loops over nothing
+    it does not need: when every rule is conditioned first on the same field (``kind``), only
+    the rules for that field's value are looked at, and that condition is not checked again.
     """
+    everything: _Plan = tuple((rule, tuple(rule.when.items())) for rule in rules)
     first_fields = {next(iter(rule.when), None) for rule in rules}
-    if len(first_fields) != 1 or None in first_fields:
+    dispatch = first_fields.pop() if len(first_fields) == 1 else None
+    by_value: dict[str, _Plan] = {}
+    if dispatch is not None:
+        for rule, conditions in everything:
+            for value in conditions[0][1]:
+                by_value[value] = (*by_value.get(value, ()), (rule, conditions[1:]))
 
-        def check_each(frame: object) -> None:
-            for rule in rules:
-                rule.check(frame)
+    def check(frame: F) -> F:
+        plan = everything if dispatch is None else by_value.get(getattr(frame, dispatch), ())
+        for rule, conditions in plan:
+            if conditions and not _meets(frame, conditions):
+                continue
+            for name in rule.required:
+                if getattr(frame, name) is None:
+                    raise rule.refusal(frame, MISSING_FIELD, f"requires {name!r}")
+            for name in rule.forbidden:
+                if getattr(frame, name) is not None:
+                    raise rule.refusal(frame, INVALID_FIELD, f"takes no {name!r}")
+            if rule.one_of:
+                rule.check_one_of(frame)
+        return frame
 
-        return check_each
-    (name,) = first_fields
-    assert name is not None
-    by_value: dict[str, list[FieldRule]] = {}
-    for rule in rules:
-        for value in rule.when[name]:
-            by_value.setdefault(value, []).append(rule)
-    table = {value: tuple(group) for value, group in by_value.items()}
-
-    def check_by_value(frame: object) -> None:
-        for rule in table.get(getattr(frame, name), ()):
-            rule.check(frame)
-
-    return check_by_value
+    return check
