@@ -1,7 +1,8 @@
 """Every frame of the customer and agent protocols, in one namespace.
 
-The definitions live in ``common`` (shared client frames, limits), ``customer``, ``agent``
-and ``server``; this module gathers them and names the unions.
+The definitions live in ``common`` (the envelope, shared client frames, limits), ``customer``,
+``agent`` and ``server``; this module gathers them and names the unions. Every frame is a
+frozen ``msgspec.Struct`` derived from ``Envelope``; nested objects derive from ``Record``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from .common import (
     MESSAGE_KINDS,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
+    Envelope,
     MarkRead,
     MessageKind,
     Ping,
+    Record,
     Resume,
     SendMessage,
     SetTyping,
@@ -115,6 +118,7 @@ __all__ = [
     "CustomerFrame",
     "CustomerSummary",
     "DeclineOffer",
+    "Envelope",
     "EventKind",
     "Frame",
     "Limits",
@@ -131,6 +135,7 @@ __all__ = [
     "Pong",
     "QueuePosition",
     "QueueStats",
+    "Record",
     "Resume",
     "Resumed",
     "SendMessage",

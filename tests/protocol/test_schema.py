@@ -29,6 +29,7 @@ from kefu.protocol.codec import (
     decode_server_frame,
     encode_frame,
 )
+from kefu.protocol.customer import CloseConversationAsCustomer
 from kefu.protocol.errors import RemoteProtocolError
 from kefu.protocol.frames import (
     AGENT_FRAME_TYPES,
@@ -97,7 +98,7 @@ def test_is_a_valid_2020_12_schema() -> None:
 
 
 def test_every_frame_class_has_its_titled_and_described_definition() -> None:
-    classes = {*CUSTOMER_FRAME_TYPES, *AGENT_FRAME_TYPES, *SERVER_FRAME_TYPES}
+    classes = {*CUSTOMER_FRAME_TYPES, *AGENT_FRAME_TYPES, *SERVER_FRAME_TYPES, CloseConversationAsCustomer}
     for cls in classes:
         definition = SCHEMA["$defs"][cls.__name__]
         assert definition["title"] == cls.__name__
