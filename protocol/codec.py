@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, get_args
 
 import msgspec
 
@@ -75,8 +75,6 @@ __all__ = [
     "decode_server_frame",
     "encode_frame",
 ]
-
-F = TypeVar("F")
 
 # The frame classes each receiver decodes, by wire type, under their names from before msgspec
 # (when they mapped to one decoder function each).
@@ -144,7 +142,7 @@ def _receiver(
     conversions: Mapping[type, Callable[[Any], Any]] = MappingProxyType({}),
 ) -> _Receiver:
     finish = {}
-    for cls in {*wire_types.values(), *conversions}:
+    for cls in get_args(decoder.type):  # the structs msgspec decodes (the union's members)
         finisher = _finisher(cls, rules.get(cls, ()), conversions.get(cls))
         if finisher is not None:
             finish[cls] = finisher
