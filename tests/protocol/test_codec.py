@@ -116,6 +116,12 @@ def test_customer_wrap_up_code_is_ignored() -> None:
     assert decode_agent_frame(data) == CloseConversation("c", "x", wrap_up_code="w")
 
 
+def test_customer_wrap_up_code_is_not_even_read() -> None:
+    data = wire(type="conversation.close", client_id="c", conversation_id="x", wrap_up_code=5)
+    assert decode_customer_frame(data) == CloseConversation(client_id="c", conversation_id="x")
+    assert remote_error(data, decode_agent_frame).code == "invalid_field"
+
+
 def test_str_and_bytes_input_agree() -> None:
     text = '{"type":"message.send","client_id":"c","conversation_id":"x","kind":"text","text":"é"}'
     assert decode_customer_frame(text) == decode_customer_frame(text.encode())
