@@ -74,7 +74,10 @@ class FieldRule:
 
 
 def _meets(frame: object, conditions: tuple[tuple[str, Collection[str]], ...]) -> bool:
-    return all(getattr(frame, name) in values for name, values in conditions)
+    for name, values in conditions:
+        if getattr(frame, name) not in values:
+            return False
+    return True
 
 
 # (rule, the conditions of it still to check)
