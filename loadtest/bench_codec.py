@@ -11,6 +11,10 @@ the frames a contact center decodes and encodes most:
 - decode an agent's `message.send` on `/ws/agent`;
 - decode the server's `ack` and message `event` (what clients and the load generator do);
 - encode the `ack` and the message `event` (what the server does for every message).
+
+The script uses only the codec's public API, so it measures another commit's codec unchanged:
+put that commit's `protocol/` and this script in a tree `kefu/protocol`, `kefu/loadtest` (with
+`__init__.py` files) and run it with `PYTHONPATH` pointing at the tree.
 """
 
 from __future__ import annotations
