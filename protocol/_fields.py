@@ -1,133 +1,90 @@
-"""Field readers for the decoders: each checks one field of a parsed JSON object.
+"""The limits of the protocol and the field types built from them, each written once.
 
-They raise ``RemoteProtocolError`` with ``missing_field`` or ``invalid_field`` and leave
-``ref`` to the caller. Types are checked with ``type(x) is T``, not ``isinstance``, so that
-``true`` is never an integer and ``1.0`` never a sequence number.
+A field type is a JSON type with its limits as a msgspec ``Meta``: the decoders check them
+in msgspec's one C pass, and ``schema`` turns the same ``Meta`` into the JSON Schema's
+``minLength``/``maxLength``/``minimum``/``maximum``/``pattern``. msgspec is strict, as the
+protocol is: ``true`` is never an integer, ``1.0`` never a sequence number, ``"1"`` never 1.
+Strings are counted in characters (Unicode code points), as JSON Schema counts them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Set
-from datetime import datetime, timedelta
-from typing import Final, TypeVar
+from typing import Annotated, Final
 
-from .errors import INVALID_FIELD, MISSING_FIELD, RemoteProtocolError
+from msgspec import Meta
 
 __all__ = [
-    "Decoder",
-    "JsonObject",
-    "optional_choice",
-    "optional_int",
-    "optional_str",
-    "require_bool",
-    "require_choice",
-    "require_int",
-    "require_object",
-    "require_str",
-    "require_timestamp",
+    "DEFAULT_MAX_FRAME_BYTES",
+    "MAX_CLIENT_ID_CHARS",
+    "MAX_CODE_CHARS",
+    "MAX_COUNT",
+    "MAX_ID_CHARS",
+    "MAX_LABEL_CHARS",
+    "MAX_LIST_ITEMS",
+    "MAX_NONCE_CHARS",
+    "MAX_SEQ",
+    "MAX_TEXT_CHARS",
+    "MAX_TIMESTAMP_CHARS",
+    "ClientId",
+    "Code",
+    "Count",
+    "Id",
+    "Label",
+    "NonNegativeNumber",
+    "Nonce",
+    "PositiveCount",
+    "PositiveSeq",
+    "Seq",
+    "Text",
+    "Timestamp",
 ]
 
-JsonObject = dict[str, object]
-F = TypeVar("F")
-# A decoder turns the parsed object of one frame type into its frame.
-Decoder = Callable[[JsonObject], F]
+# A text message of MAX_TEXT_CHARS four-byte characters plus its envelope fits.
+DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024
+MAX_TEXT_CHARS: Final = 8000
+MAX_CLIENT_ID_CHARS: Final = 64
+MAX_ID_CHARS: Final = 128
+MAX_NONCE_CHARS: Final = 64
+# Machine words: error codes, event kinds, channel names.
+MAX_CODE_CHARS: Final = 64
+# Short free-text labels: reasons, topics, wrap-up codes, departments, display names.
+MAX_LABEL_CHARS: Final = 200
+MAX_TIMESTAMP_CHARS: Final = 40
+# Sequence numbers are PostgreSQL bigints.
+MAX_SEQ: Final = 2**63 - 1
+# Counts, positions and durations in seconds: PostgreSQL integers.
+MAX_COUNT: Final = 2**31 - 1
+# The lists a server frame carries (conversations, queues, agents).
+MAX_LIST_ITEMS: Final = 100_000
 
-_MAX_TIMESTAMP_CHARS: Final = 40
-_ZERO: Final = timedelta(0)
+ClientId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_CLIENT_ID_CHARS,
+        description="Chosen by the sender, unique per sender and conversation: the idempotency key of the frame.",
+    ),
+]
+Id = Annotated[str, Meta(min_length=1, max_length=MAX_ID_CHARS, description="An id chosen by the server.")]
+Label = Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)]
+Code = Annotated[str, Meta(min_length=1, max_length=MAX_CODE_CHARS)]
+Text = Annotated[str, Meta(min_length=1, max_length=MAX_TEXT_CHARS)]
+Nonce = Annotated[str, Meta(min_length=1, max_length=MAX_NONCE_CHARS)]
+Seq = Annotated[int, Meta(ge=0, le=MAX_SEQ)]
+PositiveSeq = Annotated[int, Meta(ge=1, le=MAX_SEQ)]
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
+PositiveCount = Annotated[int, Meta(ge=1, le=MAX_COUNT)]
+NonNegativeNumber = Annotated[float, Meta(ge=0)]
 
-
-def _missing(name: str) -> RemoteProtocolError:
-    return RemoteProtocolError(MISSING_FIELD, f"field {name!r} is required")
-
-
-def _invalid(name: str, expected: str) -> RemoteProtocolError:
-    return RemoteProtocolError(INVALID_FIELD, f"field {name!r} must be {expected}")
-
-
-def require_str(obj: JsonObject, name: str, max_chars: int) -> str:
-    """A string of 1 to ``max_chars`` characters."""
-    value = obj.get(name)
-    if value is None:
-        raise _missing(name)
-    if type(value) is not str or not 0 < len(value) <= max_chars:
-        raise _invalid(name, f"a string of 1 to {max_chars} characters")
-    return value
-
-
-def optional_str(obj: JsonObject, name: str, max_chars: int) -> str | None:
-    """Like ``require_str``, but absent or ``null`` gives ``None``."""
-    value = obj.get(name)
-    if value is None:
-        return None
-    if type(value) is not str or not 0 < len(value) <= max_chars:
-        raise _invalid(name, f"a string of 1 to {max_chars} characters")
-    return value
-
-
-def require_int(obj: JsonObject, name: str, minimum: int, maximum: int) -> int:
-    """An integer (not a boolean, not a float) from ``minimum`` to ``maximum``."""
-    value = obj.get(name)
-    if value is None:
-        raise _missing(name)
-    if type(value) is not int or not minimum <= value <= maximum:
-        raise _invalid(name, f"an integer from {minimum} to {maximum}")
-    return value
-
-
-def optional_int(obj: JsonObject, name: str, minimum: int, maximum: int) -> int | None:
-    """Like ``require_int``, but absent or ``null`` gives ``None``."""
-    value = obj.get(name)
-    if value is None:
-        return None
-    if type(value) is not int or not minimum <= value <= maximum:
-        raise _invalid(name, f"an integer from {minimum} to {maximum}")
-    return value
-
-
-def require_bool(obj: JsonObject, name: str) -> bool:
-    """``true`` or ``false``."""
-    value = obj.get(name)
-    if value is None:
-        raise _missing(name)
-    if type(value) is not bool:
-        raise _invalid(name, "true or false")
-    return value
-
-
-def require_choice(obj: JsonObject, name: str, choices: Set[str]) -> str:
-    """One of the strings in ``choices``."""
-    value = obj.get(name)
-    if value is None:
-        raise _missing(name)
-    if type(value) is not str or value not in choices:
-        raise _invalid(name, "one of " + ", ".join(sorted(choices)))
-    return value
-
-
-def optional_choice(obj: JsonObject, name: str, choices: Set[str]) -> str | None:
-    """Like ``require_choice``, but absent or ``null`` gives ``None``."""
-    if obj.get(name) is None:
-        return None
-    return require_choice(obj, name, choices)
-
-
-def require_object(obj: JsonObject, name: str) -> JsonObject:
-    """A nested JSON object."""
-    value = obj.get(name)
-    if value is None:
-        raise _missing(name)
-    if type(value) is not dict:
-        raise _invalid(name, "an object")
-    return value
-
-
-def require_timestamp(obj: JsonObject, name: str) -> str:
-    """An ISO-8601 date and time in UTC, e.g. ``2024-05-01T12:00:00.123Z``."""
-    value = require_str(obj, name, _MAX_TIMESTAMP_CHARS)
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise _invalid(name, "an ISO-8601 UTC timestamp") from None
-    if moment.utcoffset() != _ZERO:
-        raise _invalid(name, "an ISO-8601 UTC timestamp")
-    return value
+# The wire's form of an instant (see server.utc_timestamp). The pattern is checked with the
+# field; that the date and time exist (no 30 February) is checked after decoding.
+Timestamp = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_TIMESTAMP_CHARS,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|\+00:00)$",
+        description="An ISO-8601 date and time in UTC, e.g. 2024-05-01T12:00:00.123Z.",
+        extra_json_schema={"format": "date-time"},
+    ),
+]

@@ -7,11 +7,11 @@ are shared with the customer protocol (see ``common`` and ``customer``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
-from typing import ClassVar, Final, Literal
+from typing import ClassVar, Final, Literal, get_args
 
-from .common import MarkRead, Ping, Resume, SendMessage, SetTyping
+from ._fields import ClientId, Id, Label, Text
+from .common import Envelope, MarkRead, Ping, Resume, SendMessage, SetTyping
 from .customer import CloseConversation
 from .permissions import Permission
 
@@ -29,11 +29,10 @@ __all__ = [
 ]
 
 AgentStatusName = Literal["online", "break", "offline"]
-AGENT_STATUSES: Final[frozenset[str]] = frozenset({"online", "break", "offline"})
+AGENT_STATUSES: Final[frozenset[str]] = frozenset(get_args(AgentStatusName))
 
 
-@dataclass(frozen=True, slots=True)
-class SetStatus:
+class SetStatus(Envelope, frozen=True, tag="status.set"):
     """Change the agent's availability; echoed by a ``status`` frame.
 
     Only ``online`` agents receive offers. ``reason`` explains a break (``"lunch"``).
@@ -42,41 +41,37 @@ class SetStatus:
     TYPE: ClassVar[str] = "status.set"
 
     status: AgentStatusName
-    reason: str | None = None
+    reason: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptOffer:
+class AcceptOffer(Envelope, frozen=True, tag="offer.accept"):
     """Take the offered conversation; the server answers with an ``assigned`` event."""
 
     TYPE: ClassVar[str] = "offer.accept"
 
-    offer_id: str
+    offer_id: Id
 
 
-@dataclass(frozen=True, slots=True)
-class DeclineOffer:
+class DeclineOffer(Envelope, frozen=True, tag="offer.decline"):
     """Refuse the offer; the conversation goes back to its queue (or its agent)."""
 
     TYPE: ClassVar[str] = "offer.decline"
 
-    offer_id: str
-    reason: str | None = None
+    offer_id: Id
+    reason: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AddNote:
+class AddNote(Envelope, frozen=True, tag="note.add"):
     """An internal note on a conversation: seen by agents and supervisors, never customers."""
 
     TYPE: ClassVar[str] = "note.add"
 
-    client_id: str
-    conversation_id: str
-    text: str
+    client_id: ClientId
+    conversation_id: Id
+    text: Text
 
 
-@dataclass(frozen=True, slots=True)
-class Transfer:
+class Transfer(Envelope, frozen=True, tag="transfer"):
     """Hand the conversation to another agent or to another department's queue.
 
     Exactly one of ``to_agent_id`` and ``to_department_id`` is set. ``note`` is shown to
@@ -85,11 +80,11 @@ class Transfer:
 
     TYPE: ClassVar[str] = "transfer"
 
-    client_id: str
-    conversation_id: str
-    to_agent_id: str | None = None
-    to_department_id: str | None = None
-    note: str | None = None
+    client_id: ClientId
+    conversation_id: Id
+    to_agent_id: Id | None = None
+    to_department_id: Id | None = None
+    note: Text | None = None
 
 
 AgentFrame = (

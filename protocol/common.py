@@ -1,14 +1,34 @@
 """The envelope, the limits, and the client frames both protocols share.
 
 Every frame on the wire is one JSON object ``{"v": 1, "type": "<name>", ...fields}``.
-Frames are frozen dataclasses; each names its wire ``type`` in the class variable ``TYPE``.
-Optional fields default to ``None`` and are left out of the encoded object when ``None``.
+Frames are frozen ``msgspec.Struct`` classes derived from ``Envelope``: the wire ``type`` is
+the struct's tag, also named by the class variable ``TYPE``. Each field's type carries its
+limits (``_fields``), so one declaration gives the decoder, the encoder and the JSON Schema
+(``schema``). Optional fields default to ``None`` and are left out of the encoded object
+when ``None``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal, get_args
+
+from msgspec import Meta, Struct
+
+from ._fields import (
+    DEFAULT_MAX_FRAME_BYTES,
+    MAX_CLIENT_ID_CHARS,
+    MAX_CODE_CHARS,
+    MAX_ID_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_NONCE_CHARS,
+    MAX_SEQ,
+    MAX_TEXT_CHARS,
+    ClientId,
+    Id,
+    Nonce,
+    Seq,
+    Text,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -22,9 +42,11 @@ __all__ = [
     "MESSAGE_KINDS",
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
+    "Envelope",
     "MarkRead",
     "MessageKind",
     "Ping",
+    "Record",
     "Resume",
     "SendMessage",
     "SetTyping",
@@ -33,25 +55,43 @@ __all__ = [
 PROTOCOL_VERSION: Final = 1
 SUPPORTED_VERSIONS: Final = frozenset({PROTOCOL_VERSION})
 
-# A text message of MAX_TEXT_CHARS four-byte characters plus its envelope fits.
-DEFAULT_MAX_FRAME_BYTES: Final = 64 * 1024
-MAX_TEXT_CHARS: Final = 8000
-MAX_CLIENT_ID_CHARS: Final = 64
-MAX_ID_CHARS: Final = 128
-MAX_NONCE_CHARS: Final = 64
-# Machine words: error codes, event kinds, channel names.
-MAX_CODE_CHARS: Final = 64
-# Short free-text labels: reasons, topics, wrap-up codes, departments, display names.
-MAX_LABEL_CHARS: Final = 200
-# Sequence numbers are PostgreSQL bigints.
-MAX_SEQ: Final = 2**63 - 1
-
 MessageKind = Literal["text", "image", "voice", "video", "file"]
-MESSAGE_KINDS: Final[frozenset[str]] = frozenset({"text", "image", "voice", "video", "file"})
+MESSAGE_KINDS: Final[frozenset[str]] = frozenset(get_args(MessageKind))
 
 
-@dataclass(frozen=True, slots=True)
-class SendMessage:
+# Frames hold only strings, numbers and other frozen structs, so they can never be part of a
+# reference cycle: gc=False keeps them out of the cycle collector (cheaper to make and free).
+class Envelope(
+    Struct,
+    frozen=True,
+    kw_only=True,
+    tag_field="type",
+    omit_defaults=True,
+    repr_omit_defaults=True,
+    gc=False,
+):
+    """What every frame has: the protocol version ``v`` and the frame's ``type`` (its tag).
+
+    ``v`` may be left out by clients (it then means 1); ``encode_frame`` always writes it
+    first. It is keyword-only and last, so frames are built positionally from their own
+    fields. Subclasses name their tag twice, as ``tag=`` and ``TYPE`` (a test holds them equal).
+    """
+
+    TYPE: ClassVar[str]
+
+    v: Annotated[
+        Literal[1],
+        Meta(
+            description="The protocol version. Clients may leave it out (it then means 1); the server always sends it."
+        ),
+    ] = PROTOCOL_VERSION
+
+
+class Record(Struct, frozen=True, omit_defaults=True, gc=False):
+    """A nested object inside a frame (a sender, a customer, a queue's figures...)."""
+
+
+class SendMessage(Envelope, frozen=True, tag="message.send"):
     """A chat message from a customer or an agent into a conversation.
 
     ``kind == "text"`` requires ``text`` and forbids ``attachment_id``; every other kind
@@ -61,47 +101,43 @@ class SendMessage:
 
     TYPE: ClassVar[str] = "message.send"
 
-    client_id: str
-    conversation_id: str
+    client_id: ClientId
+    conversation_id: Id
     kind: MessageKind
-    text: str | None = None
-    attachment_id: str | None = None
+    text: Text | None = None
+    attachment_id: Id | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SetTyping:
+class SetTyping(Envelope, frozen=True, tag="typing"):
     """The sender started (``active``) or stopped typing. Not stored, never acked."""
 
     TYPE: ClassVar[str] = "typing"
 
-    conversation_id: str
+    conversation_id: Id
     active: bool
 
 
-@dataclass(frozen=True, slots=True)
-class MarkRead:
+class MarkRead(Envelope, frozen=True, tag="read"):
     """The sender has read every event of the conversation up to and including ``seq``."""
 
     TYPE: ClassVar[str] = "read"
 
-    conversation_id: str
-    seq: int
+    conversation_id: Id
+    seq: Seq
 
 
-@dataclass(frozen=True, slots=True)
-class Resume:
+class Resume(Envelope, frozen=True, tag="resume"):
     """Replay the events after ``last_seq`` (0: from the start), then answer ``resumed``."""
 
     TYPE: ClassVar[str] = "resume"
 
-    conversation_id: str
-    last_seq: int
+    conversation_id: Id
+    last_seq: Seq
 
 
-@dataclass(frozen=True, slots=True)
-class Ping:
+class Ping(Envelope, frozen=True, tag="ping"):
     """Heartbeat; answered by ``pong`` with the same ``nonce``."""
 
     TYPE: ClassVar[str] = "ping"
 
-    nonce: str | None = None
+    nonce: Nonce | None = None

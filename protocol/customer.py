@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
-from .common import MarkRead, Ping, Resume, SendMessage, SetTyping
+from ._fields import ClientId, Id, Label
+from .common import Envelope, MarkRead, Ping, Resume, SendMessage, SetTyping
 
 __all__ = [
     "CUSTOMER_FRAME_TYPES",
     "CloseConversation",
+    "CloseConversationAsCustomer",
     "CustomerFrame",
+    "CustomerWireFrame",
     "StartConversation",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class StartConversation:
+class StartConversation(Envelope, frozen=True, tag="conversation.start"):
     """Open a new conversation; it is queued for an agent.
 
     Answered by ``ack`` whose ``conversation_id`` names the new conversation and whose
@@ -26,13 +27,12 @@ class StartConversation:
 
     TYPE: ClassVar[str] = "conversation.start"
 
-    client_id: str
-    department: str | None = None
-    topic: str | None = None
+    client_id: ClientId
+    department: Id | None = None
+    topic: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CloseConversation:
+class CloseConversation(Envelope, frozen=True, tag="conversation.close"):
     """End a conversation. Shared by both protocols.
 
     ``wrap_up_code`` is for agents only (it classifies the finished conversation and ends
@@ -41,9 +41,22 @@ class CloseConversation:
 
     TYPE: ClassVar[str] = "conversation.close"
 
-    client_id: str
-    conversation_id: str
-    wrap_up_code: str | None = None
+    client_id: ClientId
+    conversation_id: Id
+    wrap_up_code: Label | None = None
+
+
+class CloseConversationAsCustomer(Envelope, frozen=True, tag="conversation.close"):
+    """End a conversation (``conversation.close`` as ``/ws/customer`` reads it).
+
+    A customer's ``wrap_up_code`` is ignored like any unknown field. The decoder returns a
+    ``CloseConversation``; this struct only describes what is read.
+    """
+
+    TYPE: ClassVar[str] = "conversation.close"
+
+    client_id: ClientId
+    conversation_id: Id
 
 
 CustomerFrame = StartConversation | SendMessage | SetTyping | MarkRead | Resume | CloseConversation | Ping
@@ -57,3 +70,6 @@ CUSTOMER_FRAME_TYPES: tuple[type[CustomerFrame], ...] = (
     CloseConversation,
     Ping,
 )
+
+# What msgspec decodes on /ws/customer: one tagged union, one C pass.
+CustomerWireFrame = StartConversation | SendMessage | SetTyping | MarkRead | Resume | CloseConversationAsCustomer | Ping

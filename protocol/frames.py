@@ -1,7 +1,8 @@
 """Every frame of the customer and agent protocols, in one namespace.
 
-The definitions live in ``common`` (shared client frames, limits), ``customer``, ``agent``
-and ``server``; this module gathers them and names the unions.
+The definitions live in ``common`` (the envelope, shared client frames, limits), ``customer``,
+``agent`` and ``server``; this module gathers them and names the unions. Every frame is a
+frozen ``msgspec.Struct`` derived from ``Envelope``; nested objects derive from ``Record``.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ from .common import (
     MESSAGE_KINDS,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
+    Envelope,
     MarkRead,
     MessageKind,
     Ping,
+    Record,
     Resume,
     SendMessage,
     SetTyping,
@@ -50,6 +53,7 @@ from .server import (
     AgentStatus,
     ConversationEvent,
     ConversationList,
+    ConversationStateName,
     ConversationSummary,
     CustomerSummary,
     EventKind,
@@ -57,7 +61,9 @@ from .server import (
     LiveStats,
     Offer,
     OfferRevoked,
+    OfferRevokedReason,
     PeerRead,
+    PeerRole,
     PeerTyping,
     Pong,
     QueuePosition,
@@ -107,10 +113,12 @@ __all__ = [
     "CloseConversation",
     "ConversationEvent",
     "ConversationList",
+    "ConversationStateName",
     "ConversationSummary",
     "CustomerFrame",
     "CustomerSummary",
     "DeclineOffer",
+    "Envelope",
     "EventKind",
     "Frame",
     "Limits",
@@ -119,12 +127,15 @@ __all__ = [
     "MessageKind",
     "Offer",
     "OfferRevoked",
+    "OfferRevokedReason",
     "PeerRead",
+    "PeerRole",
     "PeerTyping",
     "Ping",
     "Pong",
     "QueuePosition",
     "QueueStats",
+    "Record",
     "Resume",
     "Resumed",
     "SendMessage",

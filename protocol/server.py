@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, Final, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Final, Literal, TypeAlias, get_args
 
-from .common import MessageKind
+from msgspec import Meta
+
+from ._fields import (
+    MAX_LIST_ITEMS,
+    ClientId,
+    Code,
+    Count,
+    Id,
+    Label,
+    Nonce,
+    NonNegativeNumber,
+    PositiveCount,
+    PositiveSeq,
+    Seq,
+    Text,
+    Timestamp,
+)
+from .common import Envelope, MessageKind, Record
 
 __all__ = [
     "AGENT_PRESENCES",
@@ -21,6 +37,7 @@ __all__ = [
     "AgentStatus",
     "ConversationEvent",
     "ConversationList",
+    "ConversationStateName",
     "ConversationSummary",
     "CustomerSummary",
     "EventKind",
@@ -28,7 +45,9 @@ __all__ = [
     "LiveStats",
     "Offer",
     "OfferRevoked",
+    "OfferRevokedReason",
     "PeerRead",
+    "PeerRole",
     "PeerTyping",
     "Pong",
     "QueuePosition",
@@ -43,23 +62,30 @@ __all__ = [
 ]
 
 SenderRole = Literal["customer", "agent", "system"]
-SENDER_ROLES: Final[frozenset[str]] = frozenset({"customer", "agent", "system"})
+SENDER_ROLES: Final[frozenset[str]] = frozenset(get_args(SenderRole))
+
+PeerRole = Literal["customer", "agent"]
 
 EventKind = Literal["message", "note", "queued", "assigned", "transferred", "closed", "wrapped_up", "system"]
-EVENT_KINDS: Final[frozenset[str]] = frozenset(
-    {"message", "note", "queued", "assigned", "transferred", "closed", "wrapped_up", "system"}
-)
+EVENT_KINDS: Final[frozenset[str]] = frozenset(get_args(EventKind))
 
 AgentPresence = Literal["online", "break", "offline", "wrap_up"]
-AGENT_PRESENCES: Final[frozenset[str]] = frozenset({"online", "break", "offline", "wrap_up"})
+AGENT_PRESENCES: Final[frozenset[str]] = frozenset(get_args(AgentPresence))
 """What the server reports of an agent: the status it chose, or ``wrap_up`` while it does
 after-contact work (online agents only; no offers meanwhile)."""
 
-CONVERSATION_STATES: Final[frozenset[str]] = frozenset(
-    {"queued", "offered", "assigned", "transferring", "wrap_up", "closed"}
-)
+ConversationStateName = Literal["queued", "offered", "assigned", "transferring", "wrap_up", "closed"]
+CONVERSATION_STATES: Final[frozenset[str]] = frozenset(get_args(ConversationStateName))
 
-OFFER_REVOKED_REASONS: Final[frozenset[str]] = frozenset({"expired", "taken", "customer_left", "cancelled"})
+OfferRevokedReason = Literal["expired", "taken", "customer_left", "cancelled"]
+OFFER_REVOKED_REASONS: Final[frozenset[str]] = frozenset(get_args(OfferRevokedReason))
+
+# `OfferRevoked.reason` is checked on the wire as the Literal (msgspec reads annotations at run
+# time), but typed `str` for kefu's code, whose dispatcher passes on the reason it was given.
+if TYPE_CHECKING:
+    _RevokedReason: TypeAlias = str
+else:
+    _RevokedReason = OfferRevokedReason
 
 
 def utc_timestamp(moment: datetime) -> str:
@@ -70,34 +96,33 @@ def utc_timestamp(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(Record, frozen=True):
     """What the server accepts on this connection."""
 
-    max_frame_bytes: int
-    max_text_chars: int
-    max_client_id_chars: int
-    # Send a frame (``ping`` will do) at least this often or be closed with 4002.
-    heartbeat_seconds: int
+    max_frame_bytes: PositiveCount
+    max_text_chars: PositiveCount
+    max_client_id_chars: PositiveCount
+    heartbeat_seconds: Annotated[
+        PositiveCount,
+        Meta(description="Send a frame (ping will do) at least this often, or be closed with 4002."),
+    ]
 
 
-@dataclass(frozen=True, slots=True)
-class Welcome:
+class Welcome(Envelope, frozen=True, tag="welcome"):
     """First frame after the handshake: who you are and what the server accepts."""
 
     TYPE: ClassVar[str] = "welcome"
 
-    protocol_version: int
-    session_id: str
-    role: Literal["customer", "agent"]
-    user_id: str
-    server_time: str
+    protocol_version: PositiveCount
+    session_id: Id
+    role: PeerRole
+    user_id: Id
+    server_time: Timestamp
     limits: Limits
-    display_name: str | None = None
+    display_name: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(Envelope, frozen=True, tag="ack"):
     """The frame with ``client_id`` is durably committed as event ``seq``.
 
     A retry with the same ``client_id`` receives this same ack again.
@@ -105,22 +130,20 @@ class Ack:
 
     TYPE: ClassVar[str] = "ack"
 
-    client_id: str
-    conversation_id: str
-    seq: int
+    client_id: ClientId
+    conversation_id: Id
+    seq: PositiveSeq
 
 
-@dataclass(frozen=True, slots=True)
-class Sender:
+class Sender(Record, frozen=True):
     """Who caused an event. ``id`` is ``"system"`` for the system."""
 
     role: SenderRole
-    id: str
-    display_name: str | None = None
+    id: Id
+    display_name: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationEvent:
+class ConversationEvent(Envelope, frozen=True, tag="event"):
     """One stored event of a conversation, number ``seq``.
 
     The body fields used by each ``kind``:
@@ -133,98 +156,93 @@ class ConversationEvent:
     - ``closed``: ``reason``
     - ``wrapped_up`` (agents only): ``wrap_up_code``
     - ``system``: ``text``
+
+    A ``kind`` not listed (from a newer server) is passed through: count it as seen.
     """
 
     TYPE: ClassVar[str] = "event"
 
-    conversation_id: str
-    seq: int
-    kind: str
-    at: str
+    conversation_id: Id
+    seq: PositiveSeq
+    kind: Annotated[Code, Meta(description="One of " + ", ".join(get_args(EventKind)) + ", or a newer kind.")]
+    at: Timestamp
     sender: Sender
-    client_id: str | None = None
+    client_id: ClientId | None = None
     message_kind: MessageKind | None = None
-    text: str | None = None
-    attachment_id: str | None = None
-    queue_id: str | None = None
-    agent_id: str | None = None
-    from_agent_id: str | None = None
-    to_agent_id: str | None = None
-    to_department_id: str | None = None
-    reason: str | None = None
-    wrap_up_code: str | None = None
+    text: Text | None = None
+    attachment_id: Id | None = None
+    queue_id: Id | None = None
+    agent_id: Id | None = None
+    from_agent_id: Id | None = None
+    to_agent_id: Id | None = None
+    to_department_id: Id | None = None
+    reason: Label | None = None
+    wrap_up_code: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class QueuePosition:
+class QueuePosition(Envelope, frozen=True, tag="queue.position"):
     """Where a waiting conversation stands: 1 is next. The wait estimate may be unknown."""
 
     TYPE: ClassVar[str] = "queue.position"
 
-    conversation_id: str
-    position: int
-    estimated_wait_seconds: int | None = None
+    conversation_id: Id
+    position: PositiveCount
+    estimated_wait_seconds: Count | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PeerTyping:
+class PeerTyping(Envelope, frozen=True, tag="typing"):
     """The other side started or stopped typing."""
 
     TYPE: ClassVar[str] = "typing"
 
-    conversation_id: str
-    role: Literal["customer", "agent"]
+    conversation_id: Id
+    role: PeerRole
     active: bool
 
 
-@dataclass(frozen=True, slots=True)
-class PeerRead:
+class PeerRead(Envelope, frozen=True, tag="read"):
     """The other side has read up to and including ``seq``."""
 
     TYPE: ClassVar[str] = "read"
 
-    conversation_id: str
-    role: Literal["customer", "agent"]
-    seq: int
+    conversation_id: Id
+    role: PeerRole
+    seq: Seq
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerSummary:
+class CustomerSummary(Record, frozen=True):
     """What an agent sees of a customer before accepting an offer."""
 
-    customer_id: str
-    channel: str
-    display_name: str | None = None
-    level: int | None = None
-    topic: str | None = None
-    preview: str | None = None
+    customer_id: Id
+    channel: Annotated[Code, Meta(description="webchat, app, wechat, qq, phone, email, api, ...")]
+    display_name: Label | None = None
+    level: Annotated[Count, Meta(description="Higher is more important.")] | None = None
+    topic: Label | None = None
+    preview: Annotated[Text, Meta(description="The customer's first message.")] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(Envelope, frozen=True, tag="offer"):
     """A conversation offered to this agent; accept or decline before it expires."""
 
     TYPE: ClassVar[str] = "offer"
 
-    offer_id: str
-    conversation_id: str
-    queue_id: str
-    expires_in_seconds: int
+    offer_id: Id
+    conversation_id: Id
+    queue_id: Id
+    expires_in_seconds: Count
     customer: CustomerSummary
 
 
-@dataclass(frozen=True, slots=True)
-class OfferRevoked:
+class OfferRevoked(Envelope, frozen=True, tag="offer.revoked"):
     """The offer is gone: ``expired``, ``taken``, ``customer_left`` or ``cancelled``."""
 
     TYPE: ClassVar[str] = "offer.revoked"
 
-    offer_id: str
-    reason: str
+    offer_id: Id
+    reason: _RevokedReason
 
 
-@dataclass(frozen=True, slots=True)
-class AgentStatus:
+class AgentStatus(Envelope, frozen=True, tag="status"):
     """The agent's status, sent after ``status.set`` and whenever it changes.
 
     ``wrap_up_seconds`` is the after-contact time left while ``status`` is ``wrap_up``.
@@ -233,78 +251,72 @@ class AgentStatus:
     TYPE: ClassVar[str] = "status"
 
     status: AgentPresence
-    active_conversations: int
-    capacity: int
-    reason: str | None = None
-    wrap_up_seconds: int | None = None
+    active_conversations: Count
+    capacity: Count
+    reason: Label | None = None
+    wrap_up_seconds: Count | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationSummary:
+class ConversationSummary(Record, frozen=True):
     """One open conversation of the receiver, as listed after ``welcome``."""
 
-    conversation_id: str
-    state: str
-    last_seq: int
-    customer_id: str
-    channel: str
-    queue_id: str | None = None
-    agent_id: str | None = None
-    topic: str | None = None
-    display_name: str | None = None
+    conversation_id: Id
+    state: ConversationStateName
+    last_seq: Seq
+    customer_id: Id
+    channel: Code
+    queue_id: Id | None = None
+    agent_id: Id | None = None
+    topic: Label | None = None
+    display_name: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationList:
+class ConversationList(Envelope, frozen=True, tag="conversations"):
     """The receiver's open conversations (sent after ``welcome``): resume each of them."""
 
     TYPE: ClassVar[str] = "conversations"
 
-    conversations: tuple[ConversationSummary, ...]
+    conversations: Annotated[tuple[ConversationSummary, ...], Meta(max_length=MAX_LIST_ITEMS)]
 
 
-@dataclass(frozen=True, slots=True)
-class QueueStats:
+class QueueStats(Record, frozen=True):
     """Live figures of one queue, counted since midnight UTC (``waiting`` and
     ``longest_wait_seconds`` are right now)."""
 
-    queue_id: str
-    name: str
-    waiting: int
-    longest_wait_seconds: int
-    offered: int
-    answered: int
-    abandoned: int
-    agents_available: int
-    service_level: float | None = None
-    average_speed_of_answer_seconds: float | None = None
+    queue_id: Id
+    name: Label
+    waiting: Count
+    longest_wait_seconds: Count
+    offered: Count
+    answered: Count
+    abandoned: Count
+    agents_available: Count
+    service_level: NonNegativeNumber | None = None
+    average_speed_of_answer_seconds: NonNegativeNumber | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AgentLoad:
+class AgentLoad(Record, frozen=True):
     """One signed-in agent as supervisors see it."""
 
-    agent_id: str
-    display_name: str
+    agent_id: Id
+    display_name: Label
     status: AgentPresence
-    load: int
-    capacity: int
-    reason: str | None = None
+    load: Count
+    capacity: Count
+    reason: Label | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class LiveStats:
+class LiveStats(Envelope, frozen=True, tag="stats"):
     """A snapshot of the account's contact center, streamed to supervisors every second."""
 
     TYPE: ClassVar[str] = "stats"
 
-    at: str
-    queues: tuple[QueueStats, ...]
-    agents: tuple[AgentLoad, ...]
+    at: Timestamp
+    queues: Annotated[tuple[QueueStats, ...], Meta(max_length=MAX_LIST_ITEMS)]
+    agents: Annotated[tuple[AgentLoad, ...], Meta(max_length=MAX_LIST_ITEMS)]
 
 
-@dataclass(frozen=True, slots=True)
-class Resumed:
+class Resumed(Envelope, frozen=True, tag="resumed"):
     """Replay after ``resume`` is complete: events ``from_seq`` to ``to_seq`` were sent.
 
     ``from_seq > to_seq`` means there was nothing to replay.
@@ -312,13 +324,12 @@ class Resumed:
 
     TYPE: ClassVar[str] = "resumed"
 
-    conversation_id: str
-    from_seq: int
-    to_seq: int
+    conversation_id: Id
+    from_seq: Seq
+    to_seq: Seq
 
 
-@dataclass(frozen=True, slots=True)
-class ServerError:
+class ServerError(Envelope, frozen=True, tag="error"):
     """A frame was refused. ``ref`` is its ``client_id`` when known.
 
     ``retryable`` is true when the same frame may succeed later (e.g. ``rate_limited``).
@@ -326,19 +337,18 @@ class ServerError:
 
     TYPE: ClassVar[str] = "error"
 
-    code: str
-    message: str
+    code: Code
+    message: Annotated[Text, Meta(description="English, for logs and developers: match on code, never on this.")]
     retryable: bool
-    ref: str | None = None
+    ref: ClientId | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Pong:
+class Pong(Envelope, frozen=True, tag="pong"):
     """Answer to ``ping``."""
 
     TYPE: ClassVar[str] = "pong"
 
-    nonce: str | None = None
+    nonce: Nonce | None = None
 
 
 ServerFrame = (

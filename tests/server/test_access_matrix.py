@@ -66,7 +66,7 @@ SCOPED_PARAMETERS = ("{customer_id}", "{conversation_id}", "{attachment_id}")
 
 
 def test_the_matrices_cover_every_frame_and_endpoint() -> None:
-    about_conversations = {t for t in AGENT_FRAME_TYPES if "conversation_id" in t.__dataclass_fields__}
+    about_conversations = {t for t in AGENT_FRAME_TYPES if "conversation_id" in t.__struct_fields__}
     assert about_conversations == set(CONVERSATION_FRAMES)
     assert set(AGENT_FRAME_TYPES) == set(CONVERSATION_FRAMES) | set(OFFER_FRAMES) | FRAMES_ABOUT_NOTHING_ELSE
     documented = {
