@@ -100,8 +100,9 @@ IDLE_HEARTBEATS: Final = 1.5
 FORGIVEN_PER_TOKEN: Final = 2.0
 """Refusals forgiven for each token the bucket regains: twice the rate (rule 3)."""
 
-_ROUNDING: Final = 1e-9
-"""Floating-point slack: a fifth of a second at 5 frames a second is one token, not a hair less."""
+_ONE_TOKEN: Final = 1.0 - 1e-9
+"""What a frame needs in the bucket, less floating-point slack: a fifth of a second at 5 frames
+a second is one token, not a hair less."""
 
 F = TypeVar("F")
 F_co = TypeVar("F_co", covariant=True)
@@ -241,12 +242,22 @@ class ConnectionPolicy(Generic[F]):
         """What to do with one message the client sent at `now` (rules 1-6, 9)."""
         if self._closed is not None:
             return self._closed
-        if not isinstance(message, str):
+        if type(message) is not str:
             return self._close(BINARY_CLOSE)
-        if not self._take_token(now):
+        # The bucket (rules 2 and 3), written out here: this runs for every frame.
+        limits = self.limits
+        elapsed = now - self._refilled
+        if elapsed > 0:
+            tokens = self._tokens + elapsed * limits.tokens_per_second
+            self._tokens = tokens if tokens < limits.burst else limits.burst
+            if self._refused:
+                self._refused = max(0.0, self._refused - elapsed * limits.forgiven_per_second)
+            self._refilled = now
+        if self._tokens < _ONE_TOKEN:
             return self._rate_limited(message)
+        self._tokens -= 1.0
         try:
-            frame = self._decode(message, max_bytes=self.limits.max_frame_bytes)
+            frame = self._decode(message, max_bytes=limits.max_frame_bytes)
         except RemoteProtocolError as error:
             return self._refuse(error)
         if isinstance(frame, Ping):
@@ -287,19 +298,6 @@ class ConnectionPolicy(Generic[F]):
     def _close(self, close: Close) -> Close:
         self._closed = close
         return close
-
-    def _take_token(self, now: float) -> bool:
-        """Refill the bucket and forgive refusals for the time since the last frame; take a token."""
-        elapsed = now - self._refilled
-        if elapsed > 0:
-            limits = self.limits
-            self._tokens = min(limits.burst, self._tokens + elapsed * limits.tokens_per_second)
-            self._refused = max(0.0, self._refused - elapsed * limits.forgiven_per_second)
-            self._refilled = now
-        if self._tokens < 1 - _ROUNDING:
-            return False
-        self._tokens -= 1
-        return True
 
     def _rate_limited(self, message: str) -> ServerError | Close:
         self._refused += 1
