@@ -45,12 +45,11 @@ from kefu.actors.center import ContactCenter
 from kefu.actors.ports import AgentHandle, AgentProfile, Outbox
 from kefu.actors.runtime import Actor
 from kefu.protocol import encode_frame
+from kefu.protocol.errors import CLOSE_POLICY_VIOLATION as CLOSE_POLICY
 from kefu.protocol.masking import mask_text
 from kefu.protocol.server import AgentStatus, ConversationList, ConversationSummary
 
 log = logging.getLogger("kefu.agent")
-
-CLOSE_POLICY = 1008
 
 
 class Agent(Actor[Any]):

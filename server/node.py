@@ -47,6 +47,7 @@ from kefu.actors.supervisor import (
     actor_child,
 )
 from kefu.actors.timers import Timers
+from kefu.protocol.errors import CLOSE_POLICY_VIOLATION
 from kefu.server.accounts import return_hash_memory
 from kefu.server.app import create_app
 from kefu.server.backup import hold_database
@@ -245,7 +246,7 @@ class Node:
                 handle.ref.tell_nowait(m.SignedOut(session_token_hash))
             except MailboxFull:
                 for connection in list(handle.connections):
-                    connection.close(1008, "signed out")
+                    connection.close(CLOSE_POLICY_VIOLATION, "signed out")
 
     async def recover_sessions(self) -> int:
         """Start the session of every open conversation (after a restart); returns how many."""
