@@ -78,6 +78,9 @@ from .server import Pong, ServerError
 from .throttle import Rate
 
 __all__ = [
+    "BINARY_CLOSE",
+    "FORGIVEN_PER_TOKEN",
+    "IDLE_CLOSE",
     "IDLE_HEARTBEATS",
     "MAX_INVALID_FRAMES",
     "MIN_REFUSED_IN_A_ROW",
