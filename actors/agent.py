@@ -64,6 +64,7 @@ from kefu.actors.deadlines import Timer
 from kefu.actors.ports import AgentProfile, Outbox
 from kefu.actors.runtime import Actor, ActorCrashed, ActorRef, ActorStopped, AskTimeout, Mailbox, MailboxFull
 from kefu.protocol import encode_frame
+from kefu.protocol.errors import CLOSE_POLICY_VIOLATION as CLOSE_POLICY
 from kefu.protocol.masking import mask_text
 from kefu.protocol.server import AgentStatus, ConversationList, ConversationSummary
 
@@ -72,7 +73,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kefu.agent")
 
-CLOSE_POLICY = 1008
 ASK_AGENT_SECONDS = 5.0
 """How long `AgentHandle.connections` waits for the Agent actor's answer (then: no connections)."""
 

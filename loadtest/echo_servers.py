@@ -31,8 +31,9 @@ from typing import Any
 import orjson
 import trio
 
+from kefu.protocol.errors import CLOSE_SLOW_CONSUMER
+
 QUEUE_FRAMES = 1024
-CLOSE_SLOW_CONSUMER = 4001
 
 
 class Rooms:

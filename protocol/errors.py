@@ -18,6 +18,7 @@ from typing import Final
 from .server import ServerError
 
 __all__ = [
+    "CLOSE_FLOODING",
     "CLOSE_GOING_AWAY",
     "CLOSE_IDLE_TIMEOUT",
     "CLOSE_INVALID_PAYLOAD",
@@ -29,6 +30,7 @@ __all__ = [
     "CLOSE_SESSION_REPLACED",
     "CLOSE_SLOW_CONSUMER",
     "CLOSE_TOO_MANY_ERRORS",
+    "CLOSE_TRY_AGAIN_LATER",
     "CLOSE_UNSUPPORTED_DATA",
     "INVALID_ENVELOPE",
     "INVALID_FIELD",
@@ -43,21 +45,26 @@ __all__ = [
     "error_frame",
 ]
 
+# Every websocket close code kefu sends, and nowhere else: the edge, the actors and the load
+# tests import them from here, and docs/protocol.md's close-code table lists exactly these
+# (tests/protocol/test_errors.py holds the two together).
 # Websocket close codes (RFC 6455 section 7.4.1) that kefu uses.
 CLOSE_NORMAL: Final = 1000
 CLOSE_GOING_AWAY: Final = 1001  # server shutting down; reconnect and resume
-CLOSE_PROTOCOL_ERROR: Final = 1002  # e.g. an unsupported protocol version
+CLOSE_PROTOCOL_ERROR: Final = 1002  # an unsupported protocol version, or a websocket framing error
 CLOSE_UNSUPPORTED_DATA: Final = 1003  # a binary frame where text was expected
 CLOSE_INVALID_PAYLOAD: Final = 1007  # not UTF-8, not JSON, not a JSON object
-CLOSE_POLICY_VIOLATION: Final = 1008  # authentication failed or was revoked
-CLOSE_MESSAGE_TOO_BIG: Final = 1009
-CLOSE_SERVER_ERROR: Final = 1011
+CLOSE_POLICY_VIOLATION: Final = 1008  # authentication missing, invalid, expired or revoked
+CLOSE_MESSAGE_TOO_BIG: Final = 1009  # a frame larger than max_frame_bytes
+CLOSE_SERVER_ERROR: Final = 1011  # the handler failed; reconnect with backoff and resume
+CLOSE_TRY_AGAIN_LATER: Final = 1013  # too many connections from the address, or storage unavailable
 
 # Application close codes (4000-4999 are reserved for applications).
-CLOSE_SESSION_REPLACED: Final = 4000  # the same user signed in on another connection
+CLOSE_SESSION_REPLACED: Final = 4000  # reserved: the same user signed in on another connection (never sent)
 CLOSE_SLOW_CONSUMER: Final = 4001  # send buffer full; reconnect and resume
 CLOSE_IDLE_TIMEOUT: Final = 4002  # no frame (not even ping) within the heartbeat window
 CLOSE_TOO_MANY_ERRORS: Final = 4003  # the peer kept sending invalid frames
+CLOSE_FLOODING: Final = 4004  # the peer kept sending over its rate after rate_limited
 
 # Stable machine codes of RemoteProtocolError.
 MALFORMED_JSON: Final = "malformed_json"

@@ -1,29 +1,28 @@
 """The websocket edge: `/ws/customer` and `/ws/agent`.
 
 Handlers translate between the wire and the actors and decide nothing: each connection is
-authenticated on the handshake, gets `welcome`, and then every text message is decoded by
-`kefu.protocol` and handed to the actor that owns what it is about (the conversation's
-CustomerSession, the Agent, or the dispatcher for offers). What goes back to the client
-is put by the actors into the connection's bounded send buffer; one writer task per
-connection drains it onto the socket.
+authenticated on the handshake, gets `welcome`, and then every message goes through the
+connection's `ConnectionPolicy` (`kefu.protocol.connection`: rate, invalid frames, heartbeat,
+permissions), and each frame it lets through is handed to the actor that owns what it is about
+(the conversation's CustomerSession, the Agent, or the dispatcher for offers). What goes back
+to the client is put by the actors into the connection's bounded send buffer; one writer task
+per connection drains it onto the socket.
 
 Rules
 -----
 1. A missing or bad token closes the socket with 1008 before anything else is sent; an
    agent's socket is closed with 1008 when its session token expires (sign-out, disabling
    and a role change close it through the Agent actor).
-2. A frame the protocol refuses is answered with an `error` frame (and, for the errors
-   that carry one, a close code); it never reaches an actor.
+2. What the policy refuses is answered with its `error` frame (and, when it decides so, a
+   close code); it never reaches an actor.
 3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
    client reconnects and resumes. Nobody else waits for it.
-4. What the websocket layer refuses before the protocol sees it is answered the same way:
-   a text message that is not UTF-8 gets `malformed_json` and 1007, one of more than
-   `max_frame_bytes` characters `oversized` and 1009; a framing error closes with 1002.
-   Whenever it arrives, `welcome` goes first (it is buffered before the socket opens).
-5. Silence longer than 1.5 × `heartbeat_seconds` closes with 4002; the `MAX_INVALID_FRAMES`th
-   frame refused by the protocol (with no close code of its own) is answered, then closes
-   4003; a client that keeps sending over its rate (its unforgiven `rate_limited` answers pass
-   `MIN_REFUSED_IN_A_ROW`) closes with 4004.
+4. What the websocket layer refuses before the protocol sees it goes to the policy too: a text
+   message that is not UTF-8 gets `malformed_json` and 1007, one of more than `max_frame_bytes`
+   characters `oversized` and 1009; a framing error closes with 1002. Whenever it arrives,
+   `welcome` goes first (it is buffered before the socket opens).
+5. The idle timeout (4002) is the deadline of the scope the reader waits in, set from the
+   policy's `listen`; when it fires, the policy's `tick` gives the close.
 """
 
 from __future__ import annotations
@@ -34,19 +33,33 @@ import secrets
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar, cast
 from uuid import UUID
 
-import orjson
 import trio
 
 from kefu.actors import messages as m
-from kefu.actors.agent import AgentHandle
-from kefu.protocol import RemoteProtocolError, decode_agent_frame, decode_customer_frame, encode_frame
-from kefu.protocol.agent import AcceptOffer, DeclineOffer, SetStatus
-from kefu.protocol.common import MAX_CLIENT_ID_CHARS, MAX_TEXT_CHARS, Ping
-from kefu.protocol.customer import StartConversation
-from kefu.protocol.errors import CLOSE_INVALID_PAYLOAD, CLOSE_MESSAGE_TOO_BIG, MALFORMED_JSON, OVERSIZED
+from kefu.actors.ports import SessionHandle
+from kefu.protocol import decode_agent_frame, decode_customer_frame, encode_frame
+from kefu.protocol.agent import AGENT_FRAME_PERMISSIONS, AcceptOffer, AddNote, AgentFrame, DeclineOffer, SetStatus
+from kefu.protocol.agent import Transfer as TransferFrame
+from kefu.protocol.common import MAX_CLIENT_ID_CHARS, MAX_TEXT_CHARS, MarkRead, Ping, Resume, SendMessage, SetTyping
+from kefu.protocol.connection import (
+    Close,
+    ConnectionLimits,
+    ConnectionPolicy,
+    FrameDecoder,
+    client_id_of,
+)
+from kefu.protocol.customer import CloseConversation, CustomerFrame, StartConversation
+from kefu.protocol.errors import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_SLOW_CONSUMER,
+    CLOSE_TRY_AGAIN_LATER,
+)
+from kefu.protocol.permissions import Permission
 from kefu.protocol.server import (
     ConversationList,
     ConversationSummary,
@@ -57,37 +70,42 @@ from kefu.protocol.server import (
     Welcome,
     utc_timestamp,
 )
-from kefu.server import auth, privacy
+from kefu.protocol.throttle import Rate
+from kefu.server import auth
 from kefu.server.database import DatabaseUnavailable
-from kefu.server.webchat import authenticate_visitor
-from kefu.server.websocket_asgi import WebsocketRoutes, websocket
+from kefu.server.webchat import Visitor, authenticate_visitor
+from kefu.server.websocket_asgi import ASGIApp, WebsocketRoutes, websocket
 
 if TYPE_CHECKING:
+    import asyncpg
     from quart_trio import QuartTrio
 
     from kefu.server.node import Node
 
 log = logging.getLogger("kefu.sockets")
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_POLICY = 1008
-CLOSE_INTERNAL = 1011
-CLOSE_SLOW_CONSUMER = 4001
-CLOSE_IDLE = 4002
-CLOSE_TOO_MANY_INVALID = 4003
-CLOSE_FLOODING = 4004
-MAX_INVALID_FRAMES = 50
-"""A connection's 50th frame refused by the protocol gets its `error`, then close 4003."""
 WRITE_BATCH_BYTES = 64 * 1024
 """The writer takes buffered frames up to about this many bytes into one write."""
-MIN_REFUSED_IN_A_ROW = 100
-"""A connection refused for its rate more than this many times (at least; twice its burst when
-that is more) ignores `rate_limited` and is closed with 4004: answering a flood frame by frame
-would cost the neighbours' CPU. Refusals are forgiven at twice the rate per second, so a client
-that slows down after `rate_limited` never gets there, while one that floods gets there however
-slowly the server drains it (a single frame let through by a refilled token forgives nothing
-more than the time it took)."""
+FLUSH_SECONDS = 2
+"""A closing connection's writer and close frame get this long; a slow consumer is not waited for."""
+DISCONNECT_SECONDS = 5
+"""An agent's socket waits this long for room in its Agent actor's mailbox to say it is gone."""
+BURST_SECONDS = 2.0
+"""A connection may send `max_frames_per_second` frames on average and bursts of this many seconds' worth."""
+GOING_AWAY = "server restarting: reconnect and resume"
+STORAGE_UNAVAILABLE = "storage is unavailable: try again later"
+SESSION_EXPIRED = Close(
+    CLOSE_POLICY_VIOLATION,
+    "session expired",
+    ServerError(code="session_expired", message="your session expired: sign in again", retryable=False),
+)
+
+ParticipantRole = Literal["customer", "agent"]
+ConversationFrame = SendMessage | AddNote | TransferFrame | CloseConversation | SetTyping | MarkRead | Resume
+"""The frames a conversation's CustomerSession handles."""
+F = TypeVar("F")
+
+_client_id_of = client_id_of  # the edge's peek at a refused frame, fuzzed in tests/protocol/test_fuzz_rest.py
 
 
 class Connection:
@@ -114,14 +132,11 @@ class Connection:
         "role",
         "sees_contact_details",
         "user_id",
-        "user_role",
     )
 
-    def __init__(self, role: str, user_id: UUID, account_id: UUID, capacity: int) -> None:
-        self.role = role
+    def __init__(self, role: ParticipantRole, user_id: UUID, account_id: UUID, capacity: int) -> None:
+        self.role: str = role
         """Which side of a conversation the socket is on: "customer" or "agent"."""
-        self.user_role = role
-        """Who signed in, for the audit log: "customer", or the user's role (agent, supervisor, admin)."""
         self.user_id = user_id
         self.account_id = account_id
         self.sees_contact_details = role == "customer"
@@ -166,19 +181,16 @@ class Connection:
         self.close_reason = reason
         self.reading.cancel()
 
-    def refused(self, code: int, reason: str) -> None:
-        """The websocket layer refused what the client sent (rule 4): answer as the protocol's
-        decoder does, then close. Called from hypercorn's reader; never waits."""
-        if code == CLOSE_INVALID_PAYLOAD:
-            self.send(_error(MALFORMED_JSON, "frame is not valid UTF-8"))
-        elif code == CLOSE_MESSAGE_TOO_BIG:
-            self.send(_error(OVERSIZED, reason))
-        self.close(code, reason)
+    def apply(self, close: Close) -> None:
+        """Do what a policy's `Close` says: its error first, then the close. Never waits."""
+        if close.error is not None:
+            self.send(encode_frame(close.error))
+        self.close(close.code, close.reason)
 
     def mark_gone(self) -> None:
         """The peer went away: nothing more is sent."""
         self.peer_gone = True
-        self.close(1001, "gone")
+        self.close(CLOSE_GOING_AWAY, "gone")
 
     # -- the writer ----------------------------------------------------------------------
 
@@ -225,15 +237,6 @@ def _error(code: str, message: str, *, ref: str | None = None, retryable: bool =
     return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
 
 
-def _client_id_of(raw: str) -> str | None:
-    """The client_id of a frame that is refused unread (rate limit), when one is easy to see."""
-    try:
-        value = orjson.loads(raw).get("client_id")
-    except (orjson.JSONDecodeError, AttributeError):
-        return None
-    return value if isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_ID_CHARS else None
-
-
 def _uuid(value: str | None) -> UUID | None:
     if value is None:
         return None
@@ -243,8 +246,35 @@ def _uuid(value: str | None) -> UUID | None:
         return None
 
 
+def _origins(setting: str) -> set[str]:
+    return {origin.strip().rstrip("/") for origin in setting.split(",") if origin.strip()}
+
+
+def _client_address() -> str:
+    remote = websocket.scope.get("client") or ("unknown", 0)
+    return str(remote[0])
+
+
+def _origin_allowed(allowed: set[str]) -> bool:
+    """Browsers send Origin; other clients (apps, the load test) do not and are let through.
+    kefu's own pages (same scheme, host and port) are always allowed."""
+    origin = websocket.headers.get("Origin")
+    if origin is None or "*" in allowed:
+        return True
+    origin = origin.rstrip("/")
+    own = f"{'https' if websocket.scheme in ('wss', 'https') else 'http'}://{websocket.headers.get('Host', '')}"
+    return origin == own or origin in allowed
+
+
+async def _close_at_once(code: int, reason: str) -> None:
+    """Refuse a socket before anything is sent on it (rule 1)."""
+    await websocket.accept()
+    await websocket.close(code, reason)
+
+
 class SupervisorFeeds:
-    """Connections of supervisors and admins, by account, fed with live statistics."""
+    """Connections of users who watch the live feed (`conversations.monitor`), by account, fed
+    with live statistics."""
 
     def __init__(self) -> None:
         self.by_account: dict[UUID, set[Connection]] = defaultdict(set)
@@ -262,164 +292,129 @@ class SupervisorFeeds:
                 connections.discard(connection)
 
 
-def register_websockets(app: QuartTrio, node: Node) -> None:
-    config = node.config
-    # served in front of Quart, straight from hypercorn's ASGI interface (see websocket_asgi)
-    routes = WebsocketRoutes(app.asgi_app)
-    app.asgi_app = routes  # type: ignore[method-assign]
-    limits = Limits(
-        max_frame_bytes=config.max_frame_bytes,
-        max_text_chars=MAX_TEXT_CHARS,
-        max_client_id_chars=MAX_CLIENT_ID_CHARS,
-        heartbeat_seconds=config.heartbeat_seconds,
-    )
-    idle_seconds = config.heartbeat_seconds * 1.5
+class Socket(Generic[F]):
+    """One open websocket: its send buffer, its policy, and where the frames it lets through go."""
 
-    def welcome(role: str, user_id: UUID, display_name: str | None) -> bytes:
+    __slots__ = ("connection", "edge", "policy")
+
+    def __init__(self, edge: Edge, connection: Connection, policy: ConnectionPolicy[F]) -> None:
+        self.edge = edge
+        self.connection = connection
+        self.policy = policy
+
+    def refused(self, code: int, reason: str) -> None:
+        """The websocket layer refused what the client sent (rule 4). Called from hypercorn's
+        reader; never waits."""
+        self.connection.apply(self.policy.refused(code, reason))
+
+    async def deliver(self, frame: F) -> None:
+        """Hand a frame the policy let through to the actor that owns what it is about."""
+        raise NotImplementedError
+
+
+class Edge:
+    """What the sockets of one node share: limits, allowed origins and the open connections."""
+
+    def __init__(self, node: Node) -> None:
+        config = node.config
+        self.node = node
+        self.limits = Limits(
+            max_frame_bytes=config.max_frame_bytes,
+            max_text_chars=MAX_TEXT_CHARS,
+            max_client_id_chars=MAX_CLIENT_ID_CHARS,
+            heartbeat_seconds=config.heartbeat_seconds,
+        )
+        """What `welcome` tells clients."""
+        rate = Rate(burst=round(BURST_SECONDS * config.max_frames_per_second), per_seconds=BURST_SECONDS)
+        self.connection_limits = ConnectionLimits(config.max_frame_bytes, rate, config.heartbeat_seconds)
+        self.staff_origins = _origins(config.staff_origins)
+        self.widget_origins = _origins(config.widget_origins)
+        self.connections_by_address: defaultdict[str, int] = defaultdict(int)
+        self.open_connections: set[Connection] = set()
+
+    def going_away(self) -> None:
+        for connection in list(self.open_connections):
+            connection.close(CLOSE_GOING_AWAY, GOING_AWAY)
+
+    def welcome(self, role: ParticipantRole, user_id: UUID, display_name: str | None) -> bytes:
         return encode_frame(
             Welcome(
                 protocol_version=1,
                 session_id=f"ws-{secrets.token_hex(8)}",
-                role=role,  # type: ignore[arg-type]
+                role=role,
                 user_id=str(user_id),
                 server_time=utc_timestamp(datetime.now(UTC)),
-                limits=limits,
+                limits=self.limits,
                 display_name=display_name,
             )
         )
 
-    async def refuse(reason: str) -> None:
-        await websocket.accept()
-        await websocket.close(CLOSE_POLICY, reason)
+    def policy(self, decode: FrameDecoder[F], permissions: frozenset[Permission] | None = None) -> ConnectionPolicy[F]:
+        """A new connection's policy; with `permissions`, agent frames are checked against them."""
+        if permissions is None:
+            return ConnectionPolicy(decode, self.connection_limits, trio.current_time())
+        return ConnectionPolicy(
+            decode,
+            self.connection_limits,
+            trio.current_time(),
+            frame_permissions=AGENT_FRAME_PERMISSIONS,
+            permissions=permissions,
+        )
 
-    staff_origins = {origin.strip().rstrip("/") for origin in config.staff_origins.split(",") if origin.strip()}
-    widget_origins = {origin.strip().rstrip("/") for origin in config.widget_origins.split(",") if origin.strip()}
+    async def admit(self, allowed_origins: set[str], refusal: str) -> bool:
+        """Whether a new socket may go on: under its address's limit (else 1013) and from an
+        allowed origin (else 1008)."""
+        if self.connections_by_address[_client_address()] >= self.node.config.max_connections_per_address:
+            await _close_at_once(CLOSE_TRY_AGAIN_LATER, "too many connections from this address")
+            return False
+        if not _origin_allowed(allowed_origins):
+            await _close_at_once(CLOSE_POLICY_VIOLATION, refusal)
+            return False
+        return True
 
-    connections_by_address: dict[str, int] = defaultdict(int)
-    open_connections: set[Connection] = set()
+    # -- running a connection ---------------------------------------------------------------
 
-    def going_away() -> None:
-        for connection in list(open_connections):
-            connection.close(CLOSE_GOING_AWAY, "server restarting: reconnect and resume")
-
-    node.on_closing.append(going_away)
-
-    def client_address() -> str:
-        remote = websocket.scope.get("client") or ("unknown", 0)
-        return str(remote[0])
-
-    async def over_connection_limit() -> bool:
-        if connections_by_address[client_address()] >= config.max_connections_per_address:
-            await websocket.accept()
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, "too many connections from this address")
-            return True
-        return False
-
-    def origin_allowed(allowed: set[str]) -> bool:
-        """Browsers send Origin; other clients (apps, the load test) do not and are let through.
-        kefu's own pages (same scheme, host and port) are always allowed."""
-        origin = websocket.headers.get("Origin")
-        if origin is None or "*" in allowed:
-            return True
-        origin = origin.rstrip("/")
-        own = f"{'https' if websocket.scheme in ('wss', 'https') else 'http'}://{websocket.headers.get('Host', '')}"
-        return origin == own or origin in allowed
-
-    async def pump(connection: Connection, on_frame: Any, decode: Any) -> None:
+    async def serve(self, socket: Socket[F]) -> None:
         """Run one connection (counted against its address's limit) until it closes."""
-        address = client_address()
-        connections_by_address[address] += 1
+        address = _client_address()
+        self.connections_by_address[address] += 1
         try:
-            await _pump(connection, on_frame, decode)
+            await self._run(socket)
         finally:
-            connections_by_address[address] -= 1
-            if connections_by_address[address] <= 0:
-                del connections_by_address[address]
+            self.connections_by_address[address] -= 1
+            if self.connections_by_address[address] <= 0:
+                del self.connections_by_address[address]
 
-    def reading_ended(connection: Connection) -> None:
-        """The reader stopped: when it was its deadline that cancelled it (not `close`), the
-        client was silent too long."""
-        if connection.reading.cancelled_caught and not connection.closed:
-            connection.close(CLOSE_IDLE, "idle timeout: send a ping at least every heartbeat_seconds")
-
-    async def _pump(connection: Connection, on_frame: Any, decode: Any) -> None:
-        """Run one connection: the reader feeds `on_frame`; writers drain the send buffer."""
-
-        async def reader() -> None:
-            invalid = 0
-            # Token bucket: `max_frames_per_second` on average, bursts of twice as many.
-            rate = float(config.max_frames_per_second)
-            tokens = burst = 2 * rate
-            refused = 0.0  # unforgiven `rate_limited` answers; forgiven at `burst` per second
-            max_refused = max(MIN_REFUSED_IN_A_ROW, 2 * burst)
-            refilled = trio.current_time()
-            # The idle timeout is the deadline of `connection.reading` (the scope the reader runs
-            # in) while it waits for a frame, not a scope of its own per wait: memory each idle
-            # socket would hold. `reading_ended` tells it from `close`.
-            reading = connection.reading
-            while True:
-                reading.deadline = trio.current_time() + idle_seconds
-                raw = await websocket.receive()
-                reading.deadline = math.inf
-                if isinstance(raw, bytes):
-                    connection.close(1003, "binary messages are not accepted")
-                    return
-                now = trio.current_time()
-                tokens = min(burst, tokens + (now - refilled) * rate)
-                refused = max(0.0, refused - (now - refilled) * burst)
-                refilled = now
-                if tokens < 1:
-                    refused += 1
-                    ref = _client_id_of(raw)
-                    if refused > max_refused:
-                        connection.send(_error("flooding", "rate limit ignored: closing", ref=ref))
-                        connection.close(CLOSE_FLOODING, "rate limit ignored")
-                        return
-                    connection.send(_error("rate_limited", "too many frames: slow down", ref=ref, retryable=True))
-                    continue
-                tokens -= 1
-                try:
-                    frame = decode(raw, max_bytes=config.max_frame_bytes)
-                except RemoteProtocolError as error:
-                    connection.send(_error(error.code, str(error), ref=error.ref))
-                    if error.close_code is not None:
-                        connection.close(error.close_code, error.code)
-                        return
-                    invalid += 1
-                    if invalid >= MAX_INVALID_FRAMES:
-                        connection.close(CLOSE_TOO_MANY_INVALID, "too many invalid frames")
-                        return
-                    continue
-                if isinstance(frame, Ping):
-                    connection.send(encode_frame(Pong(frame.nonce)))
-                    continue
-                await on_frame(frame)
-
+    async def _run(self, socket: Socket[F]) -> None:
+        """The reader feeds the policy and the actors; writers drain the send buffer."""
+        connection = socket.connection
         # This task reads; a writer task runs only while there is something to send (every
         # task is memory an idle socket would hold). Shutdown and `close` reach the reader
         # through `connection.reading`.
         async with trio.open_nursery() as nursery:
             connection.attach(nursery, websocket.send_many)
-            open_connections.add(connection)
+            self.open_connections.add(connection)
             try:
-                if node.closing.is_set():
-                    connection.close(CLOSE_GOING_AWAY, "server restarting: reconnect and resume")
+                if self.node.closing.is_set():
+                    connection.close(CLOSE_GOING_AWAY, GOING_AWAY)
                 with connection.reading:
-                    await reader()
-                reading_ended(connection)
+                    await _read(socket)
+                _reading_ended(socket)
             finally:
-                open_connections.discard(connection)
-            connection.close(1000, "")
-            with trio.move_on_after(2):
+                self.open_connections.discard(connection)
+            connection.close(CLOSE_NORMAL, "")
+            with trio.move_on_after(FLUSH_SECONDS):
                 await connection.flushed()
             nursery.cancel_scope.cancel()
         if connection.close_code is not None and not connection.peer_gone:
-            with trio.move_on_after(2), trio.CancelScope(shield=True):
+            with trio.move_on_after(FLUSH_SECONDS), trio.CancelScope(shield=True):
                 await websocket.close(connection.close_code, connection.close_reason)
 
-    async def session_for(connection: Connection, conversation_id: UUID) -> Any:
+    # -- conversations ------------------------------------------------------------------------
+
+    async def _session_for(self, connection: Connection, conversation_id: UUID) -> SessionHandle | None:
         """The running session of a conversation the connection's account owns, or None."""
-        center = node.center
+        center = self.node.center
         handle = center.session(conversation_id)
         if handle is not None:
             return handle if handle.account_id == connection.account_id else None
@@ -428,183 +423,277 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             return None
         return await center.ensure_session(row.account_id, conversation_id)
 
-    async def to_session(connection: Connection, frame: Any, message: Any) -> None:
+    async def to_session(
+        self,
+        connection: Connection,
+        frame: ConversationFrame,
+        message: m.CustomerInput | m.AgentInput,
+        actor_role: str,
+    ) -> None:
+        """Hand `message` to the session of the frame's conversation; `not_found` (audited as
+        a refusal of `actor_role`) when the connection's account has no such conversation."""
         conversation_id = _uuid(frame.conversation_id)
+        ref = getattr(frame, "client_id", None)
         handle = None
         if conversation_id is not None:
             try:
-                handle = await session_for(connection, conversation_id)
+                handle = await self._session_for(connection, conversation_id)
             except DatabaseUnavailable:
-                connection.send(
-                    _error(
-                        "unavailable", "storage is unavailable", ref=getattr(frame, "client_id", None), retryable=True
-                    )
-                )
+                connection.send(_error("unavailable", "storage is unavailable", ref=ref, retryable=True))
                 return
         if handle is None:
             if conversation_id is not None:
-                await node.center.audit_denial(
-                    connection.account_id, connection.user_role, connection.user_id, frame.TYPE, conversation_id
+                await self.node.center.audit_denial(
+                    connection.account_id, actor_role, connection.user_id, frame.TYPE, conversation_id
                 )
-            connection.send(_error("not_found", "no such conversation", ref=getattr(frame, "client_id", None)))
+            connection.send(_error("not_found", "no such conversation", ref=ref))
             return
         await handle.ref.tell(message)
 
-    # -- customers -------------------------------------------------------------------------
+    # -- the two routes ------------------------------------------------------------------------
 
-    @routes.route("/ws/customer")
-    async def customer_socket() -> None:
-        if await over_connection_limit():
+    async def customer_socket(self) -> None:
+        if not await self.admit(self.widget_origins, "this site may not open the chat (widget_origins)"):
             return
-        if not origin_allowed(widget_origins):
-            await refuse("this site may not open the chat (widget_origins)")
+        socket = await CustomerSocket.open(self)
+        if socket is None:
             return
-        token = websocket.args.get("token", "")
-        storage = node.conversations
         try:
-            visitor = await authenticate_visitor(node.database, token, node.privacy, ttl_days=config.visitor_ttl_days)
-            rows = await storage.open_conversations_of_customer(visitor.customer_id) if visitor is not None else []
-        except DatabaseUnavailable:
-            await websocket.accept()
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
+            await self.serve(socket)
+        finally:
+            socket.connection.mark_gone()
+
+    async def agent_socket(self) -> None:
+        if not await self.admit(
+            self.staff_origins, "the workbench may only be opened from kefu's own pages (staff_origins)"
+        ):
             return
-        if visitor is None:
-            await refuse("a valid visitor token is required")
-            return
-        # What the socket says first is buffered before it opens, and refusals are watched from
-        # then: a client that sends at once is answered after `welcome` (rule 4).
-        connection = Connection("customer", visitor.customer_id, visitor.account_id, config.send_buffer_frames)
-        connection.send(welcome("customer", visitor.customer_id, visitor.display_name))
-        connection.send(
-            encode_frame(
-                ConversationList(
-                    tuple(
-                        ConversationSummary(
-                            conversation_id=str(row["id"]),
-                            state=row["status"],
-                            last_seq=row["last_seq"],
-                            customer_id=str(row["customer_id"]),
-                            channel=row["channel"],
-                            queue_id=str(row["queue_id"]) if row["queue_id"] else None,
-                            agent_id=str(row["agent_id"]) if row["agent_id"] else None,
-                            topic=row["topic"],
-                        )
-                        for row in rows
-                    )
+        socket = await AgentSocket.open(self)
+        if socket is not None:
+            await socket.serve()
+
+
+async def _read(socket: Socket[F]) -> None:
+    """Read until the policy or `close` ends the connection: each message goes through the
+    policy, and what it lets through to the actors."""
+    connection, policy, deliver = socket.connection, socket.policy, socket.deliver
+    # The idle timeout is the deadline of `connection.reading` (the scope the reader runs in)
+    # while it waits for a message, not a scope of its own per wait: memory each idle socket
+    # would hold. `_reading_ended` tells it from `close` (rule 5).
+    reading = connection.reading
+    receive = websocket.receive
+    while True:
+        reading.deadline = policy.listen(trio.current_time())
+        message = await receive()
+        reading.deadline = math.inf
+        decision = policy.receive(message, trio.current_time())
+        match decision:
+            case Close():
+                connection.apply(decision)
+                return
+            case ServerError() | Pong():
+                connection.send(encode_frame(decision))
+            case _:
+                await deliver(decision)
+
+
+def _reading_ended(socket: Socket[F]) -> None:
+    """The reader stopped: when it was its deadline that cancelled it (not `close`), the
+    client was silent too long (rule 5)."""
+    connection = socket.connection
+    if connection.reading.cancelled_caught and not connection.closed:
+        close = socket.policy.tick(trio.current_time())
+        assert close is not None, "the reader's deadline is the policy's"
+        connection.apply(close)
+
+
+# -- customers -------------------------------------------------------------------------------
+
+
+def _conversation_list(rows: list[asyncpg.Record]) -> bytes:
+    return encode_frame(
+        ConversationList(
+            tuple(
+                ConversationSummary(
+                    conversation_id=str(row["id"]),
+                    state=row["status"],
+                    last_seq=row["last_seq"],
+                    customer_id=str(row["customer_id"]),
+                    channel=row["channel"],
+                    queue_id=str(row["queue_id"]) if row["queue_id"] else None,
+                    agent_id=str(row["agent_id"]) if row["agent_id"] else None,
+                    topic=row["topic"],
                 )
+                for row in rows
             )
         )
-        websocket.report_refusals(connection.refused)
-        await websocket.accept()
+    )
 
-        async def on_frame(frame: Any) -> None:
-            if isinstance(frame, StartConversation):
-                department = None
-                if frame.department is not None:
-                    department = _uuid(frame.department)
-                    if department is None:
-                        connection.send(_error("not_found", "no such department", ref=frame.client_id))
-                        return
-                try:
-                    conversation_id = await storage.open_conversation(
-                        account_id=visitor.account_id,
-                        customer_id=visitor.customer_id,
-                        channel="webchat",
-                        start_client_id=frame.client_id,
-                        department_id=department,
-                        topic=frame.topic,
-                    )
-                except LookupError:
-                    connection.send(_error("not_found", "no such department", ref=frame.client_id))
-                    return
-                except DatabaseUnavailable:
-                    connection.send(
-                        _error("unavailable", "storage is unavailable", ref=frame.client_id, retryable=True)
-                    )
-                    return
-                handle = await node.center.ensure_session(visitor.account_id, conversation_id)
-                await handle.ref.tell(m.Begin(connection, frame.client_id))
-                return
-            await to_session(connection, frame, m.CustomerInput(connection, frame))
 
+class CustomerSocket(Socket[CustomerFrame]):
+    """A visitor's `/ws/customer`: its conversations' frames go to their sessions."""
+
+    __slots__ = ("visitor",)
+
+    def __init__(self, edge: Edge, connection: Connection, visitor: Visitor) -> None:
+        super().__init__(edge, connection, edge.policy(decode_customer_frame))
+        self.visitor = visitor
+
+    @classmethod
+    async def open(cls, edge: Edge) -> CustomerSocket | None:
+        """Authenticate the visitor and open the socket; None when it was refused (and closed)."""
+        node = edge.node
         try:
-            await pump(connection, on_frame, decode_customer_frame)
-        finally:
-            connection.mark_gone()
+            visitor = await authenticate_visitor(
+                node.database, websocket.args.get("token", ""), node.privacy, ttl_days=node.config.visitor_ttl_days
+            )
+            conversations = node.conversations
+            rows = [] if visitor is None else await conversations.open_conversations_of_customer(visitor.customer_id)
+        except DatabaseUnavailable:
+            await _close_at_once(CLOSE_TRY_AGAIN_LATER, STORAGE_UNAVAILABLE)
+            return None
+        if visitor is None:
+            await _close_at_once(CLOSE_POLICY_VIOLATION, "a valid visitor token is required")
+            return None
+        # What the socket says first is buffered before it opens, and refusals are watched from
+        # then: a client that sends at once is answered after `welcome` (rule 4).
+        connection = Connection("customer", visitor.customer_id, visitor.account_id, node.config.send_buffer_frames)
+        socket = cls(edge, connection, visitor)
+        connection.send(edge.welcome("customer", visitor.customer_id, visitor.display_name))
+        connection.send(_conversation_list(rows))
+        websocket.report_refusals(socket.refused)
+        await websocket.accept()
+        return socket
 
-    # -- agents ----------------------------------------------------------------------------
+    async def deliver(self, frame: CustomerFrame) -> None:
+        match frame:
+            case StartConversation():
+                await self._start(frame)
+            case Ping():
+                pass  # answered by the policy
+            case _:
+                connection = self.connection
+                await self.edge.to_session(connection, frame, m.CustomerInput(connection, frame), "customer")
 
-    @routes.route("/ws/agent")
-    async def agent_socket() -> None:
-        if await over_connection_limit():
+    async def _start(self, frame: StartConversation) -> None:
+        connection, visitor, node = self.connection, self.visitor, self.edge.node
+        department = None
+        if frame.department is not None:
+            department = _uuid(frame.department)
+            if department is None:
+                connection.send(_error("not_found", "no such department", ref=frame.client_id))
+                return
+        try:
+            conversation_id = await node.conversations.open_conversation(
+                account_id=visitor.account_id,
+                customer_id=visitor.customer_id,
+                channel="webchat",
+                start_client_id=frame.client_id,
+                department_id=department,
+                topic=frame.topic,
+            )
+        except LookupError:
+            connection.send(_error("not_found", "no such department", ref=frame.client_id))
             return
-        if not origin_allowed(staff_origins):
-            await refuse("the workbench may only be opened from kefu's own pages (staff_origins)")
+        except DatabaseUnavailable:
+            connection.send(_error("unavailable", "storage is unavailable", ref=frame.client_id, retryable=True))
             return
-        token = websocket.args.get("token", "")
+        handle = await node.center.ensure_session(visitor.account_id, conversation_id)
+        await handle.ref.tell(m.Begin(connection, frame.client_id))
+
+
+# -- agents ------------------------------------------------------------------------------------
+
+
+class AgentSocket(Socket[AgentFrame]):
+    """A signed-in user's `/ws/agent`: status and offers go to the Agent actor and the
+    dispatcher, conversation frames to their sessions; each frame is checked against the
+    user's permissions by the policy."""
+
+    __slots__ = ("user",)
+
+    def __init__(self, edge: Edge, connection: Connection, user: auth.SignedInUser) -> None:
+        super().__init__(edge, connection, edge.policy(decode_agent_frame, user.permissions))
+        self.user = user
+
+    @classmethod
+    async def open(cls, edge: Edge) -> AgentSocket | None:
+        """Authenticate the user, start their Agent actor and open the socket; None when it
+        was refused (and closed)."""
+        node, token = edge.node, websocket.args.get("token", "")
         try:
             user = await auth.authenticate(node.database, token)
-            sees_contact_details = user is not None and await privacy.viewer_may_see(
-                node.database, user.account_id, user.user_id, user.role
-            )
         except DatabaseUnavailable:
-            await websocket.accept()
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
-            return
+            await _close_at_once(CLOSE_TRY_AGAIN_LATER, STORAGE_UNAVAILABLE)
+            return None
         if user is None:
-            await refuse("a valid session token is required")
-            return
-        center = node.center
+            await _close_at_once(CLOSE_POLICY_VIOLATION, "a valid session token is required")
+            return None
         try:
-            agent: AgentHandle = await center.ensure_agent(user.account_id, user.user_id)
+            agent = await node.center.ensure_agent(user.account_id, user.user_id)
         except Exception:
             # its actor could not start: it reads the agent's profile and held conversations
             log.warning("agent actor could not start", exc_info=True, extra={"agent_id": str(user.user_id)})
-            await websocket.accept()
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
-            return
-        connection = Connection("agent", user.user_id, user.account_id, config.send_buffer_frames)
-        connection.user_role = user.role
-        connection.sees_contact_details = sees_contact_details
-        connection.send(welcome("agent", user.user_id, user.display_name))
-        websocket.report_refusals(connection.refused)  # as for customers: `welcome` goes first
+            await _close_at_once(CLOSE_TRY_AGAIN_LATER, STORAGE_UNAVAILABLE)
+            return None
+        connection = Connection("agent", user.user_id, user.account_id, node.config.send_buffer_frames)
+        connection.sees_contact_details = user.may(Permission.CONTACTS_VIEW_UNMASKED)
+        socket = cls(edge, connection, user)
+        connection.send(edge.welcome("agent", user.user_id, user.display_name))
+        websocket.report_refusals(socket.refused)  # as for customers: `welcome` goes first
         await websocket.accept()
         await agent.ref.tell(m.Connected(connection, auth.token_hash(token)))
-        watching = user.role in ("supervisor", "admin")
+        return socket
+
+    async def serve(self) -> None:
+        """Run the socket until it closes or the user's session expires; then tell the Agent."""
+        user, connection, node = self.user, self.connection, self.edge.node
+        watching = user.may(Permission.CONVERSATIONS_MONITOR)
         if watching:
             node.supervisor_feeds.by_account[user.account_id].add(connection)
-
-        async def on_frame(frame: Any) -> None:
-            nonlocal agent
-            if isinstance(frame, SetStatus):
-                agent = await center.ensure_agent(user.account_id, user.user_id)
-                await agent.ref.tell(m.ChangeStatus(frame.status, frame.reason, connection))
-            elif isinstance(frame, AcceptOffer):
-                await center.tell_dispatcher(m.AcceptOffer(user.account_id, user.user_id, frame.offer_id, connection))
-            elif isinstance(frame, DeclineOffer):
-                await center.tell_dispatcher(m.DeclineOffer(user.account_id, user.user_id, frame.offer_id, connection))
-            else:
-                await to_session(
-                    connection, frame, m.AgentInput(connection, user.user_id, user.display_name, user.role, frame)
-                )
-
-        async def expire() -> None:
-            # The session token's end ends the socket too; sign-out, disabling and a role change
-            # close it earlier through the Agent actor.
-            await trio.sleep(max(0.0, (user.expires_at - datetime.now(UTC)).total_seconds()))
-            connection.send(_error("session_expired", "your session expired: sign in again"))
-            connection.close(CLOSE_POLICY, "session expired")
-
         try:
             async with trio.open_nursery() as guard:
-                guard.start_soon(expire)
-                await pump(connection, on_frame, decode_agent_frame)
+                guard.start_soon(self._expire)
+                await self.edge.serve(self)
                 guard.cancel_scope.cancel()
         finally:
             connection.mark_gone()
             if watching:
                 node.supervisor_feeds.by_account[user.account_id].discard(connection)
-            handle = center.agent(user.user_id)
+            handle = node.center.agent(user.user_id)
             if handle is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_SECONDS):
                     await handle.ref.tell(m.Disconnected(connection))
+
+    async def _expire(self) -> None:
+        # The session token's end ends the socket too; sign-out, disabling and a role change
+        # close it earlier through the Agent actor.
+        await trio.sleep(max(0.0, (self.user.expires_at - datetime.now(UTC)).total_seconds()))
+        self.connection.apply(SESSION_EXPIRED)
+
+    async def deliver(self, frame: AgentFrame) -> None:
+        user, connection, center = self.user, self.connection, self.edge.node.center
+        match frame:
+            case SetStatus():
+                agent = await center.ensure_agent(user.account_id, user.user_id)
+                await agent.ref.tell(m.ChangeStatus(frame.status, frame.reason, connection))
+            case AcceptOffer():
+                await center.tell_dispatcher(m.AcceptOffer(user.account_id, user.user_id, frame.offer_id, connection))
+            case DeclineOffer():
+                await center.tell_dispatcher(m.DeclineOffer(user.account_id, user.user_id, frame.offer_id, connection))
+            case Ping():
+                pass  # answered by the policy
+            case _:
+                message = m.AgentInput(connection, user.user_id, user.display_name, user.role, frame)
+                await self.edge.to_session(connection, frame, message, user.role)
+
+
+def register_websockets(app: QuartTrio, node: Node) -> None:
+    """Serve `/ws/customer` and `/ws/agent` in front of Quart, straight from hypercorn's ASGI
+    interface (see websocket_asgi)."""
+    routes = WebsocketRoutes(cast(ASGIApp, app.asgi_app))
+    app.asgi_app = routes  # type: ignore[assignment, method-assign]
+    edge = Edge(node)
+    node.on_closing.append(edge.going_away)
+    routes.route("/ws/customer")(edge.customer_socket)
+    routes.route("/ws/agent")(edge.agent_socket)

@@ -67,6 +67,8 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection, Event, Message, TextMessage
 from wsproto.utilities import LocalProtocolError
 
+from kefu.protocol.errors import CLOSE_MESSAGE_TOO_BIG, CLOSE_NORMAL, CLOSE_SERVER_ERROR
+
 log = logging.getLogger("kefu.websocket")
 
 Scope = MutableMapping[str, Any]
@@ -74,9 +76,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Handler = Callable[[], Awaitable[None]]
-
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_MESSAGE_TOO_BIG = 1009
 
 
 class Headers:
@@ -166,7 +165,7 @@ class WebsocketConnection:
                 self._watch(connection, stream.config.websocket_max_message_size)
                 return status_code, headers, connection
 
-            handshake.accept = accept_and_watch  # type: ignore[method-assign]
+            handshake.accept = accept_and_watch  # type: ignore[assignment, method-assign]
             try:
                 await self._send({"type": "websocket.accept"})
             finally:
@@ -196,7 +195,7 @@ class WebsocketConnection:
                     return
                 yield event
 
-        connection.events = watched_events  # type: ignore[method-assign]
+        connection.events = watched_events  # type: ignore[assignment, method-assign]
 
     def _refuse(self, connection: WsprotoConnection, code: int, reason: str) -> None:
         # Nothing more is read: after a parse failure wsproto's reader is lost, and what the
@@ -258,7 +257,7 @@ class WebsocketConnection:
             except trio.BusyResourceError:  # hypercorn is closing the connection (rule 6)
                 pass
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         if self.closed:
             return
         self.closed = True
@@ -331,12 +330,12 @@ class WebsocketRoutes:
             try:
                 await handler()
                 if connection.accepted and not connection.closed:
-                    await connection.close(1000)
+                    await connection.close(CLOSE_NORMAL)
             except Exception:
                 log.exception("websocket handler failed", extra={"path": scope.get("path")})
                 if connection.accepted and not connection.closed:
                     with trio.move_on_after(2):
-                        await connection.close(CLOSE_INTERNAL_ERROR, "internal error")
+                        await connection.close(CLOSE_SERVER_ERROR, "internal error")
             finally:
                 _current.reset(token)
         if connection.refused is not None and connection.accepted and not connection.closed:
