@@ -584,9 +584,10 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
             elif isinstance(frame, DeclineOffer):
                 await center.tell_dispatcher(m.DeclineOffer(user.account_id, user.user_id, frame.offer_id, connection))
             else:
-                await to_session(
-                    connection, frame, m.AgentInput(connection, user.user_id, user.display_name, user.role, frame)
+                agent_input = m.AgentInput(
+                    connection, user.user_id, user.display_name, user.role, user.permissions, frame
                 )
+                await to_session(connection, frame, agent_input)
 
         async def expire() -> None:
             # The session token's end ends the socket too; sign-out, disabling and a role change
