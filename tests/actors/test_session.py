@@ -20,7 +20,7 @@ import trio.testing
 
 from kefu.actors import messages as m
 from kefu.actors.center import SESSION_MAILBOX_CAPACITY, CenterSettings, ContactCenter
-from kefu.actors.ports import AgentHandle, AgentProfile, ConversationRow, SessionHandle
+from kefu.actors.ports import AgentProfile, ConversationRow, SessionHandle
 from kefu.actors.runtime import Mailbox
 from kefu.actors.session import CLOSED_IDLE_SECONDS, CustomerSession
 from kefu.actors.store import STORE_MAILBOX_CAPACITY, Store
@@ -107,15 +107,12 @@ class Harness:
             except trio.WouldBlock:
                 return told
 
-    def agent(self, name: str = "Ada", role: str = "agent") -> tuple[AgentProfile, AgentHandle, FakeOutbox]:
-        """A signed-in agent with one open tab (an Agent actor's handle nobody runs)."""
+    def agent(self, name: str = "Ada", role: str = "agent") -> tuple[AgentProfile, FakeOutbox]:
+        """A signed-in user with one open tab. (No Agent actor runs: the tab reads the
+        conversation with `resume`, as a workbench does after its `conversations` list.)"""
         profile = AgentProfile(ACCOUNT, uuid4(), name, role, 2, frozenset(), {})
         self.storage.add_agent(profile)
-        handle = AgentHandle(ACCOUNT, profile.agent_id, Mailbox(f"agent:{profile.agent_id}", 100))
-        tab = FakeOutbox("agent", profile.agent_id)
-        handle.connections.add(tab)
-        self.center.agents[profile.agent_id] = handle
-        return profile, handle, tab
+        return profile, FakeOutbox("agent", profile.agent_id)
 
     def agent_input(self, profile: AgentProfile, tab: FakeOutbox, frame: m.AgentConversationFrame) -> m.AgentInput:
         permissions = permissions_of(profile.role)
@@ -159,16 +156,18 @@ def _kinds(harness: Harness) -> list[str]:
     return [event.kind for event in harness.storage.events(harness.conversation_id)]
 
 
-async def _assigned(h: Harness) -> tuple[AgentProfile, AgentHandle, FakeOutbox, FakeOutbox]:
-    """A started conversation held by an agent: (profile, agent handle, agent tab, customer)."""
+async def _assigned(h: Harness) -> tuple[AgentProfile, FakeOutbox, FakeOutbox]:
+    """A started conversation held by an agent whose tab reads it live: (agent, its tab, customer)."""
     customer = h.customer()
     await h.start()
     await h.begin(customer)
-    profile, agent, tab = h.agent()
+    profile, tab = h.agent()
     await h.tell(m.Assign(profile.agent_id, profile.display_name))
     assert h.state() is State.ASSIGNED
+    await h.tell(h.agent_input(profile, tab, Resume(str(h.conversation_id), 0)))
+    assert tab.frames()[-1]["type"] == "resumed"
     h.routed()
-    return profile, agent, tab, customer
+    return profile, tab, customer
 
 
 # -- durable before acknowledged, in order ------------------------------------------------------
@@ -399,17 +398,10 @@ async def test_a_closed_conversations_session_stops_when_idle(autojump_clock: tr
 
 async def test_wrap_up_ends_by_itself_after_its_time(autojump_clock: trio.testing.MockClock) -> None:
     async with harness() as h:
-        profile, agent, _tab, customer = await _assigned(h)
+        profile, _tab, customer = await _assigned(h)
         close = CloseConversation(client_id="bye", conversation_id=str(h.conversation_id))
         await h.tell(m.CustomerInput(customer, close))
         assert h.state() is State.WRAP_UP
-        told_agent = []
-        while True:
-            try:
-                told_agent.append(agent.mailbox.receive_nowait())
-            except trio.WouldBlock:
-                break
-        assert m.WrapUpStarted(h.conversation_id, WRAP_UP_SECONDS) in told_agent
         await trio.sleep(WRAP_UP_SECONDS - 1)
         assert h.state() is State.WRAP_UP
         await trio.sleep(2)
@@ -425,7 +417,7 @@ async def test_wrap_up_ends_by_itself_after_its_time(autojump_clock: trio.testin
 
 async def test_the_agent_ends_wrap_up_with_a_code(autojump_clock: trio.testing.MockClock) -> None:
     async with harness() as h:
-        profile, _agent, tab, customer = await _assigned(h)
+        profile, tab, customer = await _assigned(h)
         await h.tell(
             m.CustomerInput(customer, CloseConversation(client_id="bye", conversation_id=str(h.conversation_id)))
         )
@@ -448,13 +440,13 @@ async def test_reading_another_agents_conversation_takes_read_all(autojump_clock
     async with harness() as h:
         await _assigned(h)
         resume = Resume(str(h.conversation_id), 0)
-        stranger, _, stranger_tab = h.agent("Bo", role="agent")
+        stranger, stranger_tab = h.agent("Bo", role="agent")
         await h.tell(h.agent_input(stranger, stranger_tab, resume))
         (error,) = stranger_tab.read()
         assert error["code"] == "forbidden"
         assert [(d.action, d.actor_id) for d in h.storage.denials] == [("resume", stranger.agent_id)]
 
-        supervisor, _, supervisor_tab = h.agent("Cy", role="supervisor")
+        supervisor, supervisor_tab = h.agent("Cy", role="supervisor")
         assert Permission.CONVERSATIONS_READ_ALL in permissions_of("supervisor")
         await h.tell(h.agent_input(supervisor, supervisor_tab, resume))
         assert supervisor_tab.frames()[-1]["type"] == "resumed"
@@ -463,12 +455,12 @@ async def test_reading_another_agents_conversation_takes_read_all(autojump_clock
 
 async def test_only_the_holder_writes(autojump_clock: trio.testing.MockClock) -> None:
     async with harness() as h:
-        profile, _agent, tab, customer = await _assigned(h)
+        profile, tab, customer = await _assigned(h)
         note = AddNote(client_id="n-1", conversation_id=str(h.conversation_id), text="VIP")
         await h.tell(h.agent_input(profile, tab, note))
         assert tab.frames("ack")[-1]["client_id"] == "n-1"
         assert all(frame["kind"] != "note" for frame in customer.frames("event")), "notes are internal"
-        other, _, other_tab = h.agent("Bo")
+        other, other_tab = h.agent("Bo")
         await h.tell(h.agent_input(other, other_tab, note))
         assert other_tab.frames("error")[-1]["code"] == "forbidden"
 
@@ -478,7 +470,7 @@ async def test_only_the_holder_writes(autojump_clock: trio.testing.MockClock) ->
 
 async def test_a_slow_subscriber_is_cut_off_and_nobody_else_notices(autojump_clock: trio.testing.MockClock) -> None:
     async with harness() as h:
-        profile, _agent, tab, customer = await _assigned(h)
+        profile, tab, customer = await _assigned(h)
         slow = h.customer(capacity=20)
         await h.tell(m.CustomerInput(slow, Resume(str(h.conversation_id), 2)))
         assert slow.frames()[-1]["type"] == "resumed" and slow.buffered == 1
