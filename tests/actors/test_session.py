@@ -126,16 +126,18 @@ async def harness(*, resume_page_size: int = 500) -> AsyncIterator[Harness]:
     store = Store(store_mailbox, storage)
     timers = Timers()
     settings = CenterSettings(wrap_up_seconds=WRAP_UP_SECONDS, resume_page_size=resume_page_size)
+    sessions: DynamicSupervisor[Any] = DynamicSupervisor("sessions")
     center = ContactCenter(
         store=store_mailbox.ref,
         storage=storage,
         timers=timers,
-        sessions=DynamicSupervisor("sessions"),
+        sessions=sessions,
         agents=DynamicSupervisor("agents"),
         settings=settings,
     )
     dispatcher: Mailbox[Any] = Mailbox("dispatcher", 1000)
     center.dispatcher = dispatcher.ref
+    center.session_factory = lambda handle: CustomerSession(handle, center)
     row = storage.add_conversation(ACCOUNT, queue_id=QUEUE)
     mailbox: Mailbox[m.SessionMessage] = Mailbox(f"session:{row.conversation_id}", SESSION_MAILBOX_CAPACITY)
     handle = SessionHandle(ACCOUNT, row.conversation_id, mailbox)
@@ -143,6 +145,7 @@ async def harness(*, resume_page_size: int = 500) -> AsyncIterator[Harness]:
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run, trio.Event())
         await nursery.start(timers.run, trio.Event())
+        await nursery.start(sessions.run, trio.Event())
         yield Harness(storage, center, dispatcher, nursery, row, handle)
         nursery.cancel_scope.cancel()
 
@@ -269,6 +272,28 @@ async def test_client_ids_survive_a_rebuild_from_the_log(autojump_clock: trio.te
         await h.say(customer, "c-1", "hello")
         assert [_ack(frame) for frame in customer.read()] == [("c-1", 2)]
         assert rebuilt.last_seq == 2 and rebuilt.state.state is State.QUEUED
+
+
+async def test_a_crashed_session_is_rebuilt_from_the_log_and_keeps_its_subscribers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        # under its supervisor this time, as on a node
+        del h.center.sessions[h.conversation_id]
+        h.handle = await h.center.ensure_session(ACCOUNT, h.conversation_id)
+        customer = h.customer()
+        await h.begin(customer)
+        await h.say(customer, "c-1", "hello")
+        await h.tell(m.InjectCrash())
+        assert (h.handle.mailbox.crashes, h.handle.mailbox.starts) == (1, 2), "crashed once, restarted"
+        customer.read()
+        # the restarted incarnation knows the log (client ids, seq) and the socket is still attached
+        await h.say(customer, "c-1", "hello")
+        await h.say(customer, "c-2", "still there?")
+        frames = customer.read()
+        assert [_ack(frame) for frame in frames if frame["type"] == "ack"] == [("c-1", 2), ("c-2", 3)]
+        assert [frame["seq"] for frame in frames if frame["type"] == "event"] == [3]
+        assert _kinds(h) == ["queued", "message", "message"]
 
 
 # -- resume -----------------------------------------------------------------------------------------
