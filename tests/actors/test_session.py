@@ -31,7 +31,7 @@ from kefu.protocol.common import Resume, SendMessage
 from kefu.protocol.conversation import State
 from kefu.protocol.customer import CloseConversation
 from kefu.protocol.errors import LocalProtocolError
-from kefu.protocol.permissions import Permission, permissions_of
+from kefu.protocol.permissions import AGENT, SUPERVISOR, Permission, permissions_of
 from tests.actors.fakes import CLOSE_SLOW_CONSUMER, FakeOutbox, FakeStorage, stored_event
 
 ACCOUNT = UUID(int=1)
@@ -107,7 +107,7 @@ class Harness:
             except trio.WouldBlock:
                 return told
 
-    def agent(self, name: str = "Ada", role: str = "agent") -> tuple[AgentProfile, FakeOutbox]:
+    def agent(self, name: str = "Ada", role: str = AGENT) -> tuple[AgentProfile, FakeOutbox]:
         """A signed-in user with one open tab. (No Agent actor runs: the tab reads the
         conversation with `resume`, as a workbench does after its `conversations` list.)"""
         profile = AgentProfile(ACCOUNT, uuid4(), name, role, 2, frozenset(), {})
@@ -465,14 +465,14 @@ async def test_reading_another_agents_conversation_takes_read_all(autojump_clock
     async with harness() as h:
         await _assigned(h)
         resume = Resume(str(h.conversation_id), 0)
-        stranger, stranger_tab = h.agent("Bo", role="agent")
+        stranger, stranger_tab = h.agent("Bo", role=AGENT)
         await h.tell(h.agent_input(stranger, stranger_tab, resume))
         (error,) = stranger_tab.read()
         assert error["code"] == "forbidden"
         assert [(d.action, d.actor_id) for d in h.storage.denials] == [("resume", stranger.agent_id)]
 
-        supervisor, supervisor_tab = h.agent("Cy", role="supervisor")
-        assert Permission.CONVERSATIONS_READ_ALL in permissions_of("supervisor")
+        supervisor, supervisor_tab = h.agent("Cy", role=SUPERVISOR)
+        assert Permission.CONVERSATIONS_READ_ALL in permissions_of(SUPERVISOR)
         await h.tell(h.agent_input(supervisor, supervisor_tab, resume))
         assert supervisor_tab.frames()[-1]["type"] == "resumed"
         assert len(h.storage.denials) == 1
