@@ -9,12 +9,12 @@ session comes back exactly where the last COMMIT left it. Every storable frame b
 one append to the store; only after the COMMIT does the session ack the sender and fan
 the event out to the connections subscribed to the conversation.
 
-Live and on a rebuild, every stored event is folded the same way (`_apply`): the events
-that move the conversation (`queued`, `assigned`, `transferred`, a transfer's outcome note,
-`closed`, `wrapped_up`) go through the protocol's transition table (`_transitions`), so a
-history the table does not allow raises `LocalProtocolError`: a bug, which crashes the
-session; its supervisor restarts it and it rebuilds from the log. An append is checked
-against the table before it is sent to the store, so such an event is never stored.
+Live and on a rebuild, every stored event is folded the same way, into the session's
+`ConversationHistory` (`kefu.actors.history`): the events that move the conversation go
+through the protocol's transition table, so a history the table does not allow raises
+`LocalProtocolError`: a bug, which crashes the session; its supervisor restarts it and it
+rebuilds from the log. An append is checked against the table before it is sent to the
+store, so such an event is never stored.
 
 The session owns its state alone: its subscribers (kept on its `SessionHandle` only so that
 they outlive an incarnation, as its mailbox does), its client ids, its holder and queue.
@@ -56,20 +56,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol, TypeVar, assert_never
+from typing import Any, Protocol, TypeVar, assert_never
 from uuid import UUID
 
 import trio
 
 from kefu.actors import messages as m
 from kefu.actors.center import ContactCenter
+from kefu.actors.history import ConversationHistory, SenderClientId, uuid_or_none
 from kefu.actors.ports import ConversationRow, Outbox, SessionHandle, StoredEvent
 from kefu.actors.runtime import Actor, AskTimeout
 from kefu.actors.store import AppendRejected, EventRecord, StoreUnavailable, append
 from kefu.protocol import encode_frame
 from kefu.protocol.agent import AddNote, Transfer
 from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
-from kefu.protocol.conversation import ConversationState, Event, State
+from kefu.protocol.conversation import Event, State
 from kefu.protocol.customer import CloseConversation
 from kefu.protocol.errors import LocalProtocolError
 from kefu.protocol.masking import mask_text
@@ -99,20 +100,6 @@ REPLAY_WAIT_SECONDS = 0.05
 CLOSED_IDLE_SECONDS = 60.0
 """A closed conversation's session stays this long for late resumes, then stops."""
 
-SenderClientId = tuple[str, str | None, str]
-"""(sender_role, sender_id, client_id): a client id is unique per sender, not per conversation."""
-
-TEXT_KINDS = frozenset({"message", "note"})
-"""Events whose retries are compared with what was stored (`Rule 2`)."""
-
-CLOSE_REASONS: Final[Mapping[str, Event]] = {
-    "customer_left": Event.CUSTOMER_LEFT,
-    "agent_closed": Event.AGENT_CLOSED,
-}
-"""The `reason` of a stored `closed` event, and the transition it makes."""
-
-_NO_TRANSITION: Final[tuple[Event, ...]] = ()
-
 ConversationFrame = m.CustomerConversationFrame | m.AgentConversationFrame
 AgentAction = SendMessage | AddNote | SetTyping | MarkRead | Transfer | CloseConversation
 """The agent frames the holder acts with (every `AgentConversationFrame` but `resume`)."""
@@ -124,51 +111,6 @@ class _Timer(Protocol):
     """What the session keeps of a timer it set: the means to cancel it."""
 
     def cancel(self) -> None: ...
-
-
-def _transitions(kind: str, body: Mapping[str, Any], state: State) -> tuple[Event, ...]:
-    """The transitions of the conversation's state machine that a stored event makes, in order.
-
-    Messages, notes and system texts make none. An offer is not stored: an `assigned`
-    found while the conversation is `QUEUED` was offered and accepted at once.
-    """
-    match kind:
-        case "queued":
-            return (Event.QUEUE,)
-        case "assigned":
-            return (Event.OFFER, Event.ACCEPT) if state is State.QUEUED else (Event.ACCEPT,)
-        case "transferred":
-            return (Event.TRANSFER_TO_AGENT,) if body.get("to_agent_id") else (Event.TRANSFER_TO_QUEUE,)
-        case "note":
-            outcome = body.get("transfer_outcome")
-            if not outcome:
-                return _NO_TRANSITION
-            return (Event.OFFER_DECLINED,) if outcome == "declined" else (Event.OFFER_EXPIRED,)
-        case "closed":
-            reason = CLOSE_REASONS.get(body.get("reason", ""))
-            if reason is None:
-                raise LocalProtocolError(f"a closed event with an unknown reason {body.get('reason')!r}")
-            return (reason,)
-        case "wrapped_up":
-            return (Event.WRAP_UP_DONE,)
-        case _:
-            return _NO_TRANSITION
-
-
-def _fingerprint(kind: str, message_kind: Any, text: Any, attachment_id: Any) -> int:
-    """What a retry of a message or note must repeat. A hash: a collision (2**-64) would only
-    answer a changed frame with the original ack, as before this check existed."""
-    return hash((kind, message_kind, text, attachment_id))
-
-
-def _frame_fingerprint(frame: ConversationFrame) -> int | None:
-    match frame:
-        case SendMessage():
-            return _fingerprint("message", frame.kind, frame.text, frame.attachment_id)
-        case AddNote():
-            return _fingerprint("note", None, frame.text, None)
-        case _:
-            return None
 
 
 class Refused(Exception):
@@ -233,25 +175,11 @@ class CustomerSession(Actor[m.SessionMessage]):
         self.subscribers = handle.subscribers
         """The connections that get live events: this session's alone (see `SessionHandle`)."""
         self.row: ConversationRow | None = None
-        self.state = ConversationState()
-        self.last_seq = 0
-        self.client_ids: dict[SenderClientId, int] = {}
-        """The seq each (sender_role, sender_id, client_id) was stored as."""
-        self.fingerprints: dict[SenderClientId, int | None] = {}
-        """What each stored message or note said (`_fingerprint`; None: erased, not comparable)."""
-        self.agent_id: UUID | None = None
-        self.agent_name: str | None = None
-        self.transfer_to: UUID | None = None
-        self.queue_id: UUID | None = None
-        self.waiting_since: datetime | None = None
-        self.closed_seq = 0
-        self.assignees: set[UUID] = set()
-        self.preview: str | None = None
+        self.history = ConversationHistory()
+        """What the conversation's event log says, folded (rebuilt in `started`)."""
         self.wrap_up_epoch = 0
         self.wrap_up_timer: _Timer | None = None
-        self.told_no_agents = False
         self.last_position: tuple[int, int | None] | None = None
-        self.closed_at: datetime | None = None
         self.uncertain = False
         """An append failed in a way that may have committed it: catch up before the next."""
 
@@ -294,98 +222,31 @@ class CustomerSession(Actor[m.SessionMessage]):
         self.row = row = await storage.conversation(self.conversation_id)
         if row is None:
             raise LookupError(f"conversation {self.conversation_id} does not exist")
-        self.queue_id = row.queue_id
+        self.history.queue_id = row.queue_id
         for event in await storage.all_events(self.conversation_id):
-            self._apply(event)
-        if self.last_seq != row.recorded_last_seq:
+            self.history.apply(event)
+        if self.history.last_seq != row.recorded_last_seq:
             # The row is an index of the log: a crash between an append and `_record_state`
             # left it behind (an assignment the agent's listing would not show). Write it again.
             await self._record_state()
-        if self.state.state is State.QUEUED and self.last_seq > 0:
+        if self.history.state.state is State.QUEUED and self.history.last_seq > 0:
             await self._enqueue()
-        elif self.state.state is State.WRAP_UP:
+        elif self.history.state.state is State.WRAP_UP:
             self._start_wrap_up_timer()
-        elif self.state.is_closed:
+        elif self.history.state.is_closed:
             self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
-    # -- the fold ----------------------------------------------------------------------------
-
-    def _apply(self, event: StoredEvent) -> None:
-        """Fold one stored event into the in-memory state (on start and after each append).
-
-        Raises `LocalProtocolError` when the transition table does not allow the event in
-        the conversation's state (an impossible history)."""
-        self.last_seq = event.seq
-        if event.client_id is not None:
-            self._remember_client_id(event)
-        kind = event.kind
-        if kind == "message":
-            # the hot path: a message changes no state
-            if self.preview is None and event.sender_role == "customer":
-                self.preview = event.body.get("text")
-            return
-        for transition in _transitions(kind, event.body, self.state.state):
-            self.state.handle(transition)
-        self._note(event)
-
-    def _remember_client_id(self, event: StoredEvent) -> None:
-        assert event.client_id is not None
-        key = (event.sender_role, event.sender_id, event.client_id)
-        self.client_ids[key] = event.seq
-        if event.kind in TEXT_KINDS:
-            body = event.body
-            self.fingerprints[key] = (
-                None
-                if body.get("erased")
-                else _fingerprint(event.kind, body.get("message_kind"), body.get("text"), body.get("attachment_id"))
-            )
-
-    def _note(self, event: StoredEvent) -> None:
-        """What an event that may move the conversation says besides its state."""
-        body = event.body
-        match event.kind:
-            case "queued":
-                self.queue_id = _uuid(body.get("queue_id")) or self.queue_id
-                if self.waiting_since is None:
-                    self.waiting_since = event.created_at
-                self.agent_id = None
-                self.transfer_to = None
-                self.told_no_agents = False
-            case "assigned":
-                self.agent_id = _uuid(body.get("agent_id"))
-                self.agent_name = body.get("sender_name")
-                if self.agent_id is not None:
-                    self.assignees.add(self.agent_id)
-                self.transfer_to = None
-            case "transferred":
-                if body.get("to_agent_id"):
-                    self.transfer_to = _uuid(body.get("to_agent_id"))
-                else:
-                    self.agent_id = None
-                    self.waiting_since = None  # it waits again from its `queued` event
-            case "note" if body.get("transfer_outcome"):
-                self.transfer_to = None
-            case "closed":
-                self.closed_seq = event.seq
-                self.transfer_to = None
-                self.closed_at = event.created_at
-
     def _check_transitions(self, kind: str, body: Mapping[str, Any], *, caught_up: bool) -> None:
-        """Refuse to store an event the fold would reject (`_apply` after the COMMIT).
+        """Refuse to store an event the fold would reject (`ConversationHistory.apply` after the COMMIT).
 
         A bug in the session raises `LocalProtocolError`; after a catch-up that moved the
         conversation (an earlier append committed after all), the event is refused instead:
         the sender decided on a state that is gone."""
-        transitions = _transitions(kind, body, self.state.state)
-        if not transitions:
-            return
-        trial = ConversationState(self.state.state)
         try:
-            for transition in transitions:
-                trial.handle(transition)
+            self.history.check(kind, body)
         except LocalProtocolError:
             if caught_up:
-                message = f"{kind} is not allowed while the conversation is {self.state.state}"
+                message = f"{kind} is not allowed while the conversation is {self.history.state.state}"
                 raise Refused("illegal_state", message) from None
             raise
 
@@ -406,7 +267,7 @@ class CustomerSession(Actor[m.SessionMessage]):
         record = EventRecord(
             account_id=self.account_id,
             conversation_id=self.conversation_id,
-            seq=self.last_seq + 1,
+            seq=self.history.last_seq + 1,
             client_id=client_id,
             kind=kind,
             sender_role=sender_role,
@@ -438,7 +299,7 @@ class CustomerSession(Actor[m.SessionMessage]):
         )
         if appended.duplicate:
             return event
-        self._apply(event)
+        self.history.apply(event)
         self._fan_out(event)
         return event
 
@@ -449,14 +310,14 @@ class CustomerSession(Actor[m.SessionMessage]):
         while True:
             try:
                 events = await self.center.storage.events_after(
-                    self.conversation_id, self.last_seq, self.center.settings.resume_page_size
+                    self.conversation_id, self.history.last_seq, self.center.settings.resume_page_size
                 )
             except Exception as error:
                 raise Refused(
                     "unavailable", "storage is unavailable; retry with the same client_id", retryable=True
                 ) from error
             for event in events:
-                self._apply(event)
+                self.history.apply(event)
                 self._fan_out(event)
                 found = True
             if len(events) < self.center.settings.resume_page_size:
@@ -504,15 +365,11 @@ class CustomerSession(Actor[m.SessionMessage]):
     def _ack_retry(self, connection: Outbox, key: SenderClientId, frame: ConversationFrame, seq: int) -> None:
         """Answer a frame whose client id its sender already stored: the original ack, unless it
         is a message or note that says something else than what was stored under that id."""
-        wanted = _frame_fingerprint(frame)
-        if wanted is not None:
-            # not in `fingerprints`: the id was used for another kind of event (a close, a transfer)
-            same = key in self.fingerprints and self.fingerprints[key] in (None, wanted)
-            if not same:
-                raise Refused(
-                    "client_id_reused",
-                    f"client_id {key[2]!r} was used for another frame (seq {seq}); use a fresh client_id",
-                )
+        if not self.history.same_as_stored(key, frame):
+            raise Refused(
+                "client_id_reused",
+                f"client_id {key[2]!r} was used for another frame (seq {seq}); use a fresh client_id",
+            )
         self._ack(connection, key[2], seq)
 
     def _ack(self, connection: Outbox, client_id: str, seq: int) -> None:
@@ -542,10 +399,10 @@ class CustomerSession(Actor[m.SessionMessage]):
             ):
                 await self._routing_decision(message)
             case m.WrapUpExpired():
-                if message.epoch == self.wrap_up_epoch and self.state.state is State.WRAP_UP:
+                if message.epoch == self.wrap_up_epoch and self.history.state.state is State.WRAP_UP:
                     await self._retry_later(message, self._finish_wrap_up)
             case m.IdleStop():
-                if self.state.is_closed:
+                if self.history.state.is_closed:
                     self.finish()
             case m.InjectCrash():
                 raise RuntimeError("injected crash")
@@ -555,11 +412,11 @@ class CustomerSession(Actor[m.SessionMessage]):
     async def _routing_decision(self, message: m.RoutingDecision) -> None:
         match message:
             case m.Offered():
-                if self.state.state is State.QUEUED:
-                    self.state.handle(Event.OFFER)
+                if self.history.state.state is State.QUEUED:
+                    self.history.state.handle(Event.OFFER)
             case m.OfferLapsed():
-                if self.state.state is State.OFFERED:
-                    self.state.handle(Event.OFFER_EXPIRED)
+                if self.history.state.state is State.OFFERED:
+                    self.history.state.handle(Event.OFFER_EXPIRED)
             case m.Assign():
                 await self._assign(message)
             case m.TransferLapsed():
@@ -621,14 +478,14 @@ class CustomerSession(Actor[m.SessionMessage]):
     async def _begin(self, message: m.Begin) -> None:
         connection = message.connection
         # The start is stored as the system's `queued` event, under the customer's client id.
-        started = self.client_ids.get(("system", None, message.client_id))
+        started = self.history.client_ids.get(("system", None, message.client_id))
         if started is not None:
             self._ack(connection, message.client_id, started)
             await self._replay(connection, 0, 1)
             return
-        if self.last_seq > 0:
+        if self.history.last_seq > 0:
             raise Refused("invalid_field", "this conversation was started with another client_id")
-        self.waiting_since = None
+        self.history.waiting_since = None
         event = await self._append(
             "queued",
             {"queue_id": str(self._row.queue_id or self.account_id)},
@@ -652,12 +509,14 @@ class CustomerSession(Actor[m.SessionMessage]):
         client_id: str | None = getattr(frame, "client_id", None)
         if client_id is not None:
             key = ("customer", str(row.customer_id), client_id)
-            stored = self.client_ids.get(key)
+            stored = self.history.client_ids.get(key)
             if stored is not None:
                 self._ack_retry(connection, key, frame, stored)
                 return
-        if not self.state.customer_may_send(frame.TYPE):
-            raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
+        if not self.history.state.customer_may_send(frame.TYPE):
+            raise Refused(
+                "illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.history.state.state}"
+            )
         await self._customer_action(connection, frame, row.customer_id)
 
     async def _customer_action(self, connection: Outbox, frame: m.CustomerConversationFrame, customer_id: UUID) -> None:
@@ -673,7 +532,9 @@ class CustomerSession(Actor[m.SessionMessage]):
                 data = encode_frame(PeerTyping(str(self.conversation_id), "customer", frame.active))
                 self._send_peers(data, role="agent")
             case MarkRead():
-                data = encode_frame(PeerRead(str(self.conversation_id), "customer", min(frame.seq, self.last_seq)))
+                data = encode_frame(
+                    PeerRead(str(self.conversation_id), "customer", min(frame.seq, self.history.last_seq))
+                )
                 self._send_peers(data, role="agent")
             case Resume():
                 await self._replay(connection, frame.last_seq, frame.last_seq + 1)
@@ -683,9 +544,9 @@ class CustomerSession(Actor[m.SessionMessage]):
                 assert_never(frame)
 
     async def _customer_close(self, connection: Outbox, frame: CloseConversation) -> None:
-        before = self.state.state
+        before = self.history.state.state
         if before is State.WRAP_UP:
-            self._ack(connection, frame.client_id, self.closed_seq)
+            self._ack(connection, frame.client_id, self.history.closed_seq)
             return
         event = await self._append(
             "closed",
@@ -700,13 +561,13 @@ class CustomerSession(Actor[m.SessionMessage]):
     async def _after_close(self, before: State) -> None:
         if before in (State.QUEUED, State.OFFERED, State.TRANSFERRING):
             await self.center.tell_dispatcher(m.Withdraw(self.account_id, self.conversation_id, "closed"))
-        if self.state.state is State.WRAP_UP:
+        if self.history.state.state is State.WRAP_UP:
             self._start_wrap_up_timer()
-            agent = self.center.agent(self.agent_id) if self.agent_id else None
+            agent = self.center.agent(self.history.agent_id) if self.history.agent_id else None
             if agent is not None:
                 await agent.ref.tell(m.WrapUpStarted(self.conversation_id, self.center.settings.wrap_up_seconds))
         await self._record_state()
-        if self.state.is_closed:
+        if self.history.state.is_closed:
             self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
     async def _message_body(self, frame: SendMessage, sender_role: str, sender_id: UUID) -> dict[str, Any]:
@@ -735,17 +596,17 @@ class CustomerSession(Actor[m.SessionMessage]):
 
     async def _agent_frame(self, message: m.AgentInput) -> None:
         connection, frame = message.connection, message.frame
-        is_holder = self.agent_id == message.agent_id and self.state.is_held
+        is_holder = self.history.agent_id == message.agent_id and self.history.state.is_held
         if isinstance(frame, Resume):
             await self._agent_resume(message, frame, is_holder=is_holder)
             return
-        if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.assignees:
+        if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.history.assignees:
             return  # reading a conversation one no longer holds tells the customer nothing
         client_id: str | None = getattr(frame, "client_id", None)
         key = None if client_id is None else ("agent", str(message.agent_id), client_id)
-        stored = None if key is None else self.client_ids.get(key)
+        stored = None if key is None else self.history.client_ids.get(key)
         if not is_holder:
-            if key is not None and stored is not None and message.agent_id in self.assignees:
+            if key is not None and stored is not None and message.agent_id in self.history.assignees:
                 self._ack_retry(connection, key, frame, stored)
                 return
             await self.center.audit_denial(
@@ -755,8 +616,10 @@ class CustomerSession(Actor[m.SessionMessage]):
         if key is not None and stored is not None:
             self._ack_retry(connection, key, frame, stored)
             return
-        if not self.state.agent_may_send(frame.TYPE):
-            raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
+        if not self.history.state.agent_may_send(frame.TYPE):
+            raise Refused(
+                "illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.history.state.state}"
+            )
         await self._agent_action(message, frame)
 
     async def _agent_resume(self, message: m.AgentInput, frame: Resume, *, is_holder: bool) -> None:
@@ -765,8 +628,8 @@ class CustomerSession(Actor[m.SessionMessage]):
         agent_id = message.agent_id
         if not (
             is_holder
-            or agent_id in self.assignees
-            or agent_id == self.transfer_to
+            or agent_id in self.history.assignees
+            or agent_id == self.history.transfer_to
             or Permission.CONVERSATIONS_READ_ALL in message.permissions
         ):
             await self.center.audit_denial(self.account_id, message.role, agent_id, "resume", self.conversation_id)
@@ -793,7 +656,7 @@ class CustomerSession(Actor[m.SessionMessage]):
                 data = encode_frame(PeerTyping(str(self.conversation_id), "agent", frame.active))
                 self._send_peers(data, role="customer")
             case MarkRead():
-                data = encode_frame(PeerRead(str(self.conversation_id), "agent", min(frame.seq, self.last_seq)))
+                data = encode_frame(PeerRead(str(self.conversation_id), "agent", min(frame.seq, self.history.last_seq)))
                 self._send_peers(data, role="customer")
             case Transfer():
                 await self._transfer(message, frame)
@@ -804,7 +667,7 @@ class CustomerSession(Actor[m.SessionMessage]):
 
     async def _agent_close(self, message: m.AgentInput, frame: CloseConversation) -> None:
         sender_id = str(message.agent_id)
-        before = self.state.state
+        before = self.history.state.state
         if before is State.WRAP_UP:
             await self._agent_wraps_up(message, frame)
             return
@@ -829,7 +692,7 @@ class CustomerSession(Actor[m.SessionMessage]):
     async def _agent_wraps_up(self, message: m.AgentInput, frame: CloseConversation) -> None:
         """`conversation.close` in wrap-up: with a wrap-up code it ends the conversation."""
         if frame.wrap_up_code is None:
-            self._ack(message.connection, frame.client_id, self.closed_seq)
+            self._ack(message.connection, frame.client_id, self.history.closed_seq)
             return
         event = await self._append(
             "wrapped_up",
@@ -848,7 +711,7 @@ class CustomerSession(Actor[m.SessionMessage]):
             await self._transfer_to_department(message, frame)
 
     async def _transfer_to_agent(self, message: m.AgentInput, frame: Transfer, to_agent_id: str) -> None:
-        to_agent = _uuid(to_agent_id)
+        to_agent = uuid_or_none(to_agent_id)
         if to_agent is None or to_agent == message.agent_id:
             raise Refused("invalid_field", "to_agent_id must be another agent's id")
         profile = await self.center.storage.agent_profile(to_agent)
@@ -866,7 +729,7 @@ class CustomerSession(Actor[m.SessionMessage]):
         )
 
     async def _transfer_to_department(self, message: m.AgentInput, frame: Transfer) -> None:
-        department = _uuid(frame.to_department_id)
+        department = uuid_or_none(frame.to_department_id)
         queue_id = await self.center.storage.queue_for_department(self.account_id, department) if department else None
         if queue_id is None:
             raise Refused("not_found", "no such department")
@@ -885,14 +748,14 @@ class CustomerSession(Actor[m.SessionMessage]):
     # -- dispatcher decisions ------------------------------------------------------------------
 
     async def _assign(self, message: m.Assign) -> None:
-        state = self.state.state
+        state = self.history.state.state
         if state is State.QUEUED:
-            self.state.handle(Event.OFFER)
+            self.history.state.handle(Event.OFFER)
         elif state not in (State.OFFERED, State.TRANSFERRING):
             # The conversation ended meanwhile: give the slot back.
             await self.center.tell_dispatcher(m.Released(self.account_id, message.agent_id, self.conversation_id))
             return
-        previous = self.agent_id if state is State.TRANSFERRING else None
+        previous = self.history.agent_id if state is State.TRANSFERRING else None
         if not await self._retry_later(message, self._append_assigned, message):
             return
         if previous is not None and previous != message.agent_id:
@@ -910,7 +773,7 @@ class CustomerSession(Actor[m.SessionMessage]):
         await self._append("assigned", body, sender_role="agent", sender_id=str(message.agent_id))
 
     async def _transfer_lapsed(self, message: m.TransferLapsed) -> None:
-        if self.state.state is not State.TRANSFERRING or self.transfer_to != message.to_agent_id:
+        if self.history.state.state is not State.TRANSFERRING or self.history.transfer_to != message.to_agent_id:
             return
         await self._retry_later(message, self._append_system_note, f"transfer {message.reason}", message.reason)
 
@@ -918,9 +781,9 @@ class CustomerSession(Actor[m.SessionMessage]):
         await self._append("note", {"text": text, "transfer_outcome": outcome}, sender_role="system", sender_id=None)
 
     async def _requeued(self, message: m.Requeued) -> None:
-        if self.state.state is not State.QUEUED:
+        if self.history.state.state is not State.QUEUED:
             return
-        self.queue_id = message.queue_id
+        self.history.queue_id = message.queue_id
         if await self._retry_later(message, self._append_queued, message.queue_id):
             await self._record_state()
 
@@ -930,16 +793,16 @@ class CustomerSession(Actor[m.SessionMessage]):
         )
 
     async def _no_agents(self, message: m.NoAgents) -> None:
-        if self.told_no_agents or self.state.state is not State.QUEUED:
+        if self.history.told_no_agents or self.history.state.state is not State.QUEUED:
             return
         if await self._retry_later(message, self._append_system_text, message.text):
-            self.told_no_agents = True
+            self.history.told_no_agents = True
 
     async def _append_system_text(self, text: str) -> None:
         await self._append("system", {"text": text}, sender_role="system", sender_id=None)
 
     def _queue_status(self, message: m.QueueStatus) -> None:
-        if self.state.state not in (State.QUEUED, State.OFFERED):
+        if self.history.state.state not in (State.QUEUED, State.OFFERED):
             return
         position = (message.position, message.estimated_wait_seconds)
         if position == self.last_position:
@@ -955,12 +818,12 @@ class CustomerSession(Actor[m.SessionMessage]):
         if self.wrap_up_timer is not None:
             self.wrap_up_timer.cancel()
         seconds = self.center.settings.wrap_up_seconds
-        if self.closed_at is not None:
-            seconds -= (datetime.now(UTC) - self.closed_at).total_seconds()
+        if self.history.closed_at is not None:
+            seconds -= (datetime.now(UTC) - self.history.closed_at).total_seconds()
         self.wrap_up_timer = self.center.timers.call_later(seconds, self.ref, m.WrapUpExpired(self.wrap_up_epoch))
 
     async def _finish_wrap_up(self) -> None:
-        sender_id = str(self.agent_id) if self.agent_id else None
+        sender_id = str(self.history.agent_id) if self.history.agent_id else None
         await self._append("wrapped_up", {"reason": "timeout"}, sender_role="system", sender_id=sender_id)
         await self._released()
 
@@ -968,8 +831,8 @@ class CustomerSession(Actor[m.SessionMessage]):
         if self.wrap_up_timer is not None:
             self.wrap_up_timer.cancel()
             self.wrap_up_timer = None
-        if self.agent_id is not None:
-            await self._let_go(self.agent_id)
+        if self.history.agent_id is not None:
+            await self._let_go(self.history.agent_id)
         await self._record_state()
         self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
@@ -994,7 +857,7 @@ class CustomerSession(Actor[m.SessionMessage]):
             level=row.customer_level,
             topic=None if row.topic is None else mask_text(row.topic),
             # Agents see the summary before any permission check: numbers and addresses masked.
-            preview=None if self.preview is None else mask_text(self.preview),
+            preview=None if self.history.preview is None else mask_text(self.history.preview),
         )
 
     async def _reannounce(self) -> None:
@@ -1002,29 +865,33 @@ class CustomerSession(Actor[m.SessionMessage]):
 
         An offer it made died with it (it revoked it from the agent), so a conversation
         under offer waits again; a transfer offer is asked for again."""
-        state = self.state.state
+        state = self.history.state.state
         if state is State.OFFERED:
-            state = self.state.handle(Event.OFFER_EXPIRED)
-        if state is State.QUEUED and self.last_seq > 0:
+            state = self.history.state.handle(Event.OFFER_EXPIRED)
+        if state is State.QUEUED and self.history.last_seq > 0:
             self.last_position = None
             await self._enqueue()
-        elif state is State.TRANSFERRING and self.transfer_to is not None and self.agent_id is not None:
+        elif state is State.TRANSFERRING and self.history.transfer_to is not None and self.history.agent_id is not None:
             await self.center.tell_dispatcher(
                 m.TransferToAgent(
-                    self.account_id, self.conversation_id, self.agent_id, self.transfer_to, self._summary()
+                    self.account_id,
+                    self.conversation_id,
+                    self.history.agent_id,
+                    self.history.transfer_to,
+                    self._summary(),
                 )
             )
 
     async def _enqueue(self) -> None:
         row = self._row
-        queue_id = self.queue_id or row.queue_id or self.account_id
-        self.queue_id = queue_id
+        queue_id = self.history.queue_id or row.queue_id or self.account_id
+        self.history.queue_id = queue_id
         await self.center.tell_dispatcher(
             m.Enqueue(
                 self.account_id,
                 self.conversation_id,
                 queue_id,
-                self.waiting_since or datetime.now(UTC),
+                self.history.waiting_since or datetime.now(UTC),
                 self._summary(),
                 row.customer_level,
             )
@@ -1034,10 +901,10 @@ class CustomerSession(Actor[m.SessionMessage]):
         try:
             await self.center.storage.record_state(
                 self.conversation_id,
-                status=self.state.state.value,
-                agent_id=self.agent_id,
-                queue_id=self.queue_id,
-                last_seq=self.last_seq,
+                status=self.history.state.state.value,
+                agent_id=self.history.agent_id,
+                queue_id=self.history.queue_id,
+                last_seq=self.history.last_seq,
             )
         except Exception:
             # The conversations row is an index; the event log is the truth and the next
@@ -1057,13 +924,13 @@ class CustomerSession(Actor[m.SessionMessage]):
         if connection.closed:
             return
         self.subscribers.discard(connection)
-        after_seq = min(after_seq, self.last_seq)
-        if after_seq < self.last_seq and not await self._replay_page(connection, after_seq, from_seq):
+        after_seq = min(after_seq, self.history.last_seq)
+        if after_seq < self.history.last_seq and not await self._replay_page(connection, after_seq, from_seq):
             return
-        connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.last_seq)))
+        connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.history.last_seq)))
         self.subscribers.add(connection)
         if connection.role == "customer" and self.last_position is not None:
-            if self.state.state in (State.QUEUED, State.OFFERED):
+            if self.history.state.state in (State.QUEUED, State.OFFERED):
                 # a customer who comes back while waiting hears its place at once
                 position, estimate = self.last_position
                 connection.send(encode_frame(QueuePosition(str(self.conversation_id), position, estimate)))
@@ -1087,17 +954,8 @@ class CustomerSession(Actor[m.SessionMessage]):
                 continue
             if not connection.send(self._event_bytes(event, connection)):
                 return False
-        if events and events[-1].seq < self.last_seq:
+        if events and events[-1].seq < self.history.last_seq:
             delay = 0.0 if len(events) == page_size else REPLAY_WAIT_SECONDS
             self.center.timers.call_later(delay, self.ref, m.ResumeMore(connection, events[-1].seq, from_seq))
             return False
         return True
-
-
-def _uuid(value: Any) -> UUID | None:
-    if not value:
-        return None
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None

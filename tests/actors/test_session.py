@@ -63,7 +63,7 @@ class Harness:
 
     def state(self) -> State:
         """Where the running session's conversation stands now."""
-        return self.running.state.state
+        return self.running.history.state.state
 
     async def start(self) -> CustomerSession:
         """Start a session of the conversation (rebuilt from what the storage holds)."""
@@ -271,7 +271,7 @@ async def test_client_ids_survive_a_rebuild_from_the_log(autojump_clock: trio.te
         customer.read()
         await h.say(customer, "c-1", "hello")
         assert [_ack(frame) for frame in customer.read()] == [("c-1", 2)]
-        assert rebuilt.last_seq == 2 and rebuilt.state.state is State.QUEUED
+        assert rebuilt.history.last_seq == 2 and rebuilt.history.state.state is State.QUEUED
 
 
 async def test_a_crashed_session_is_rebuilt_from_the_log_and_keeps_its_subscribers(
@@ -384,9 +384,9 @@ async def test_a_whole_life_rebuilds_to_the_same_state(autojump_clock: trio.test
         for seq, (kind, body) in enumerate(history, start=1):
             h.storage.insert(h.conversation_id, stored_event(seq, kind, body=body))
         session = await h.start()
-        assert session.state.state is State.WRAP_UP
-        assert session.agent_id == UUID(second) and session.assignees == {UUID(first), UUID(second)}
-        assert session.queue_id == UUID(int=4) and session.closed_seq == 8
+        assert session.history.state.state is State.WRAP_UP
+        assert session.history.agent_id == UUID(second) and session.history.assignees == {UUID(first), UUID(second)}
+        assert session.history.queue_id == UUID(int=4) and session.history.closed_seq == 8
         # and the row, an index of the log, was written again
         assert h.storage.recorded_states[-1].status == "wrap_up"
 
@@ -398,7 +398,7 @@ async def test_an_event_the_table_refuses_is_never_stored(autojump_clock: trio.t
         await h.begin(customer)
         with pytest.raises(LocalProtocolError):
             await session._append("wrapped_up", {"reason": "timeout"}, sender_role="system", sender_id=None)
-        assert _kinds(h) == ["queued"] and session.state.state is State.QUEUED
+        assert _kinds(h) == ["queued"] and session.history.state.state is State.QUEUED
 
 
 # -- timers: idle stop and wrap-up ------------------------------------------------------------------
@@ -510,4 +510,4 @@ async def test_a_slow_subscriber_is_cut_off_and_nobody_else_notices(autojump_clo
         # the customer's other tab and the agent got everything, each once, in order
         assert customer.seqs()[-30:] == tab.seqs()[-30:] == list(range(3, 33))
         assert len(customer.frames("ack")) == 31
-        assert profile.agent_id == h.running.agent_id
+        assert profile.agent_id == h.running.history.agent_id
