@@ -79,6 +79,7 @@ class DenialRecord:
 class _Conversation:
     row: ConversationRow
     events: list[StoredEvent] = field(default_factory=list)
+    seqs: set[int] = field(default_factory=set)
     by_client_id: dict[tuple[str, str | None, str], StoredEvent] = field(default_factory=dict)
 
 
@@ -156,8 +157,11 @@ class FakeStorage:
         """Put an event straight into the log (a history written by someone else, or by an
         earlier incarnation), without checks."""
         conversation = self._conversations[conversation_id]
-        conversation.events.append(event)
-        conversation.events.sort(key=lambda stored: stored.seq)
+        events = conversation.events
+        events.append(event)
+        if len(events) > 1 and events[-2].seq > event.seq:
+            events.sort(key=lambda stored: stored.seq)
+        conversation.seqs.add(event.seq)
         if event.client_id is not None:
             conversation.by_client_id[(event.sender_role, event.sender_id, event.client_id)] = event
 
@@ -203,7 +207,7 @@ class FakeStorage:
             earlier = conversation.by_client_id.get((record.sender_role, record.sender_id, record.client_id))
             if earlier is not None:
                 return Appended(record.conversation_id, earlier.seq, earlier.created_at, duplicate=True)
-        if any(stored.seq == record.seq for stored in conversation.events):
+        if record.seq in conversation.seqs:
             return AppendRejected("seq_conflict", f"sequence number {record.seq} is already taken in this conversation")
         event = StoredEvent(
             seq=record.seq,
