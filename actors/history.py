@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 from uuid import UUID
 
 from kefu.actors.ports import StoredEvent
@@ -35,7 +35,7 @@ from kefu.protocol.common import SendMessage
 from kefu.protocol.conversation import ConversationState, Event, State
 from kefu.protocol.errors import LocalProtocolError
 
-SenderClientId = tuple[str, str | None, str]
+SenderClientId: TypeAlias = tuple[str, str | None, str]
 """(sender_role, sender_id, client_id): a client id is unique per sender, not per conversation."""
 
 TEXT_KINDS: Final = frozenset({"message", "note"})

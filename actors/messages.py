@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 from uuid import UUID
 
 from kefu.actors.ports import AgentProfile, Outbox
@@ -22,10 +23,10 @@ from kefu.protocol.server import CustomerSummary
 # --- to a CustomerSession -----------------------------------------------------------------
 # Every message a CustomerSession takes is one of `SessionMessage` (at the end of this part).
 
-CustomerConversationFrame = SendMessage | SetTyping | MarkRead | Resume | CloseConversation
+CustomerConversationFrame: TypeAlias = SendMessage | SetTyping | MarkRead | Resume | CloseConversation
 """The customer frames the edge hands to a conversation's session (`CustomerInput.frame`)."""
 
-AgentConversationFrame = SendMessage | AddNote | SetTyping | MarkRead | Resume | Transfer | CloseConversation
+AgentConversationFrame: TypeAlias = SendMessage | AddNote | SetTyping | MarkRead | Resume | Transfer | CloseConversation
 """The agent frames the edge hands to a conversation's session (`AgentInput.frame`); the offer
 and status frames go to the dispatcher and the Agent actor instead."""
 
@@ -137,16 +138,18 @@ class InjectCrash:
     """Fault injection for tests: the actor raises while handling it."""
 
 
-SessionInput = Begin | CustomerInput | AgentInput | ResumeMore
+SessionInput: TypeAlias = Begin | CustomerInput | AgentInput | ResumeMore
 """What a conversation's connections (and their replays) ask of its session."""
 
-RoutingDecision = Offered | OfferLapsed | Assign | TransferLapsed | Requeued | NoAgents | QueueStatus | Reannounce
+RoutingDecision: TypeAlias = (
+    Offered | OfferLapsed | Assign | TransferLapsed | Requeued | NoAgents | QueueStatus | Reannounce
+)
 """What the dispatcher tells a session about its conversation's place in the queues."""
 
-SessionTimeout = WrapUpExpired | IdleStop
+SessionTimeout: TypeAlias = WrapUpExpired | IdleStop
 """What a session asked the timer service to tell it later."""
 
-SessionMessage = SessionInput | RoutingDecision | SessionTimeout | InjectCrash
+SessionMessage: TypeAlias = SessionInput | RoutingDecision | SessionTimeout | InjectCrash
 """Every message a CustomerSession handles: its mailbox is a `Mailbox[SessionMessage]`."""
 
 

@@ -56,7 +56,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, assert_never
+from typing import Any, Protocol, TypeAlias, TypeVar, assert_never
 from uuid import UUID
 
 import trio
@@ -100,8 +100,8 @@ REPLAY_WAIT_SECONDS = 0.05
 CLOSED_IDLE_SECONDS = 60.0
 """A closed conversation's session stays this long for late resumes, then stops."""
 
-ConversationFrame = m.CustomerConversationFrame | m.AgentConversationFrame
-AgentAction = SendMessage | AddNote | SetTyping | MarkRead | Transfer | CloseConversation
+ConversationFrame: TypeAlias = m.CustomerConversationFrame | m.AgentConversationFrame
+AgentAction: TypeAlias = SendMessage | AddNote | SetTyping | MarkRead | Transfer | CloseConversation
 """The agent frames the holder acts with (every `AgentConversationFrame` but `resume`)."""
 
 _Message = TypeVar("_Message")
