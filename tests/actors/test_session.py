@@ -26,7 +26,7 @@ from kefu.actors.session import CLOSED_IDLE_SECONDS, CustomerSession
 from kefu.actors.store import STORE_MAILBOX_CAPACITY, Store
 from kefu.actors.supervisor import DynamicSupervisor
 from kefu.actors.timers import Timers
-from kefu.protocol.agent import AddNote
+from kefu.protocol.agent import AddNote, Transfer
 from kefu.protocol.common import Resume, SendMessage
 from kefu.protocol.conversation import State
 from kefu.protocol.customer import CloseConversation
@@ -456,6 +456,55 @@ async def test_the_agent_ends_wrap_up_with_a_code(autojump_clock: trio.testing.M
         # no timer ends it a second time
         await trio.sleep(WRAP_UP_SECONDS * 2)
         assert _kinds(h).count("wrapped_up") == 1
+
+
+# -- transfers ------------------------------------------------------------------------------------------
+
+
+async def test_a_transfer_to_a_department_queues_it_again_and_detaches_the_agent(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        profile, tab, customer = await _assigned(h)
+        department, sales = UUID(int=30), UUID(int=31)
+        h.storage.department_queues[(ACCOUNT, department)] = sales
+        transfer = Transfer(client_id="t-1", conversation_id=str(h.conversation_id), to_department_id=str(department))
+        await h.tell(h.agent_input(profile, tab, transfer))
+        assert tab.frames("ack")[-1]["client_id"] == "t-1"
+        assert _kinds(h)[-2:] == ["transferred", "queued"]
+        assert h.state() is State.QUEUED and h.running.history.queue_id == sales
+        routed = h.routed()
+        assert m.Released(ACCOUNT, profile.agent_id, h.conversation_id) in routed
+        (enqueue,) = [told for told in routed if isinstance(told, m.Enqueue)]
+        assert enqueue.queue_id == sales
+        # the agent who let it go hears no more of it; the customer does
+        seen = len(tab.sent)
+        await h.say(customer, "c-1", "hello?")
+        assert len(tab.sent) == seen and tab not in h.handle.subscribers
+        assert customer.frames("event")[-1]["text"] == "hello?"
+
+
+async def test_a_lapsed_transfer_to_an_agent_leaves_the_conversation_with_its_holder(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with harness() as h:
+        profile, tab, customer = await _assigned(h)
+        colleague, colleague_tab = h.agent("Bo")
+        transfer = Transfer(
+            client_id="t-1", conversation_id=str(h.conversation_id), to_agent_id=str(colleague.agent_id)
+        )
+        await h.tell(h.agent_input(profile, tab, transfer))
+        assert h.state() is State.TRANSFERRING
+        (asked,) = h.routed()
+        assert isinstance(asked, m.TransferToAgent) and asked.to_agent_id == colleague.agent_id
+        # the agent it is offered to may read it meanwhile
+        await h.tell(h.agent_input(colleague, colleague_tab, Resume(str(h.conversation_id), 0)))
+        assert colleague_tab.frames()[-1]["type"] == "resumed"
+        await h.tell(m.TransferLapsed(colleague.agent_id, "declined"))
+        assert h.state() is State.ASSIGNED and h.running.history.agent_id == profile.agent_id
+        note = h.storage.events(h.conversation_id)[-1]
+        assert (note.kind, note.body["transfer_outcome"]) == ("note", "declined")
+        assert all(frame["kind"] != "note" for frame in customer.frames("event")), "the outcome is internal"
 
 
 # -- permissions ---------------------------------------------------------------------------------------
