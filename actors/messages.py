@@ -9,14 +9,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import TypeAlias
 from uuid import UUID
 
 from kefu.actors.ports import AgentProfile, Outbox
 from kefu.actors.runtime import Reply
+from kefu.protocol.agent import AddNote, Transfer
+from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
+from kefu.protocol.customer import CloseConversation
+from kefu.protocol.permissions import Permission
 from kefu.protocol.server import CustomerSummary
 
 # --- to a CustomerSession -----------------------------------------------------------------
+# Every message a CustomerSession takes is one of `SessionMessage` (at the end of this part).
+
+CustomerConversationFrame: TypeAlias = SendMessage | SetTyping | MarkRead | Resume | CloseConversation
+"""The customer frames the edge hands to a conversation's session (`CustomerInput.frame`)."""
+
+AgentConversationFrame: TypeAlias = SendMessage | AddNote | SetTyping | MarkRead | Resume | Transfer | CloseConversation
+"""The agent frames the edge hands to a conversation's session (`AgentInput.frame`); the offer
+and status frames go to the dispatcher and the Agent actor instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +42,7 @@ class Begin:
 @dataclass(frozen=True, slots=True)
 class CustomerInput:
     connection: Outbox
-    frame: Any
+    frame: CustomerConversationFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +51,10 @@ class AgentInput:
     agent_id: UUID
     agent_name: str
     role: str
-    """The user's role: ``agent``, ``supervisor`` or ``admin``."""
-    frame: Any
+    """The user's role, as audit data only (access is decided by `permissions`)."""
+    permissions: frozenset[Permission]
+    """What the signed-in user may do (`SignedInUser.permissions`)."""
+    frame: AgentConversationFrame
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +136,21 @@ class Reannounce:
 @dataclass(frozen=True, slots=True)
 class InjectCrash:
     """Fault injection for tests: the actor raises while handling it."""
+
+
+SessionInput: TypeAlias = Begin | CustomerInput | AgentInput | ResumeMore
+"""What a conversation's connections (and their replays) ask of its session."""
+
+RoutingDecision: TypeAlias = (
+    Offered | OfferLapsed | Assign | TransferLapsed | Requeued | NoAgents | QueueStatus | Reannounce
+)
+"""What the dispatcher tells a session about its conversation's place in the queues."""
+
+SessionTimeout: TypeAlias = WrapUpExpired | IdleStop
+"""What a session asked the timer service to tell it later."""
+
+SessionMessage: TypeAlias = SessionInput | RoutingDecision | SessionTimeout | InjectCrash
+"""Every message a CustomerSession handles: its mailbox is a `Mailbox[SessionMessage]`."""
 
 
 # --- to the Dispatcher ----------------------------------------------------------------------

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from uuid import UUID
 
 from kefu.actors.runtime import ActorRef, Mailbox
 from kefu.protocol.permissions import Permission
+
+if TYPE_CHECKING:
+    from kefu.actors.messages import SessionMessage
 
 
 class Outbox(Protocol):
@@ -166,19 +169,24 @@ class ConversationStorage(Protocol):
         ...
 
 
-@dataclass(eq=False, slots=True)
+@dataclass(frozen=True, eq=False, slots=True)
 class SessionHandle:
-    """What outlives one incarnation of a CustomerSession: its mailbox and its subscribers.
+    """How the node reaches one conversation's CustomerSession, across its incarnations.
 
-    Like the mailbox, the set of connections subscribed to the conversation survives a
-    crash of the actor, so sockets stay attached while the actor is rebuilt from the store.
+    The ids and the mailbox are immutable: the edge, the dispatcher and the timers only
+    `tell` the mailbox (`ref`). `subscribers` belongs to the conversation's CustomerSession
+    alone (`kefu.actors.session`): only it adds and removes connections, and nothing else
+    reads it. It lives here, beside the mailbox, for one reason: like the mailbox it must
+    outlive one incarnation of the session, so that sockets stay attached while a crashed
+    session is rebuilt from the store.
     """
 
     account_id: UUID
     conversation_id: UUID
-    mailbox: Mailbox[Any]
+    mailbox: Mailbox[SessionMessage]
     subscribers: set[Outbox] = field(default_factory=set)
+    """The connections that get the conversation's live events (owned by the session)."""
 
     @property
-    def ref(self) -> ActorRef[Any]:
+    def ref(self) -> ActorRef[SessionMessage]:
         return self.mailbox.ref

@@ -9,6 +9,18 @@ session comes back exactly where the last COMMIT left it. Every storable frame b
 one append to the store; only after the COMMIT does the session ack the sender and fan
 the event out to the connections subscribed to the conversation.
 
+Live and on a rebuild, every stored event is folded the same way, into the session's
+`ConversationHistory` (`kefu.actors.history`): the events that move the conversation go
+through the protocol's transition table, so a history the table does not allow raises
+`LocalProtocolError`: a bug, which crashes the session; its supervisor restarts it and it
+rebuilds from the log. An append is checked against the table before it is sent to the
+store, so such an event is never stored.
+
+The session owns its state alone: its subscribers (kept on its `SessionHandle` only so that
+they outlive an incarnation, as its mailbox does), its client ids, its holder and queue.
+Others tell it things through its mailbox (`SessionMessage`); it never writes another
+actor's state.
+
 Subscribers are the customer's connections and the holding agent's connections that
 have caught up (a new connection joins after its `resume` replay, so a live event can
 never overtake or repeat a replayed one). Delivery puts encoded bytes into each
@@ -31,7 +43,9 @@ Rules
 3. A frame the sender may not send (not its conversation, wrong state) is refused with an
    error frame and changes nothing.
 4. Events that are internal (notes, wrap-up, transfer notes) never reach a customer.
-5. Personal data: the customer's display name is not stored in events (frames take it from the
+5. Reading a conversation one does not hold (`resume`) takes having held it, being offered
+   it in a transfer, or the permission `conversations.read_all`.
+6. Personal data: the customer's display name is not stored in events (frames take it from the
    customer record, stored encrypted); the `text` of events reaches agents without
    `may_view_contact_details` with phone numbers and e-mail addresses masked (`mask_text`),
    everyone else as written. Masking happens when a frame is built, never in storage.
@@ -40,23 +54,27 @@ Rules
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeAlias, TypeVar, assert_never
 from uuid import UUID
 
 import trio
 
 from kefu.actors import messages as m
 from kefu.actors.center import ContactCenter
+from kefu.actors.history import ConversationHistory, SenderClientId, uuid_or_none
 from kefu.actors.ports import ConversationRow, Outbox, SessionHandle, StoredEvent
 from kefu.actors.runtime import Actor, AskTimeout
 from kefu.actors.store import AppendRejected, EventRecord, StoreUnavailable, append
 from kefu.protocol import encode_frame
 from kefu.protocol.agent import AddNote, Transfer
 from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
-from kefu.protocol.conversation import ConversationState, Event, State
+from kefu.protocol.conversation import Event, State
 from kefu.protocol.customer import CloseConversation
+from kefu.protocol.errors import LocalProtocolError
 from kefu.protocol.masking import mask_text
+from kefu.protocol.permissions import Permission
 from kefu.protocol.server import (
     Ack,
     ConversationEvent,
@@ -82,25 +100,17 @@ REPLAY_WAIT_SECONDS = 0.05
 CLOSED_IDLE_SECONDS = 60.0
 """A closed conversation's session stays this long for late resumes, then stops."""
 
-SenderClientId = tuple[str, str | None, str]
-"""(sender_role, sender_id, client_id): a client id is unique per sender, not per conversation."""
+ConversationFrame: TypeAlias = m.CustomerConversationFrame | m.AgentConversationFrame
+AgentAction: TypeAlias = SendMessage | AddNote | SetTyping | MarkRead | Transfer | CloseConversation
+"""The agent frames the holder acts with (every `AgentConversationFrame` but `resume`)."""
 
-TEXT_KINDS = frozenset({"message", "note"})
-"""Events whose retries are compared with what was stored (`Rule 2`)."""
-
-
-def _fingerprint(kind: str, message_kind: Any, text: Any, attachment_id: Any) -> int:
-    """What a retry of a message or note must repeat. A hash: a collision (2**-64) would only
-    answer a changed frame with the original ack, as before this check existed."""
-    return hash((kind, message_kind, text, attachment_id))
+_Message = TypeVar("_Message")
 
 
-def _frame_fingerprint(frame: Any) -> int | None:
-    if isinstance(frame, SendMessage):
-        return _fingerprint("message", frame.kind, frame.text, frame.attachment_id)
-    if isinstance(frame, AddNote):
-        return _fingerprint("note", None, frame.text, None)
-    return None
+class _Timer(Protocol):
+    """What the session keeps of a timer it set: the means to cancel it."""
+
+    def cancel(self) -> None: ...
 
 
 class Refused(Exception):
@@ -156,35 +166,28 @@ def event_frame(
     )
 
 
-class CustomerSession(Actor[Any]):
+class CustomerSession(Actor[m.SessionMessage]):
     def __init__(self, handle: SessionHandle, center: ContactCenter) -> None:
         super().__init__(handle.mailbox)
-        self.shared = handle
         self.center = center
         self.conversation_id = handle.conversation_id
         self.account_id = handle.account_id
+        self.subscribers = handle.subscribers
+        """The connections that get live events: this session's alone (see `SessionHandle`)."""
         self.row: ConversationRow | None = None
-        self.state = ConversationState()
-        self.last_seq = 0
-        self.client_ids: dict[SenderClientId, int] = {}
-        """The seq each (sender_role, sender_id, client_id) was stored as."""
-        self.fingerprints: dict[SenderClientId, int | None] = {}
-        """What each stored message or note said (`_fingerprint`; None: erased, not comparable)."""
-        self.agent_id: UUID | None = None
-        self.agent_name: str | None = None
-        self.transfer_to: UUID | None = None
-        self.queue_id: UUID | None = None
-        self.waiting_since: datetime | None = None
-        self.closed_seq = 0
-        self.assignees: set[UUID] = set()
-        self.preview: str | None = None
+        self.history = ConversationHistory()
+        """What the conversation's event log says, folded (rebuilt in `started`)."""
         self.wrap_up_epoch = 0
-        self.wrap_up_timer: Any = None
-        self.told_no_agents = False
+        self.wrap_up_timer: _Timer | None = None
         self.last_position: tuple[int, int | None] | None = None
-        self.closed_at: datetime | None = None
         self.uncertain = False
         """An append failed in a way that may have committed it: catch up before the next."""
+
+    @property
+    def _row(self) -> ConversationRow:
+        row = self.row
+        assert row is not None, "read in `started`"
+        return row
 
     # -- life ----------------------------------------------------------------------------
 
@@ -197,88 +200,55 @@ class CustomerSession(Actor[Any]):
             if self.wrap_up_timer is not None:
                 self.wrap_up_timer.cancel()
         if not stop_requested.is_set():
-            # Stopped idle (closed). Whatever reached the mailbox meanwhile goes to a fresh
-            # session of the conversation, so a late `resume` is answered, never lost.
-            self.center.session_ended(self.conversation_id)
-            while True:
-                try:
-                    late = self.mailbox.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                self.mailbox.mark_handled()
-                if isinstance(late, m.IdleStop | m.WrapUpExpired | m.QueueStatus):
-                    continue
-                successor = await self.center.ensure_session(self.account_id, self.conversation_id)
-                await successor.ref.tell(late)
+            await self._hand_over_late_messages()
+
+    async def _hand_over_late_messages(self) -> None:
+        """Stopped idle (closed). Whatever reached the mailbox meanwhile goes to a fresh
+        session of the conversation, so a late `resume` is answered, never lost."""
+        self.center.session_ended(self.conversation_id)
+        while True:
+            try:
+                late = self.mailbox.receive_nowait()
+            except trio.WouldBlock:
+                break
+            self.mailbox.mark_handled()
+            if isinstance(late, m.IdleStop | m.WrapUpExpired | m.QueueStatus):
+                continue
+            successor = await self.center.ensure_session(self.account_id, self.conversation_id)
+            await successor.ref.tell(late)
 
     async def started(self) -> None:
         storage = self.center.storage
-        self.row = await storage.conversation(self.conversation_id)
-        if self.row is None:
+        self.row = row = await storage.conversation(self.conversation_id)
+        if row is None:
             raise LookupError(f"conversation {self.conversation_id} does not exist")
-        self.queue_id = self.row.queue_id
+        self.history.queue_id = row.queue_id
         for event in await storage.all_events(self.conversation_id):
-            self._apply(event)
-        if self.last_seq != self.row.recorded_last_seq:
+            self.history.apply(event)
+        if self.history.last_seq != row.recorded_last_seq:
             # The row is an index of the log: a crash between an append and `_record_state`
             # left it behind (an assignment the agent's listing would not show). Write it again.
             await self._record_state()
-        if self.state.state is State.QUEUED and self.last_seq > 0:
+        if self.history.state.state is State.QUEUED and self.history.last_seq > 0:
             await self._enqueue()
-        elif self.state.state is State.WRAP_UP:
+        elif self.history.state.state is State.WRAP_UP:
             self._start_wrap_up_timer()
-        elif self.state.is_closed:
+        elif self.history.state.is_closed:
             self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
-    def _apply(self, event: StoredEvent) -> None:
-        """Fold one stored event into the in-memory state (on start and after each append)."""
-        self.last_seq = event.seq
-        body = event.body
-        if event.client_id is not None:
-            key = (event.sender_role, event.sender_id, event.client_id)
-            self.client_ids[key] = event.seq
-            if event.kind in TEXT_KINDS:
-                self.fingerprints[key] = (
-                    None
-                    if body.get("erased")
-                    else _fingerprint(event.kind, body.get("message_kind"), body.get("text"), body.get("attachment_id"))
-                )
-        kind = event.kind
-        if kind == "queued":
-            self.queue_id = _uuid(body.get("queue_id")) or self.queue_id
-            if self.waiting_since is None or self.state.state is not State.QUEUED:
-                self.waiting_since = event.created_at
-            self.agent_id = None
-            self.transfer_to = None
-            self.state = ConversationState(State.QUEUED)
-            self.told_no_agents = False
-        elif kind == "assigned":
-            self.agent_id = _uuid(body.get("agent_id"))
-            self.agent_name = body.get("sender_name")
-            if self.agent_id is not None:
-                self.assignees.add(self.agent_id)
-            self.transfer_to = None
-            self.state = ConversationState(State.ASSIGNED)
-        elif kind == "transferred":
-            if body.get("to_agent_id"):
-                self.transfer_to = _uuid(body.get("to_agent_id"))
-                self.state = ConversationState(State.TRANSFERRING)
-            else:
-                self.agent_id = None
-                self.waiting_since = event.created_at
-        elif kind == "note" and body.get("transfer_outcome"):
-            self.transfer_to = None
-            if self.state.state is State.TRANSFERRING:
-                self.state = ConversationState(State.ASSIGNED)
-        elif kind == "closed":
-            self.closed_seq = event.seq
-            self.transfer_to = None
-            self.state = ConversationState(State.WRAP_UP if self.state.is_held else State.CLOSED)
-            self.closed_at = event.created_at
-        elif kind == "wrapped_up":
-            self.state = ConversationState(State.CLOSED)
-        elif kind == "message" and event.sender_role == "customer" and self.preview is None:
-            self.preview = body.get("text")
+    def _check_transitions(self, kind: str, body: Mapping[str, Any], *, caught_up: bool) -> None:
+        """Refuse to store an event the fold would reject (`ConversationHistory.apply` after the COMMIT).
+
+        A bug in the session raises `LocalProtocolError`; after a catch-up that moved the
+        conversation (an earlier append committed after all), the event is refused instead:
+        the sender decided on a state that is gone."""
+        try:
+            self.history.check(kind, body)
+        except LocalProtocolError:
+            if caught_up:
+                message = f"{kind} is not allowed while the conversation is {self.history.state.state}"
+                raise Refused("illegal_state", message) from None
+            raise
 
     # -- the append path -------------------------------------------------------------------
 
@@ -291,12 +261,13 @@ class CustomerSession(Actor[Any]):
         sender_id: str | None,
         client_id: str | None = None,
     ) -> StoredEvent:
-        if self.uncertain:
-            await self._catch_up()
+        caught_up = await self._catch_up() if self.uncertain else False
+        if kind != "message":  # the hot path: a message moves nothing
+            self._check_transitions(kind, body, caught_up=caught_up)
         record = EventRecord(
             account_id=self.account_id,
             conversation_id=self.conversation_id,
-            seq=self.last_seq + 1,
+            seq=self.history.last_seq + 1,
             client_id=client_id,
             kind=kind,
             sender_role=sender_role,
@@ -328,28 +299,30 @@ class CustomerSession(Actor[Any]):
         )
         if appended.duplicate:
             return event
-        self._apply(event)
+        self.history.apply(event)
         self._fan_out(event)
         return event
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self) -> bool:
         """After an append of unknown outcome: take in (and fan out) what the log has beyond
-        `last_seq`, so the next append gets the next free seq."""
+        `last_seq`, so the next append gets the next free seq. True when it found any."""
+        found = False
         while True:
             try:
                 events = await self.center.storage.events_after(
-                    self.conversation_id, self.last_seq, self.center.settings.resume_page_size
+                    self.conversation_id, self.history.last_seq, self.center.settings.resume_page_size
                 )
             except Exception as error:
                 raise Refused(
                     "unavailable", "storage is unavailable; retry with the same client_id", retryable=True
                 ) from error
             for event in events:
-                self._apply(event)
+                self.history.apply(event)
                 self._fan_out(event)
+                found = True
             if len(events) < self.center.settings.resume_page_size:
                 self.uncertain = False
-                return
+                return found
 
     def _event_bytes(self, event: StoredEvent, connection: Outbox) -> bytes:
         for_customer = connection.role == "customer"
@@ -367,9 +340,10 @@ class CustomerSession(Actor[Any]):
         # Each frame is encoded once per kind of reader: the customer, agents who see contact
         # details in full, agents who see them masked.
         encoded: dict[tuple[bool, bool], bytes] = {}
-        for connection in list(self.shared.subscribers):
+        subscribers = self.subscribers
+        for connection in list(subscribers):
             if connection.closed:
-                self.shared.subscribers.discard(connection)
+                subscribers.discard(connection)
                 continue
             for_customer = connection.role == "customer"
             if for_customer and event.kind in AGENT_ONLY_KINDS:
@@ -379,26 +353,23 @@ class CustomerSession(Actor[Any]):
             if data is None:
                 data = encoded[reader] = self._event_bytes(event, connection)
             if not connection.send(data):
-                self.shared.subscribers.discard(connection)
+                subscribers.discard(connection)
 
     def _send_peers(self, data: bytes, *, role: str) -> None:
         """Send an unstored frame (typing, read) to the subscribers of `role`."""
-        for connection in list(self.shared.subscribers):
+        subscribers = self.subscribers
+        for connection in list(subscribers):
             if connection.role == role and not connection.send(data):
-                self.shared.subscribers.discard(connection)
+                subscribers.discard(connection)
 
-    def _ack_retry(self, connection: Outbox, key: SenderClientId, frame: Any, seq: int) -> None:
+    def _ack_retry(self, connection: Outbox, key: SenderClientId, frame: ConversationFrame, seq: int) -> None:
         """Answer a frame whose client id its sender already stored: the original ack, unless it
         is a message or note that says something else than what was stored under that id."""
-        wanted = _frame_fingerprint(frame)
-        if wanted is not None:
-            # not in `fingerprints`: the id was used for another kind of event (a close, a transfer)
-            same = key in self.fingerprints and self.fingerprints[key] in (None, wanted)
-            if not same:
-                raise Refused(
-                    "client_id_reused",
-                    f"client_id {key[2]!r} was used for another frame (seq {seq}); use a fresh client_id",
-                )
+        if not self.history.same_as_stored(key, frame):
+            raise Refused(
+                "client_id_reused",
+                f"client_id {key[2]!r} was used for another frame (seq {seq}); use a fresh client_id",
+            )
         self._ack(connection, key[2], seq)
 
     def _ack(self, connection: Outbox, client_id: str, seq: int) -> None:
@@ -406,45 +377,68 @@ class CustomerSession(Actor[Any]):
 
     # -- messages ----------------------------------------------------------------------------
 
-    async def handle(self, message: Any) -> None:
-        if isinstance(message, m.CustomerInput):
-            await self._guarded(message.connection, message.frame, self._customer_frame, message)
-        elif isinstance(message, m.AgentInput):
-            await self._guarded(message.connection, message.frame, self._agent_frame, message)
-        elif isinstance(message, m.Begin):
-            await self._guarded(message.connection, message, self._begin, message)
-        elif isinstance(message, m.ResumeMore):
-            await self._replay(message.connection, message.after_seq, message.from_seq)
-        elif isinstance(message, m.Offered):
-            if self.state.state is State.QUEUED:
-                self.state.handle(Event.OFFER)
-        elif isinstance(message, m.OfferLapsed):
-            if self.state.state is State.OFFERED:
-                self.state.handle(Event.OFFER_EXPIRED)
-        elif isinstance(message, m.Assign):
-            await self._assign(message)
-        elif isinstance(message, m.TransferLapsed):
-            await self._transfer_lapsed(message)
-        elif isinstance(message, m.Requeued):
-            await self._requeued(message)
-        elif isinstance(message, m.NoAgents):
-            await self._no_agents(message)
-        elif isinstance(message, m.QueueStatus):
-            self._queue_status(message)
-        elif isinstance(message, m.WrapUpExpired):
-            if message.epoch == self.wrap_up_epoch and self.state.state is State.WRAP_UP:
-                await self._retry_later(message, self._finish_wrap_up)
-        elif isinstance(message, m.IdleStop):
-            if self.state.is_closed:
-                self.finish()
-        elif isinstance(message, m.Reannounce):
-            await self._reannounce()
-        elif isinstance(message, m.InjectCrash):
-            raise RuntimeError("injected crash")
-        else:
-            log.warning("session got an unknown message", extra={"message": type(message).__name__})
+    async def handle(self, message: m.SessionMessage) -> None:
+        match message:
+            case m.CustomerInput():
+                await self._guarded(message.connection, message.frame, self._customer_frame, message)
+            case m.AgentInput():
+                await self._guarded(message.connection, message.frame, self._agent_frame, message)
+            case m.Begin():
+                await self._guarded(message.connection, message, self._begin, message)
+            case m.ResumeMore():
+                await self._replay(message.connection, message.after_seq, message.from_seq)
+            case (
+                m.Offered()
+                | m.OfferLapsed()
+                | m.Assign()
+                | m.TransferLapsed()
+                | m.Requeued()
+                | m.NoAgents()
+                | m.QueueStatus()
+                | m.Reannounce()
+            ):
+                await self._routing_decision(message)
+            case m.WrapUpExpired():
+                if message.epoch == self.wrap_up_epoch and self.history.state.state is State.WRAP_UP:
+                    await self._retry_later(message, self._finish_wrap_up)
+            case m.IdleStop():
+                if self.history.state.is_closed:
+                    self.finish()
+            case m.InjectCrash():
+                raise RuntimeError("injected crash")
+            case _:
+                assert_never(message)
 
-    async def _guarded(self, connection: Outbox, frame: Any, handler: Any, message: Any) -> None:
+    async def _routing_decision(self, message: m.RoutingDecision) -> None:
+        match message:
+            case m.Offered():
+                if self.history.state.state is State.QUEUED:
+                    self.history.state.handle(Event.OFFER)
+            case m.OfferLapsed():
+                if self.history.state.state is State.OFFERED:
+                    self.history.state.handle(Event.OFFER_EXPIRED)
+            case m.Assign():
+                await self._assign(message)
+            case m.TransferLapsed():
+                await self._transfer_lapsed(message)
+            case m.Requeued():
+                await self._requeued(message)
+            case m.NoAgents():
+                await self._no_agents(message)
+            case m.QueueStatus():
+                self._queue_status(message)
+            case m.Reannounce():
+                await self._reannounce()
+            case _:
+                assert_never(message)
+
+    async def _guarded(
+        self,
+        connection: Outbox,
+        frame: object,
+        handler: Callable[[_Message], Awaitable[None]],
+        message: _Message,
+    ) -> None:
         try:
             await handler(message)
         except Refused as refusal:
@@ -458,7 +452,9 @@ class CustomerSession(Actor[Any]):
             )
             raise
 
-    async def _retry_later(self, message: Any, action: Any, *args: Any) -> bool:
+    async def _retry_later(
+        self, message: m.SessionMessage, action: Callable[..., Awaitable[None]], *args: object
+    ) -> bool:
         """Run a system-initiated write (assignment, wrap-up end, ...); True when it stored.
 
         Nobody waits for an ack of these, so when storage is unavailable the message comes
@@ -482,19 +478,17 @@ class CustomerSession(Actor[Any]):
     async def _begin(self, message: m.Begin) -> None:
         connection = message.connection
         # The start is stored as the system's `queued` event, under the customer's client id.
-        started = self.client_ids.get(("system", None, message.client_id))
+        started = self.history.client_ids.get(("system", None, message.client_id))
         if started is not None:
             self._ack(connection, message.client_id, started)
             await self._replay(connection, 0, 1)
             return
-        if self.last_seq > 0:
+        if self.history.last_seq > 0:
             raise Refused("invalid_field", "this conversation was started with another client_id")
-        row = self.row
-        assert row is not None
-        self.waiting_since = None
+        self.history.waiting_since = None
         event = await self._append(
             "queued",
-            {"queue_id": str(row.queue_id or self.account_id)},
+            {"queue_id": str(self._row.queue_id or self.account_id)},
             sender_role="system",
             sender_id=None,
             client_id=message.client_id,
@@ -506,51 +500,59 @@ class CustomerSession(Actor[Any]):
 
     async def _customer_frame(self, message: m.CustomerInput) -> None:
         connection, frame = message.connection, message.frame
-        row = self.row
-        assert row is not None
+        row = self._row
         if connection.user_id != row.customer_id:
             await self.center.audit_denial(
                 self.account_id, "customer", connection.user_id, frame.TYPE, self.conversation_id
             )
             raise Refused("forbidden", "this conversation belongs to another customer")
-        client_id = getattr(frame, "client_id", None)
-        key = ("customer", str(row.customer_id), client_id)
-        stored = None if client_id is None else self.client_ids.get(key)
-        if stored is not None:
-            self._ack_retry(connection, key, frame, stored)
-            return
-        if not self.state.customer_may_send(frame.TYPE):
-            raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
-        if isinstance(frame, SendMessage):
-            # No sender_name: the customer's name stays in its (encrypted) record.
-            body = await self._message_body(frame, "customer", row.customer_id)
-            event = await self._append(
-                "message", body, sender_role="customer", sender_id=str(row.customer_id), client_id=frame.client_id
+        client_id: str | None = getattr(frame, "client_id", None)
+        if client_id is not None:
+            key = ("customer", str(row.customer_id), client_id)
+            stored = self.history.client_ids.get(key)
+            if stored is not None:
+                self._ack_retry(connection, key, frame, stored)
+                return
+        if not self.history.state.customer_may_send(frame.TYPE):
+            raise Refused(
+                "illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.history.state.state}"
             )
-            self._ack(connection, frame.client_id, event.seq)
-        elif isinstance(frame, SetTyping):
-            data = encode_frame(PeerTyping(str(self.conversation_id), "customer", frame.active))
-            self._send_peers(data, role="agent")
-        elif isinstance(frame, MarkRead):
-            data = encode_frame(PeerRead(str(self.conversation_id), "customer", min(frame.seq, self.last_seq)))
-            self._send_peers(data, role="agent")
-        elif isinstance(frame, Resume):
-            await self._replay(connection, frame.last_seq, frame.last_seq + 1)
-        elif isinstance(frame, CloseConversation):
-            await self._customer_close(connection, frame)
+        await self._customer_action(connection, frame, row.customer_id)
+
+    async def _customer_action(self, connection: Outbox, frame: m.CustomerConversationFrame, customer_id: UUID) -> None:
+        match frame:
+            case SendMessage():
+                # No sender_name: the customer's name stays in its (encrypted) record.
+                body = await self._message_body(frame, "customer", customer_id)
+                event = await self._append(
+                    "message", body, sender_role="customer", sender_id=str(customer_id), client_id=frame.client_id
+                )
+                self._ack(connection, frame.client_id, event.seq)
+            case SetTyping():
+                data = encode_frame(PeerTyping(str(self.conversation_id), "customer", frame.active))
+                self._send_peers(data, role="agent")
+            case MarkRead():
+                data = encode_frame(
+                    PeerRead(str(self.conversation_id), "customer", min(frame.seq, self.history.last_seq))
+                )
+                self._send_peers(data, role="agent")
+            case Resume():
+                await self._replay(connection, frame.last_seq, frame.last_seq + 1)
+            case CloseConversation():
+                await self._customer_close(connection, frame)
+            case _:
+                assert_never(frame)
 
     async def _customer_close(self, connection: Outbox, frame: CloseConversation) -> None:
-        row = self.row
-        assert row is not None
-        before = self.state.state
+        before = self.history.state.state
         if before is State.WRAP_UP:
-            self._ack(connection, frame.client_id, self.closed_seq)
+            self._ack(connection, frame.client_id, self.history.closed_seq)
             return
         event = await self._append(
             "closed",
             {"reason": "customer_left"},
             sender_role="customer",
-            sender_id=str(row.customer_id),
+            sender_id=str(self._row.customer_id),
             client_id=frame.client_id,
         )
         self._ack(connection, frame.client_id, event.seq)
@@ -559,13 +561,13 @@ class CustomerSession(Actor[Any]):
     async def _after_close(self, before: State) -> None:
         if before in (State.QUEUED, State.OFFERED, State.TRANSFERRING):
             await self.center.tell_dispatcher(m.Withdraw(self.account_id, self.conversation_id, "closed"))
-        if self.state.state is State.WRAP_UP:
+        if self.history.state.state is State.WRAP_UP:
             self._start_wrap_up_timer()
-            agent = self.center.agent(self.agent_id) if self.agent_id else None
+            agent = self.center.agent(self.history.agent_id) if self.history.agent_id else None
             if agent is not None:
                 await agent.ref.tell(m.WrapUpStarted(self.conversation_id, self.center.settings.wrap_up_seconds))
         await self._record_state()
-        if self.state.is_closed:
+        if self.history.state.is_closed:
             self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
     async def _message_body(self, frame: SendMessage, sender_role: str, sender_id: UUID) -> dict[str, Any]:
@@ -594,116 +596,151 @@ class CustomerSession(Actor[Any]):
 
     async def _agent_frame(self, message: m.AgentInput) -> None:
         connection, frame = message.connection, message.frame
-        client_id = getattr(frame, "client_id", None)
-        is_holder = self.agent_id == message.agent_id and self.state.is_held
+        is_holder = self.history.agent_id == message.agent_id and self.history.state.is_held
         if isinstance(frame, Resume):
-            if not (
-                is_holder
-                or message.agent_id in self.assignees
-                or message.agent_id == self.transfer_to
-                or message.role in ("supervisor", "admin")
-            ):
-                await self.center.audit_denial(
-                    self.account_id, message.role, message.agent_id, "resume", self.conversation_id
-                )
-                raise Refused("forbidden", "this conversation is not yours")
-            await self._replay(connection, frame.last_seq, frame.last_seq + 1)
+            await self._agent_resume(message, frame, is_holder=is_holder)
             return
-        if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.assignees:
+        if isinstance(frame, MarkRead) and not is_holder and message.agent_id in self.history.assignees:
             return  # reading a conversation one no longer holds tells the customer nothing
-        key = ("agent", str(message.agent_id), client_id)
-        stored = None if client_id is None else self.client_ids.get(key)
+        client_id: str | None = getattr(frame, "client_id", None)
+        key = None if client_id is None else ("agent", str(message.agent_id), client_id)
+        stored = None if key is None else self.history.client_ids.get(key)
         if not is_holder:
-            if stored is not None and message.agent_id in self.assignees:
+            if key is not None and stored is not None and message.agent_id in self.history.assignees:
                 self._ack_retry(connection, key, frame, stored)
                 return
             await self.center.audit_denial(
                 self.account_id, message.role, message.agent_id, frame.TYPE, self.conversation_id
             )
             raise Refused("forbidden", "this conversation is not yours")
-        if stored is not None:
+        if key is not None and stored is not None:
             self._ack_retry(connection, key, frame, stored)
             return
-        if not self.state.agent_may_send(frame.TYPE):
-            raise Refused("illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.state.state}")
-        sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
-        if isinstance(frame, SendMessage):
-            body = await self._message_body(frame, message.role, message.agent_id)
-            body["sender_name"] = message.agent_name
-            event = await self._append("message", body, client_id=frame.client_id, **sender)
-            self._ack(connection, frame.client_id, event.seq)
-        elif isinstance(frame, AddNote):
-            body = {"text": frame.text, "sender_name": message.agent_name}
-            event = await self._append("note", body, client_id=frame.client_id, **sender)
-            self._ack(connection, frame.client_id, event.seq)
-        elif isinstance(frame, SetTyping):
-            self._send_peers(
-                encode_frame(PeerTyping(str(self.conversation_id), "agent", frame.active)), role="customer"
+        if not self.history.state.agent_may_send(frame.TYPE):
+            raise Refused(
+                "illegal_state", f"{frame.TYPE} is not allowed while the conversation is {self.history.state.state}"
             )
-        elif isinstance(frame, MarkRead):
-            data = encode_frame(PeerRead(str(self.conversation_id), "agent", min(frame.seq, self.last_seq)))
-            self._send_peers(data, role="customer")
-        elif isinstance(frame, Transfer):
-            await self._transfer(message, frame)
-        elif isinstance(frame, CloseConversation):
-            await self._agent_close(message, frame)
+        await self._agent_action(message, frame)
+
+    async def _agent_resume(self, message: m.AgentInput, frame: Resume, *, is_holder: bool) -> None:
+        """An agent reads the conversation: its holder, a former holder, the agent a transfer
+        offers it to, or whoever may read every conversation (rule 5)."""
+        agent_id = message.agent_id
+        if not (
+            is_holder
+            or agent_id in self.history.assignees
+            or agent_id == self.history.transfer_to
+            or Permission.CONVERSATIONS_READ_ALL in message.permissions
+        ):
+            await self.center.audit_denial(self.account_id, message.role, agent_id, "resume", self.conversation_id)
+            raise Refused("forbidden", "this conversation is not yours")
+        await self._replay(message.connection, frame.last_seq, frame.last_seq + 1)
+
+    async def _agent_action(self, message: m.AgentInput, frame: AgentAction) -> None:
+        connection = message.connection
+        match frame:
+            case SendMessage():
+                body = await self._message_body(frame, message.role, message.agent_id)
+                body["sender_name"] = message.agent_name
+                event = await self._append(
+                    "message", body, sender_role="agent", sender_id=str(message.agent_id), client_id=frame.client_id
+                )
+                self._ack(connection, frame.client_id, event.seq)
+            case AddNote():
+                body = {"text": frame.text, "sender_name": message.agent_name}
+                event = await self._append(
+                    "note", body, sender_role="agent", sender_id=str(message.agent_id), client_id=frame.client_id
+                )
+                self._ack(connection, frame.client_id, event.seq)
+            case SetTyping():
+                data = encode_frame(PeerTyping(str(self.conversation_id), "agent", frame.active))
+                self._send_peers(data, role="customer")
+            case MarkRead():
+                data = encode_frame(PeerRead(str(self.conversation_id), "agent", min(frame.seq, self.history.last_seq)))
+                self._send_peers(data, role="customer")
+            case Transfer():
+                await self._transfer(message, frame)
+            case CloseConversation():
+                await self._agent_close(message, frame)
+            case _:
+                assert_never(frame)
 
     async def _agent_close(self, message: m.AgentInput, frame: CloseConversation) -> None:
-        sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
-        before = self.state.state
+        sender_id = str(message.agent_id)
+        before = self.history.state.state
         if before is State.WRAP_UP:
-            if frame.wrap_up_code is None:
-                self._ack(message.connection, frame.client_id, self.closed_seq)
-                return
-            event = await self._append(
-                "wrapped_up", {"wrap_up_code": frame.wrap_up_code}, client_id=frame.client_id, **sender
-            )
-            self._ack(message.connection, frame.client_id, event.seq)
-            await self._released()
+            await self._agent_wraps_up(message, frame)
             return
         event = await self._append(
-            "closed", {"reason": "agent_closed", "sender_name": message.agent_name}, client_id=frame.client_id, **sender
+            "closed",
+            {"reason": "agent_closed", "sender_name": message.agent_name},
+            sender_role="agent",
+            sender_id=sender_id,
+            client_id=frame.client_id,
         )
         self._ack(message.connection, frame.client_id, event.seq)
         if frame.wrap_up_code is not None:
-            await self._append("wrapped_up", {"wrap_up_code": frame.wrap_up_code}, **sender)
+            await self._append(
+                "wrapped_up", {"wrap_up_code": frame.wrap_up_code}, sender_role="agent", sender_id=sender_id
+            )
             if before is State.TRANSFERRING:
                 await self.center.tell_dispatcher(m.Withdraw(self.account_id, self.conversation_id, "closed"))
             await self._released()
         else:
             await self._after_close(before)
 
-    async def _transfer(self, message: m.AgentInput, frame: Transfer) -> None:
-        row = self.row
-        assert row is not None
-        sender = {"sender_role": "agent", "sender_id": str(message.agent_id)}
-        if frame.to_agent_id is not None:
-            to_agent = _uuid(frame.to_agent_id)
-            if to_agent is None or to_agent == message.agent_id:
-                raise Refused("invalid_field", "to_agent_id must be another agent's id")
-            profile = await self.center.storage.agent_profile(to_agent)
-            if profile is None or profile.account_id != self.account_id:
-                raise Refused("not_found", "no such agent")
-            body: dict[str, Any] = {"from_agent_id": str(message.agent_id), "to_agent_id": str(to_agent)}
-            if frame.note:
-                body["text"] = frame.note
-            event = await self._append("transferred", body, client_id=frame.client_id, **sender)
-            self._ack(message.connection, frame.client_id, event.seq)
-            await self.center.tell_dispatcher(
-                m.TransferToAgent(self.account_id, self.conversation_id, message.agent_id, to_agent, self._summary())
-            )
+    async def _agent_wraps_up(self, message: m.AgentInput, frame: CloseConversation) -> None:
+        """`conversation.close` in wrap-up: with a wrap-up code it ends the conversation."""
+        if frame.wrap_up_code is None:
+            self._ack(message.connection, frame.client_id, self.history.closed_seq)
             return
-        department = _uuid(frame.to_department_id)
+        event = await self._append(
+            "wrapped_up",
+            {"wrap_up_code": frame.wrap_up_code},
+            sender_role="agent",
+            sender_id=str(message.agent_id),
+            client_id=frame.client_id,
+        )
+        self._ack(message.connection, frame.client_id, event.seq)
+        await self._released()
+
+    async def _transfer(self, message: m.AgentInput, frame: Transfer) -> None:
+        if frame.to_agent_id is not None:
+            await self._transfer_to_agent(message, frame, frame.to_agent_id)
+        else:
+            await self._transfer_to_department(message, frame)
+
+    async def _transfer_to_agent(self, message: m.AgentInput, frame: Transfer, to_agent_id: str) -> None:
+        to_agent = uuid_or_none(to_agent_id)
+        if to_agent is None or to_agent == message.agent_id:
+            raise Refused("invalid_field", "to_agent_id must be another agent's id")
+        profile = await self.center.storage.agent_profile(to_agent)
+        if profile is None or profile.account_id != self.account_id:
+            raise Refused("not_found", "no such agent")
+        body: dict[str, Any] = {"from_agent_id": str(message.agent_id), "to_agent_id": str(to_agent)}
+        if frame.note:
+            body["text"] = frame.note
+        event = await self._append(
+            "transferred", body, sender_role="agent", sender_id=str(message.agent_id), client_id=frame.client_id
+        )
+        self._ack(message.connection, frame.client_id, event.seq)
+        await self.center.tell_dispatcher(
+            m.TransferToAgent(self.account_id, self.conversation_id, message.agent_id, to_agent, self._summary())
+        )
+
+    async def _transfer_to_department(self, message: m.AgentInput, frame: Transfer) -> None:
+        department = uuid_or_none(frame.to_department_id)
         queue_id = await self.center.storage.queue_for_department(self.account_id, department) if department else None
         if queue_id is None:
             raise Refused("not_found", "no such department")
-        body = {"from_agent_id": str(message.agent_id), "to_department_id": str(department)}
+        body: dict[str, Any] = {"from_agent_id": str(message.agent_id), "to_department_id": str(department)}
         if frame.note:
             body["text"] = frame.note
-        event = await self._append("transferred", body, client_id=frame.client_id, **sender)
+        event = await self._append(
+            "transferred", body, sender_role="agent", sender_id=str(message.agent_id), client_id=frame.client_id
+        )
         self._ack(message.connection, frame.client_id, event.seq)
         await self._let_go(message.agent_id)
-        self.waiting_since = None
         await self._append("queued", {"queue_id": str(queue_id)}, sender_role="system", sender_id=None)
         await self._enqueue()
         await self._record_state()
@@ -711,14 +748,14 @@ class CustomerSession(Actor[Any]):
     # -- dispatcher decisions ------------------------------------------------------------------
 
     async def _assign(self, message: m.Assign) -> None:
-        state = self.state.state
+        state = self.history.state.state
         if state is State.QUEUED:
-            self.state.handle(Event.OFFER)
+            self.history.state.handle(Event.OFFER)
         elif state not in (State.OFFERED, State.TRANSFERRING):
             # The conversation ended meanwhile: give the slot back.
             await self.center.tell_dispatcher(m.Released(self.account_id, message.agent_id, self.conversation_id))
             return
-        previous = self.agent_id if state is State.TRANSFERRING else None
+        previous = self.history.agent_id if state is State.TRANSFERRING else None
         if not await self._retry_later(message, self._append_assigned, message):
             return
         if previous is not None and previous != message.agent_id:
@@ -726,6 +763,7 @@ class CustomerSession(Actor[Any]):
         agent = self.center.agent(message.agent_id)
         if agent is not None:
             await agent.ref.tell(m.Held(self.conversation_id))
+            # The new holder's open tabs get the conversation from its start, then live.
             for connection in await agent.connections():
                 await self._replay(connection, 0, 1)
         await self._record_state()
@@ -735,7 +773,7 @@ class CustomerSession(Actor[Any]):
         await self._append("assigned", body, sender_role="agent", sender_id=str(message.agent_id))
 
     async def _transfer_lapsed(self, message: m.TransferLapsed) -> None:
-        if self.state.state is not State.TRANSFERRING or self.transfer_to != message.to_agent_id:
+        if self.history.state.state is not State.TRANSFERRING or self.history.transfer_to != message.to_agent_id:
             return
         await self._retry_later(message, self._append_system_note, f"transfer {message.reason}", message.reason)
 
@@ -743,9 +781,9 @@ class CustomerSession(Actor[Any]):
         await self._append("note", {"text": text, "transfer_outcome": outcome}, sender_role="system", sender_id=None)
 
     async def _requeued(self, message: m.Requeued) -> None:
-        if self.state.state is not State.QUEUED:
+        if self.history.state.state is not State.QUEUED:
             return
-        self.queue_id = message.queue_id
+        self.history.queue_id = message.queue_id
         if await self._retry_later(message, self._append_queued, message.queue_id):
             await self._record_state()
 
@@ -755,16 +793,16 @@ class CustomerSession(Actor[Any]):
         )
 
     async def _no_agents(self, message: m.NoAgents) -> None:
-        if self.told_no_agents or self.state.state is not State.QUEUED:
+        if self.history.told_no_agents or self.history.state.state is not State.QUEUED:
             return
         if await self._retry_later(message, self._append_system_text, message.text):
-            self.told_no_agents = True
+            self.history.told_no_agents = True
 
     async def _append_system_text(self, text: str) -> None:
         await self._append("system", {"text": text}, sender_role="system", sender_id=None)
 
     def _queue_status(self, message: m.QueueStatus) -> None:
-        if self.state.state not in (State.QUEUED, State.OFFERED):
+        if self.history.state.state not in (State.QUEUED, State.OFFERED):
             return
         position = (message.position, message.estimated_wait_seconds)
         if position == self.last_position:
@@ -780,12 +818,12 @@ class CustomerSession(Actor[Any]):
         if self.wrap_up_timer is not None:
             self.wrap_up_timer.cancel()
         seconds = self.center.settings.wrap_up_seconds
-        if self.closed_at is not None:
-            seconds -= (datetime.now(UTC) - self.closed_at).total_seconds()
+        if self.history.closed_at is not None:
+            seconds -= (datetime.now(UTC) - self.history.closed_at).total_seconds()
         self.wrap_up_timer = self.center.timers.call_later(seconds, self.ref, m.WrapUpExpired(self.wrap_up_epoch))
 
     async def _finish_wrap_up(self) -> None:
-        sender_id = str(self.agent_id) if self.agent_id else None
+        sender_id = str(self.history.agent_id) if self.history.agent_id else None
         await self._append("wrapped_up", {"reason": "timeout"}, sender_role="system", sender_id=sender_id)
         await self._released()
 
@@ -793,8 +831,8 @@ class CustomerSession(Actor[Any]):
         if self.wrap_up_timer is not None:
             self.wrap_up_timer.cancel()
             self.wrap_up_timer = None
-        if self.agent_id is not None:
-            await self._let_go(self.agent_id)
+        if self.history.agent_id is not None:
+            await self._let_go(self.history.agent_id)
         await self._record_state()
         self.center.timers.call_later(CLOSED_IDLE_SECONDS, self.ref, m.IdleStop())
 
@@ -804,14 +842,14 @@ class CustomerSession(Actor[Any]):
         agent = self.center.agent(agent_id)
         if agent is not None:
             await agent.ref.tell(m.Let(self.conversation_id))
-            for connection in await agent.connections():
-                self.shared.subscribers.discard(connection)
+        subscribers = self.subscribers
+        for connection in [c for c in subscribers if c.role == "agent" and c.user_id == agent_id]:
+            subscribers.discard(connection)
 
     # -- routing helpers -------------------------------------------------------------------------
 
     def _summary(self) -> CustomerSummary:
-        row = self.row
-        assert row is not None
+        row = self._row
         return CustomerSummary(
             customer_id=str(row.customer_id),
             channel=row.channel,
@@ -819,7 +857,7 @@ class CustomerSession(Actor[Any]):
             level=row.customer_level,
             topic=None if row.topic is None else mask_text(row.topic),
             # Agents see the summary before any permission check: numbers and addresses masked.
-            preview=None if self.preview is None else mask_text(self.preview),
+            preview=None if self.history.preview is None else mask_text(self.history.preview),
         )
 
     async def _reannounce(self) -> None:
@@ -827,31 +865,33 @@ class CustomerSession(Actor[Any]):
 
         An offer it made died with it (it revoked it from the agent), so a conversation
         under offer waits again; a transfer offer is asked for again."""
-        state = self.state.state
+        state = self.history.state.state
         if state is State.OFFERED:
-            self.state.handle(Event.OFFER_EXPIRED)
-            state = self.state.state
-        if state is State.QUEUED and self.last_seq > 0:
+            state = self.history.state.handle(Event.OFFER_EXPIRED)
+        if state is State.QUEUED and self.history.last_seq > 0:
             self.last_position = None
             await self._enqueue()
-        elif state is State.TRANSFERRING and self.transfer_to is not None and self.agent_id is not None:
+        elif state is State.TRANSFERRING and self.history.transfer_to is not None and self.history.agent_id is not None:
             await self.center.tell_dispatcher(
                 m.TransferToAgent(
-                    self.account_id, self.conversation_id, self.agent_id, self.transfer_to, self._summary()
+                    self.account_id,
+                    self.conversation_id,
+                    self.history.agent_id,
+                    self.history.transfer_to,
+                    self._summary(),
                 )
             )
 
     async def _enqueue(self) -> None:
-        row = self.row
-        assert row is not None
-        queue_id = self.queue_id or row.queue_id or self.account_id
-        self.queue_id = queue_id
+        row = self._row
+        queue_id = self.history.queue_id or row.queue_id or self.account_id
+        self.history.queue_id = queue_id
         await self.center.tell_dispatcher(
             m.Enqueue(
                 self.account_id,
                 self.conversation_id,
                 queue_id,
-                self.waiting_since or datetime.now(UTC),
+                self.history.waiting_since or datetime.now(UTC),
                 self._summary(),
                 row.customer_level,
             )
@@ -861,10 +901,10 @@ class CustomerSession(Actor[Any]):
         try:
             await self.center.storage.record_state(
                 self.conversation_id,
-                status=self.state.state.value,
-                agent_id=self.agent_id,
-                queue_id=self.queue_id,
-                last_seq=self.last_seq,
+                status=self.history.state.state.value,
+                agent_id=self.history.agent_id,
+                queue_id=self.history.queue_id,
+                last_seq=self.history.last_seq,
             )
         except Exception:
             # The conversations row is an index; the event log is the truth and the next
@@ -883,45 +923,39 @@ class CustomerSession(Actor[Any]):
         """
         if connection.closed:
             return
-        self.shared.subscribers.discard(connection)
-        after_seq = min(after_seq, self.last_seq)
-        if after_seq < self.last_seq:
-            room = connection.room() - REPLAY_HEADROOM
-            if room <= 0:
-                self.center.timers.call_later(
-                    REPLAY_WAIT_SECONDS, self.ref, m.ResumeMore(connection, after_seq, from_seq)
-                )
-                return
-            limit = min(self.center.settings.resume_page_size, room)
-            try:
-                events = await self.center.storage.events_after(self.conversation_id, after_seq, limit)
-            except Exception as error:
-                message = f"cannot read the history now: {error.__class__.__name__}"
-                connection.send(error_bytes("unavailable", message, retryable=True))
-                return
-            for_customer = connection.role == "customer"
-            for event in events:
-                if for_customer and event.kind in AGENT_ONLY_KINDS:
-                    continue
-                if not connection.send(self._event_bytes(event, connection)):
-                    return
-            if events and events[-1].seq < self.last_seq:
-                delay = 0.0 if len(events) == self.center.settings.resume_page_size else REPLAY_WAIT_SECONDS
-                self.center.timers.call_later(delay, self.ref, m.ResumeMore(connection, events[-1].seq, from_seq))
-                return
-        connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.last_seq)))
-        self.shared.subscribers.add(connection)
+        self.subscribers.discard(connection)
+        after_seq = min(after_seq, self.history.last_seq)
+        if after_seq < self.history.last_seq and not await self._replay_page(connection, after_seq, from_seq):
+            return
+        connection.send(encode_frame(Resumed(str(self.conversation_id), from_seq, self.history.last_seq)))
+        self.subscribers.add(connection)
         if connection.role == "customer" and self.last_position is not None:
-            if self.state.state in (State.QUEUED, State.OFFERED):
+            if self.history.state.state in (State.QUEUED, State.OFFERED):
                 # a customer who comes back while waiting hears its place at once
                 position, estimate = self.last_position
                 connection.send(encode_frame(QueuePosition(str(self.conversation_id), position, estimate)))
 
-
-def _uuid(value: Any) -> UUID | None:
-    if not value:
-        return None
-    try:
-        return UUID(str(value))
-    except ValueError:
-        return None
+    async def _replay_page(self, connection: Outbox, after_seq: int, from_seq: int) -> bool:
+        """Send the next page of a replay; True when it reached `last_seq` (the replay is complete)."""
+        room = connection.room() - REPLAY_HEADROOM
+        if room <= 0:
+            self.center.timers.call_later(REPLAY_WAIT_SECONDS, self.ref, m.ResumeMore(connection, after_seq, from_seq))
+            return False
+        page_size = self.center.settings.resume_page_size
+        try:
+            events = await self.center.storage.events_after(self.conversation_id, after_seq, min(page_size, room))
+        except Exception as error:
+            message = f"cannot read the history now: {error.__class__.__name__}"
+            connection.send(error_bytes("unavailable", message, retryable=True))
+            return False
+        for_customer = connection.role == "customer"
+        for event in events:
+            if for_customer and event.kind in AGENT_ONLY_KINDS:
+                continue
+            if not connection.send(self._event_bytes(event, connection)):
+                return False
+        if events and events[-1].seq < self.history.last_seq:
+            delay = 0.0 if len(events) == page_size else REPLAY_WAIT_SECONDS
+            self.center.timers.call_later(delay, self.ref, m.ResumeMore(connection, events[-1].seq, from_seq))
+            return False
+        return True

@@ -22,10 +22,14 @@ Rules
 Theory of operation
 -------------------
 
-The dispatcher, the single writer of assignments, owns one ``ConversationState`` per open
-conversation and feeds it events as they happen: it queued and ``OFFER``-ed the
-conversation; the agent sent ``offer.accept`` (``ACCEPT``) or ``offer.decline``
-(``OFFER_DECLINED``), or the offer timed out (``OFFER_EXPIRED``). A transfer to a
+The conversation's session folds every event of the conversation's log through one
+``ConversationState``, live and when it is rebuilt from the log, so a history the table does
+not allow is a ``LocalProtocolError``. A conversation enters a queue (``QUEUE``: its start, or
+a move to another queue while it waits); the dispatcher, the single writer of assignments,
+``OFFER``-s the conversation (an offer is not stored: a session rebuilt from the log
+folds an ``assigned`` event found in ``QUEUED`` as ``OFFER`` then ``ACCEPT``); the agent
+sent ``offer.accept`` (``ACCEPT``) or ``offer.decline`` (``OFFER_DECLINED``), or the offer
+timed out (``OFFER_EXPIRED``). A transfer to a
 department puts the conversation back in a queue (``TRANSFER_TO_QUEUE``); a transfer to an
 agent offers it to that agent while the current agent keeps it (``TRANSFER_TO_AGENT``), and
 the offer's answer either moves it (``ACCEPT``) or leaves it where it was. The same offer
@@ -66,6 +70,7 @@ class State(StrEnum):
 
 
 class Event(StrEnum):
+    QUEUE = "queue"
     OFFER = "offer"
     OFFER_DECLINED = "offer_declined"
     OFFER_EXPIRED = "offer_expired"
@@ -80,6 +85,7 @@ class Event(StrEnum):
 
 TRANSITIONS: Final[dict[State, dict[Event, State]]] = {
     State.QUEUED: {
+        Event.QUEUE: State.QUEUED,  # its start, or a move to another queue (overflow)
         Event.OFFER: State.OFFERED,
         Event.CUSTOMER_LEFT: State.CLOSED,
         Event.FORCE_CLOSE: State.CLOSED,

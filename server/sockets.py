@@ -684,7 +684,7 @@ class AgentSocket(Socket[AgentFrame]):
             case Ping():
                 pass  # answered by the policy
             case _:
-                message = m.AgentInput(connection, user.user_id, user.display_name, user.role, frame)
+                message = m.AgentInput(connection, user.user_id, user.display_name, user.role, user.permissions, frame)
                 await self.edge.to_session(connection, frame, message, user.role)
 
 

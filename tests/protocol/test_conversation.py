@@ -22,6 +22,20 @@ from kefu.protocol.errors import LocalProtocolError
 LEGAL_PATHS = [
     # offered, accepted, closed by the agent, wrapped up
     [Event.OFFER, Event.ACCEPT, Event.AGENT_CLOSED, Event.WRAP_UP_DONE],
+    # the session's fold of a stored life: queued, moved to another queue, taken, transferred back
+    # to a queue (and queued there), taken again, the customer leaves
+    [
+        Event.QUEUE,
+        Event.QUEUE,
+        Event.OFFER,
+        Event.ACCEPT,
+        Event.TRANSFER_TO_QUEUE,
+        Event.QUEUE,
+        Event.OFFER,
+        Event.ACCEPT,
+        Event.CUSTOMER_LEFT,
+        Event.WRAP_UP_DONE,
+    ],
     # declined twice, then accepted; the customer leaves
     [
         Event.OFFER,
@@ -62,6 +76,15 @@ def test_legal_paths_end_closed(path: list[Event]) -> None:
     assert conversation.is_closed
 
 
+def test_queueing_again_keeps_a_waiting_conversation_waiting() -> None:
+    """``QUEUE`` is a conversation entering a queue: its start (it is ``QUEUED`` from birth) or a
+    move to another queue while it waits; nothing else changes."""
+    conversation = ConversationState()
+    assert conversation.handle(Event.QUEUE) is State.QUEUED
+    assert conversation.handle(Event.QUEUE) is State.QUEUED
+    assert not conversation.is_held
+
+
 def test_declined_transfer_stays_with_the_agent() -> None:
     conversation = ConversationState(State.ASSIGNED)
     assert conversation.handle(Event.TRANSFER_TO_AGENT) is State.TRANSFERRING
@@ -73,6 +96,9 @@ def test_declined_transfer_stays_with_the_agent() -> None:
     ("state", "event"),
     [
         (State.QUEUED, Event.ACCEPT),  # nothing was offered
+        (State.OFFERED, Event.QUEUE),  # an offer is answered first
+        (State.ASSIGNED, Event.QUEUE),  # a held conversation is transferred to a queue, not queued
+        (State.WRAP_UP, Event.QUEUE),
         (State.QUEUED, Event.AGENT_CLOSED),  # no agent holds it
         (State.OFFERED, Event.OFFER),  # one offer at a time
         (State.ASSIGNED, Event.WRAP_UP_DONE),  # the talk has not ended

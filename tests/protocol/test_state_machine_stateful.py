@@ -84,6 +84,13 @@ class Conversation(RuleBasedStateMachine):
         if self._apply(Event.OFFER):
             self.offered_to = agent
 
+    @precondition(lambda self: self.machine.state is State.QUEUED)
+    @rule()
+    def dispatcher_moves_it_to_another_queue(self) -> None:
+        """Overflow (or a removed queue): the waiting conversation enters another queue."""
+        assert self._apply(Event.QUEUE)
+        assert self.machine.state is State.QUEUED
+
     @precondition(lambda self: self.offered_to is not None)
     @rule(really=rarely)
     def offer_expires(self, really: bool) -> None:
