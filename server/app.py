@@ -10,6 +10,7 @@ from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
 from kefu.server import audit, auth, business_hours, contact_center, directory, metrics, privacy, sockets
+from kefu.server.api import blueprints
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -323,7 +324,7 @@ def create_app(node: Node) -> QuartTrio:
             raise directory.NotFound("no such agent")
         return jsonify({"id": str(target), "was_locked": was_locked}), 200
 
-    business_hours.register(app, node, current_user, error_response, _unauthenticated)
+    blueprints.install(app, node)
     audit.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
         app,

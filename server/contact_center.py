@@ -27,7 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from kefu.actors.session import event_frame
 from kefu.protocol import encode_frame
-from kefu.server import attachments, audit, canned, openapi, privacy, queues, webchat
+from kefu.server import attachments, audit, canned, openapi, privacy, webchat
 from kefu.server.auth import Gate, SignedInUser, authenticate
 from kefu.server.directory import NotFound, parse_id
 
@@ -280,61 +280,6 @@ def register(
             node.database, user.account_id, user.role, user.user_id, "customer.update", "customer", target, changes
         )
         return jsonify(customer), 200
-
-    # -- queues ----------------------------------------------------------------------------------
-
-    @app.get("/api/v1/queues")
-    async def list_queues() -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        return jsonify({"queues": await queues.list_queues(node.database, user.account_id)}), 200
-
-    @app.post("/api/v1/queues")
-    async def create_queue() -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        if user.role != "admin":
-            return await refuse(user, "queue.create", "queue")
-        queue = await queues.create_queue(
-            node.database, user.account_id, await json_body(), audit=auditor(user, "queue.create", "queue")
-        )
-        node.queues_changed(user.account_id)
-        return jsonify(queue), 201
-
-    @app.get("/api/v1/queues/<queue_id>")
-    async def get_queue(queue_id: str) -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        return jsonify(await queues.get_queue(node.database, user.account_id, parse_id(queue_id, "queue"))), 200
-
-    @app.patch("/api/v1/queues/<queue_id>")
-    async def update_queue(queue_id: str) -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(queue_id, "queue")
-        if user.role != "admin":
-            return await refuse(user, "queue.update", "queue", target)
-        queue = await queues.update_queue(
-            node.database, user.account_id, target, await json_body(), audit=auditor(user, "queue.update", "queue")
-        )
-        node.queues_changed(user.account_id)
-        return jsonify(queue), 200
-
-    @app.delete("/api/v1/queues/<queue_id>")
-    async def delete_queue(queue_id: str) -> tuple[Response | str, int]:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(queue_id, "queue")
-        if user.role != "admin":
-            return await refuse(user, "queue.delete", "queue", target)
-        await queues.delete_queue(node.database, user.account_id, target, audit=auditor(user, "queue.delete", "queue"))
-        node.queues_changed(user.account_id)
-        return "", 204
 
     # -- canned responses ------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ check promises. The whole endpoints are fuzzed live in ``tests/server/test_limit
 from __future__ import annotations
 
 import itertools
+import json
 import unicodedata
 from typing import Any
 from uuid import UUID, uuid4
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kefu.server import business_hours, canned, directory, queues, sockets, webchat
+from kefu.server.api.route import decode_json
 from kefu.server.attachments import MAX_FILENAME_CHARS, content_disposition, content_matches, sanitize_filename
 from kefu.server.config import DEFAULT_UPLOAD_CONTENT_TYPES
 from kefu.server.directory import InvalidInput, NotFound
@@ -54,6 +56,11 @@ def bodies(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
     )
 
 
+def decoded(body: Any, kind: type) -> Any:
+    """`body` sent as JSON and decoded as the route's declared Struct."""
+    return decode_json(json.dumps(body).encode(), kind)
+
+
 def passes_or_invalid(check: Any, *args: Any, **kwargs: Any) -> Any:
     """Call ``check``; ``InvalidInput`` with a message is the only acceptable refusal."""
     try:
@@ -85,13 +92,12 @@ timezones = st.sampled_from(
 @FUZZ
 @given(bodies({"timezone": timezones, "schedule": schedules}))
 def test_business_hours(body: Any) -> None:
-    result = passes_or_invalid(business_hours.validate, body)
+    result = passes_or_invalid(decoded, body, business_hours.BusinessHoursChange)
     if result is None:
         return
-    timezone, schedule = result
-    assert timezone == body["timezone"]
-    assert set(schedule) == set(business_hours.WEEKDAYS)
-    for day_intervals in schedule.values():
+    assert result.timezone == body["timezone"].strip()
+    for day in business_hours.WEEKDAYS:
+        day_intervals = getattr(result.schedule, day)
         spans = [tuple(int(x) for x in span.replace("-", ":").split(":")) for span in day_intervals]
         minutes = [(h1 * 60 + m1, h2 * 60 + m2) for h1, m1, h2, m2 in spans]
         assert all(start < end <= 24 * 60 for start, end in minutes)
@@ -119,13 +125,16 @@ queue_fields = {
 @FUZZ
 @given(bodies(queue_fields), st.booleans())
 def test_queue_bodies(body: Any, create: bool) -> None:
-    values = passes_or_invalid(queues._parse, body, create=create)
-    if values is None:
+    kind = queues.QueueCreate if create else queues.QueueChange
+    change = passes_or_invalid(decoded, body, kind)
+    if change is None:
         return
+    values = queues.given(change)
     assert set(values) <= set(queues.FIELDS)
     if create:
-        assert values["name"]
-    for field, (low, high) in queues._INTEGERS.items():
+        assert values["name"] and values["name"] == values["name"].strip()
+    limits = {"min_skill_level": (1, 10), "widen_after_seconds": (1, 3600), "offer_timeout_seconds": (1, 600)}
+    for field, (low, high) in {**limits, "overflow_after_seconds": (1, 86400)}.items():
         if values.get(field) is not None:
             assert type(values[field]) is int and low <= values[field] <= high
     for field in ("department_id", "skill_id", "overflow_queue_id"):
@@ -266,11 +275,11 @@ def test_conversation_ids_of_frames(value: str | None) -> None:
 
 def test_a_valid_body_passes_every_check() -> None:
     """The strategies above do reach the accepting side of each check."""
-    assert business_hours.validate({"timezone": "UTC", "schedule": {"mon": ["17:00-18:00", "09:00-12:00"]}}) == (
-        "UTC",
-        {day: (["09:00-12:00", "17:00-18:00"] if day == "mon" else []) for day in business_hours.WEEKDAYS},
+    hours = decoded(
+        {"timezone": "UTC", "schedule": {"mon": ["17:00-18:00", "09:00-12:00"]}}, business_hours.BusinessHoursChange
     )
-    assert queues._parse({"name": " Sales ", "skill_id": str(uuid4())}, create=True)["name"] == "Sales"
+    assert hours.schedule.mon == ["09:00-12:00", "17:00-18:00"] and hours.schedule.tue == []
+    assert decoded({"name": " Sales ", "skill_id": str(uuid4())}, queues.QueueCreate).name == "Sales"
     assert directory._skill_levels({"skills": [{"id": str(uuid4()), "level": 3}]})
     assert canned._shortcut({"shortcut": " /hi "}) == "/hi"
     assert sanitize_filename("../../etc/passwd") == "passwd"
