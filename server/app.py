@@ -325,7 +325,6 @@ def create_app(node: Node) -> QuartTrio:
         return jsonify({"id": str(target), "was_locked": was_locked}), 200
 
     blueprints.install(app, node)
-    audit.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
         app,
         node,
