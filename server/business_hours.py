@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta
 
 from kefu.server import audit
-from kefu.server.api.messages import check_text
+from kefu.server.api.structs import check_text
 from kefu.server.auth import SignedInUser
 from kefu.server.database import Database
 

@@ -27,7 +27,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from kefu.actors.session import event_frame
 from kefu.protocol import encode_frame
-from kefu.server import attachments, audit, canned, openapi, privacy, webchat
+from kefu.server import attachments, audit, openapi, privacy, webchat
 from kefu.server.auth import Gate, SignedInUser, authenticate
 from kefu.server.directory import NotFound, parse_id
 
@@ -280,62 +280,6 @@ def register(
             node.database, user.account_id, user.role, user.user_id, "customer.update", "customer", target, changes
         )
         return jsonify(customer), 200
-
-    # -- canned responses ------------------------------------------------------------------------
-
-    @app.get("/api/v1/canned-responses")
-    async def list_canned_responses() -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        found = await canned.list_canned(node.database, user, request.args.get("q"))
-        return jsonify({"canned_responses": found}), 200
-
-    @app.post("/api/v1/canned-responses")
-    async def create_canned_response() -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        body = await json_body()
-        try:
-            created = await canned.create_canned(
-                node.database, user, body, audit=auditor(user, "canned_response.create", "canned_response")
-            )
-        except canned.Forbidden:
-            return await refuse(user, "canned_response.create", "canned_response")
-        return jsonify(created), 201
-
-    @app.patch("/api/v1/canned-responses/<canned_id>")
-    async def update_canned_response(canned_id: str) -> ErrorResponse:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(canned_id, "canned response")
-        try:
-            changed = await canned.update_canned(
-                node.database,
-                user,
-                target,
-                await json_body(),
-                audit=auditor(user, "canned_response.update", "canned_response"),
-            )
-        except canned.Forbidden:
-            return await refuse(user, "canned_response.update", "canned_response", target)
-        return jsonify(changed), 200
-
-    @app.delete("/api/v1/canned-responses/<canned_id>")
-    async def delete_canned_response(canned_id: str) -> tuple[Response | str, int]:
-        user = await signed_in()
-        if not isinstance(user, SignedInUser):
-            return user
-        target = parse_id(canned_id, "canned response")
-        try:
-            await canned.delete_canned(
-                node.database, user, target, audit=auditor(user, "canned_response.delete", "canned_response")
-            )
-        except canned.Forbidden:
-            return await refuse(user, "canned_response.delete", "canned_response", target)
-        return "", 204
 
     # -- attachments -----------------------------------------------------------------------------
 

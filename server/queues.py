@@ -25,7 +25,7 @@ import asyncpg
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from kefu.server.api.messages import check_text
+from kefu.server.api.structs import check_text, given
 from kefu.server.database import Database
 from kefu.server.directory import Conflict, InvalidInput, NotFound
 
@@ -118,11 +118,6 @@ class QueueChange(_QueueFields, kw_only=True):
 
 FIELDS: tuple[str, ...] = QueueChange.__struct_fields__
 """What a client may set; all optional except `name` on create."""
-
-
-def given(change: msgspec.Struct) -> dict[str, Any]:
-    """The fields a body gave (those not UNSET), by name."""
-    return {name: value for name, value in msgspec.structs.asdict(change).items() if value is not UNSET}
 
 
 def queue_of(row: asyncpg.Record | dict[str, Any]) -> Queue:

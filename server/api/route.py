@@ -31,7 +31,7 @@ from quart import Blueprint, Response, current_app, request
 
 from kefu.protocol.permissions import Permission
 from kefu.server import audit, auth
-from kefu.server.api.messages import invalid_input_message
+from kefu.server.api.structs import invalid_input_message
 from kefu.server.directory import InvalidInput
 
 if TYPE_CHECKING:
@@ -176,18 +176,25 @@ async def _signed_in(spec: RouteSpec, kefu: Node, arguments: Mapping[str, Any]) 
     if user is None:
         raise unauthenticated()
     if isinstance(spec.guard, Permission) and not user.may(spec.guard):
-        await audit.record(
-            kefu.database,
-            user.account_id,
-            user.role,
-            user.user_id,
-            "forbidden",
-            spec.target,
-            _first_id(arguments),
-            {"attempted": spec.action, "method": request.method, "path": request.path},
-        )
-        raise Refused(403, "forbidden", "your role may not do this")
+        raise await refuse(kefu, user, spec.action, spec.target, _first_id(arguments))
     return user
+
+
+async def refuse(
+    kefu: Node, user: auth.SignedInUser, attempted: str, target_type: str, target_id: Any = None
+) -> Refused:
+    """The 403 `forbidden` to raise, written to the audit log first."""
+    await audit.record(
+        kefu.database,
+        user.account_id,
+        user.role,
+        user.user_id,
+        "forbidden",
+        target_type,
+        target_id,
+        {"attempted": attempted, "method": request.method, "path": request.path},
+    )
+    return Refused(403, "forbidden", "your role may not do this")
 
 
 def _first_id(arguments: Mapping[str, Any]) -> UUID | None:

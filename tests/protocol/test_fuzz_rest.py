@@ -199,14 +199,14 @@ canned_fields = {
 @FUZZ
 @given(bodies(canned_fields))
 def test_canned_bodies(body: Any) -> None:
-    checked = passes_or_invalid(canned._fields, body, set(canned_fields))
-    scope = passes_or_invalid(canned.scope_of, body)
-    assert scope is None or scope in canned.SCOPES
-    if checked is None:
-        return
-    shortcut = passes_or_invalid(canned._shortcut, checked)
-    assert shortcut is None or (shortcut and not any(c.isspace() for c in shortcut))
-    passes_or_invalid(canned._text, checked, "body", canned.MAX_BODY_CHARS)
+    created = passes_or_invalid(decoded, body, canned.CannedCreate)
+    if created is not None:
+        assert created.scope in ("account", "personal")
+        assert created.shortcut and not any(c.isspace() for c in created.shortcut)
+        assert 1 <= len(created.body) <= canned.MAX_BODY_CHARS and created.body == created.body.strip()
+    changed = passes_or_invalid(decoded, body, canned.CannedChange)
+    if changed is not None:
+        assert set(canned.given(changed)) <= {"shortcut", "title", "body"}
 
 
 @FUZZ
@@ -281,5 +281,6 @@ def test_a_valid_body_passes_every_check() -> None:
     assert hours.schedule.mon == ["09:00-12:00", "17:00-18:00"] and hours.schedule.tue == []
     assert decoded({"name": " Sales ", "skill_id": str(uuid4())}, queues.QueueCreate).name == "Sales"
     assert directory._skill_levels({"skills": [{"id": str(uuid4()), "level": 3}]})
-    assert canned._shortcut({"shortcut": " /hi "}) == "/hi"
+    hello = {"scope": "personal", "shortcut": " /hi ", "title": "Hi", "body": "Hello"}
+    assert decoded(hello, canned.CannedCreate).shortcut == "/hi"
     assert sanitize_filename("../../etc/passwd") == "passwd"

@@ -1,4 +1,5 @@
-"""The message of a refused body, said the way kefu always said it, from the declared types.
+"""Helpers of the declared Structs: the message of a refused body, said the way kefu always said
+it, from the declared types; the fields a partial change gave.
 
 msgspec says "Expected `str` of length <= 100 - at `$.name`"; clients have always read
 "name must be a string of 1 to 100 characters". The message is made from the field's declared
@@ -116,7 +117,6 @@ def check_text(value: str, name: str, kind: type[msgspec.Struct]) -> str:
     return stripped
 
 
-def schema_of(kind: Any) -> dict[str, Any]:
-    """The JSON Schema of one type, for tests."""
-    schema: dict[str, Any] = msgspec.json.schema(kind)
-    return schema
+def given(change: msgspec.Struct) -> dict[str, Any]:
+    """The fields a body gave (those not UNSET), by name."""
+    return {name: value for name, value in msgspec.structs.asdict(change).items() if value is not msgspec.UNSET}
