@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 from quart import Response
 from quart_trio import QuartTrio
 
-from kefu.server.api import audit_log, business_hours, canned_responses, queues
+from kefu.server.api import audit_log, business_hours, canned_responses, directory, queues
 from kefu.server.api.route import Refused, error_response
 
 if TYPE_CHECKING:
     from kefu.server.node import Node
 
-BLUEPRINTS = (queues.bp, business_hours.bp, audit_log.bp, canned_responses.bp)
+BLUEPRINTS = (directory.bp, queues.bp, business_hours.bp, audit_log.bp, canned_responses.bp)
 
 
 def install(app: QuartTrio, node: Node) -> None:

@@ -289,6 +289,9 @@ def route(
         async def guarded(**arguments: Any) -> Response:
             kefu = node()
             user = None if permission is PUBLIC else await _signed_in(spec, kefu, arguments)
+            for name, value in arguments.items():
+                if name.endswith("_id"):  # ids in the path are checked before the body: 404
+                    parse_id(value, spec.target.replace("_", " "))
             parsed_query = decode_query(request.args, query) if query is not None else None
             parsed_body = decode_json(await request.get_data(), body) if body is not None else None
             if user is None:

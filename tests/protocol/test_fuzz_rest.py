@@ -14,6 +14,7 @@ from uuid import UUID, uuid4
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES
 from kefu.server import business_hours, canned, directory, queues, sockets, webchat
 from kefu.server.api.route import decode_json
 from kefu.server.attachments import MAX_FILENAME_CHARS, content_disposition, content_matches, sanitize_filename
@@ -147,7 +148,7 @@ def test_queue_bodies(body: Any, create: bool) -> None:
 agent_fields = {
     "email": st.emails() | st.text(max_size=20),
     "display_name": st.text(max_size=220),
-    "role": st.sampled_from(["admin", "supervisor", "agent", "root"]),
+    "role": st.sampled_from([*BUILT_IN_ROLES, "root"]),
     "password": st.text(min_size=8, max_size=12),
     "max_concurrent_conversations": st.integers(-1, 120),
     "disabled": st.booleans(),
@@ -158,22 +159,23 @@ agent_fields = {
 
 @FUZZ
 @given(bodies(agent_fields))
-def test_agent_body_fields(body: Any) -> None:
-    body = passes_or_invalid(directory._object, body)
-    if body is None:
+def test_agent_bodies(body: Any) -> None:
+    created = passes_or_invalid(decoded, body, directory.AgentCreate)
+    if created is not None:
+        assert 1 <= len(created.display_name) <= directory.MAX_DISPLAY_NAME_CHARS
+        assert created.display_name == created.display_name.strip() and "@" in created.email
+        assert created.role in BUILT_IN_ROLES
+    changed = passes_or_invalid(decoded, body, directory.AgentChange)
+    if changed is None:
         return
-    text = passes_or_invalid(directory._text, body, "display_name", directory.MAX_DISPLAY_NAME_CHARS)
-    assert text is None or (1 <= len(text) <= directory.MAX_DISPLAY_NAME_CHARS and text == text.strip())
-    role = passes_or_invalid(directory._role, body)
-    assert role is None or role in ("admin", "supervisor", "agent")
-    capacity = passes_or_invalid(
-        directory._int, body, "max_concurrent_conversations", directory.MIN_CAPACITY, directory.MAX_CAPACITY
-    )
-    assert capacity is None or type(capacity) is int
-    departments = passes_or_invalid(directory._department_ids, body)
-    assert departments is None or len(set(departments)) == len(departments)
-    skills = passes_or_invalid(directory._skill_levels, body)
-    assert skills is None or all(directory.MIN_LEVEL <= level <= directory.MAX_LEVEL for level in skills.values())
+    values = directory.given(changed)
+    assert values.get("role", AGENT) in BUILT_IN_ROLES
+    capacity = values.get("max_concurrent_conversations", directory.MIN_CAPACITY)
+    assert type(capacity) is int and directory.MIN_CAPACITY <= capacity <= directory.MAX_CAPACITY
+    departments = values.get("departments", [])
+    assert len(set(departments)) == len(departments)
+    skills = values.get("skills", [])
+    assert all(directory.MIN_LEVEL <= skill.level <= directory.MAX_LEVEL for skill in skills)
 
 
 @FUZZ
@@ -280,7 +282,7 @@ def test_a_valid_body_passes_every_check() -> None:
     )
     assert hours.schedule.mon == ["09:00-12:00", "17:00-18:00"] and hours.schedule.tue == []
     assert decoded({"name": " Sales ", "skill_id": str(uuid4())}, queues.QueueCreate).name == "Sales"
-    assert directory._skill_levels({"skills": [{"id": str(uuid4()), "level": 3}]})
+    assert decoded({"skills": [{"id": str(uuid4()), "level": 3}]}, directory.AgentChange).skills
     hello = {"scope": "personal", "shortcut": " /hi ", "title": "Hi", "body": "Hello"}
     assert decoded(hello, canned.CannedCreate).shortcut == "/hi"
     assert sanitize_filename("../../etc/passwd") == "passwd"
