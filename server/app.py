@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import auth, contact_center, directory, metrics, sockets
+from kefu.server import auth, contact_center, directory, sockets
 from kefu.server.api import blueprints
 from kefu.server.database import DatabaseUnavailable
 
@@ -74,77 +73,14 @@ def create_app(node: Node) -> QuartTrio:
     app = QuartTrio(__name__, static_folder=None, root_path=str(WEB_DIR.parent))
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["BODY_TIMEOUT"] = node.config.body_timeout_seconds  # a slower body gets 408
-    registry = metrics.metrics_registry(node)
-    gate = auth.Gate(node.config)
-    app.extensions["kefu.gate"] = gate
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        """The process is alive and its event loop answers."""
-        return jsonify({"status": "ok"})
-
-    @app.get("/readyz")
-    async def readyz() -> tuple[Response, int]:
-        """The node can take work: store running, database reachable, schema current."""
-        checks = await node.readiness()
-        ready = all(checks.values())
-        return jsonify({"ready": ready, "checks": checks}), (200 if ready else 503)
-
-    @app.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        return Response(metrics.render(registry), content_type=metrics.CONTENT_TYPE)
-
-    @app.post("/api/v1/auth/sign-in")
-    async def sign_in() -> tuple[Response, int]:
-        body = await request.get_json(force=True, silent=True)
-        fields = ("account", "email", "password")
-        if not isinstance(body, dict) or not all(
-            isinstance(body.get(f), str) and 0 < len(body[f]) <= MAX_CREDENTIAL_CHARS for f in fields
-        ):
-            return error_response(
-                "invalid_request", "expected a JSON object with string fields account, email and password", 400
-            )
-        try:
-            token, user = await auth.sign_in(
-                node.database,
-                gate,
-                body["account"],
-                body["email"],
-                body["password"],
-                timedelta(hours=node.config.session_ttl_hours),
-                address=client_address(),
-                user_agent=request.headers.get("User-Agent"),
-            )
-        except auth.SignInRefused as refused:
-            await gate.hold_refusal()
-            return too_many(refused.code, str(refused), refused.retry_after, 503 if refused.code == "busy" else 429)
-        except auth.InvalidCredentials:
-            return error_response("invalid_credentials", "invalid account, e-mail or password", 401)
-        return jsonify({"token": token, "expires_at": user.expires_at.isoformat(), "user": user_json(user)}), 200
+    blueprints.install(app, node)
+    gate = app.extensions["kefu.gate"]
 
     async def current_user() -> auth.SignedInUser | None:
         """Who the request's bearer token signs in, if anyone."""
         token = bearer_token()
         return await auth.authenticate(node.database, token) if token is not None else None
 
-    @app.post("/api/v1/auth/sign-out")
-    async def sign_out() -> tuple[Response | str, int]:
-        token = bearer_token()
-        user = await auth.authenticate(node.database, token) if token is not None else None
-        if token is None or not await auth.sign_out(node.database, token):
-            return _unauthenticated()
-        if user is not None:
-            node.signed_out(user.user_id, auth.token_hash(token))
-        return "", 204
-
-    @app.get("/api/v1/me")
-    async def me() -> tuple[Response, int]:
-        user = await current_user()
-        if user is None:
-            return _unauthenticated()
-        return jsonify(user_json(user)), 200
-
-    blueprints.install(app, node)
     contact_center.register(
         app,
         node,

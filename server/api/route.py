@@ -67,8 +67,12 @@ class Refused(Exception):
         self.retry_after = retry_after
 
 
-class Empty(msgspec.Struct):
-    """No query parameters."""
+@dataclass(frozen=True, slots=True)
+class WithStatus:
+    """An answer with another status than the route's declared one (a 503 readiness)."""
+
+    value: Any
+    status: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,9 +235,12 @@ def encode(spec: RouteSpec, value: Any) -> Response:
         return value
     if value is None:
         return Response("", status=204)
+    status = spec.status
+    if isinstance(value, WithStatus):
+        value, status = value.value, value.status
     if spec.answer is not None and not isinstance(value, msgspec.Struct):
         value = msgspec.convert(value, type=spec.answer)
-    response = Response(msgspec.json.encode(value), status=spec.status)
+    response = Response(msgspec.json.encode(value), status=status)
     response.content_type = JSON
     return response
 
