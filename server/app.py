@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import auth, contact_center, directory, sockets
+from kefu.server import directory, sockets
 from kefu.server.api import blueprints
 from kefu.server.database import DatabaseUnavailable
 
@@ -24,49 +24,8 @@ VENDOR_FILES = {"echarts.min.js": "echarts/dist/echarts.min.js"}
 """Browser libraries served at /vendor/<name>, from web/node_modules (see web/package.json)."""
 
 
-MAX_CREDENTIAL_CHARS = 1024
-"""Longest account slug, e-mail or password a sign-in request may carry."""
-
-
 def error_response(code: str, message: str, status: int) -> tuple[Response, int]:
     return jsonify({"error": {"code": code, "message": message}}), status
-
-
-def too_many(code: str, message: str, retry_after: int, status: int = 429) -> tuple[Response, int]:
-    """429 (or 503) with `Retry-After` in whole seconds."""
-    response, status = error_response(code, message, status)
-    response.headers["Retry-After"] = str(retry_after)
-    return response, status
-
-
-def client_address() -> str:
-    """The address of the request's peer (what the per-address limits count)."""
-    return request.remote_addr or "unknown"
-
-
-def bearer_token() -> str | None:
-    """The token of the request's `Authorization: Bearer <token>` header, or None."""
-    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
-    return token
-
-
-def user_json(user: auth.SignedInUser) -> dict[str, Any]:
-    return {
-        "id": str(user.user_id),
-        "email": user.email,
-        "display_name": user.display_name,
-        "role": user.role,
-        "account_id": str(user.account_id),
-    }
-
-
-def _unauthenticated() -> tuple[Response, int]:
-    response, status = error_response("unauthenticated", "a valid session token is required", 401)
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response, status
 
 
 def create_app(node: Node) -> QuartTrio:
@@ -74,24 +33,6 @@ def create_app(node: Node) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["BODY_TIMEOUT"] = node.config.body_timeout_seconds  # a slower body gets 408
     blueprints.install(app, node)
-    gate = app.extensions["kefu.gate"]
-
-    async def current_user() -> auth.SignedInUser | None:
-        """Who the request's bearer token signs in, if anyone."""
-        token = bearer_token()
-        return await auth.authenticate(node.database, token) if token is not None else None
-
-    contact_center.register(
-        app,
-        node,
-        current_user=current_user,
-        bearer_token=bearer_token,
-        error_response=error_response,
-        unauthenticated=_unauthenticated,
-        too_many=too_many,
-        client_address=client_address,
-        gate=gate,
-    )
 
     @app.errorhandler(directory.InvalidInput)
     async def invalid_input(error: Exception) -> tuple[Response, int]:

@@ -7,13 +7,17 @@ a resume, keeping the conversations row's index columns current, and listing his
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
+import msgspec
+from msgspec import Meta
 
 from kefu.actors.ports import AgentProfile, ConversationRow, QueueSettings, StoredEvent
 from kefu.protocol.masking import mask_text
+from kefu.protocol.server import CONVERSATION_STATES
 from kefu.server.database import Database
 from kefu.server.privacy import Privacy
 
@@ -25,8 +29,47 @@ _ROW = """
 """
 
 
-STAFF_ROLES = frozenset({"supervisor", "admin"})
-"""Roles that may read every conversation of their own account."""
+ConversationStatus = Annotated[str, Meta(extra_json_schema={"enum": sorted(CONVERSATION_STATES)})]
+Name = Annotated[str, Meta(max_length=200)]
+
+
+class ConversationSummary(msgspec.Struct, kw_only=True):
+    """One of a customer's conversations."""
+
+    id: UUID
+    status: ConversationStatus
+    agent_id: UUID | None
+    agent_name: Name | None
+    channel: str
+    topic: Name | None
+    created_at: datetime
+    closed_at: datetime | None
+    last_seq: Annotated[int, Meta(ge=0)]
+    wrap_up_code: Name | None
+
+
+class CustomerConversations(msgspec.Struct):
+    conversations: list[ConversationSummary]
+
+
+class OpenConversation(msgspec.Struct, kw_only=True):
+    """An open conversation, as the workbench lists it."""
+
+    id: UUID
+    status: ConversationStatus
+    channel: str
+    topic: Name | None
+    created_at: datetime
+    customer_name: Name | None
+    agent_id: UUID | None
+    agent_name: Name | None
+    queue_name: Name | None
+    department_name: Name | None
+
+
+class OpenConversations(msgspec.Struct):
+    conversations: list[OpenConversation]
+
 
 Access = Literal["allowed", "forbidden", "not_found"]
 """`not_found`: no such row, or another account's (never said which); `forbidden`: this account's,
@@ -41,8 +84,8 @@ _MAY_READ = """(
     OR EXISTS (SELECT 1 FROM conversation_events pe WHERE pe.conversation_id = c.id
                AND ((pe.sender_role = 'agent' AND pe.sender_id = $2::text) OR pe.body->>'to_agent_id' = $2::text))
 )"""
-"""May user $2 (staff when $3) read conversation `c` (with its queue `q`)? Staff: yes. An agent:
-when the conversation's department (its own, else its queue's) is none or one of the agent's,
+"""May user $2 read conversation `c` (with its queue `q`)? With `conversations.read_all` ($3): yes.
+Otherwise: when the conversation's department (its own, else its queue's) is none or one of the agent's,
 or the agent holds it, held it, wrote in it, or is the target of its transfer."""
 
 
@@ -250,19 +293,21 @@ class PostgresConversations:
 
     # -- department scoping (docs/security.md, "Who may see and do what") --------------------------
 
-    async def conversation_access(self, account_id: UUID, user_id: UUID, role: str, conversation_id: UUID) -> Access:
+    async def conversation_access(
+        self, account_id: UUID, user_id: UUID, reads_all: bool, conversation_id: UUID
+    ) -> Access:
         """May this user read this conversation? See `_MAY_READ` for the rule."""
         record = await self.database.fetchrow(
             "SELECT c.account_id = $1 AS same_account, " + _MAY_READ + " AS allowed"
             " FROM conversations c LEFT JOIN queues q ON q.id = c.queue_id WHERE c.id = $4",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             conversation_id,
         )
         return _access(record)
 
-    async def customer_access(self, account_id: UUID, user_id: UUID, role: str, customer_id: UUID) -> Access:
+    async def customer_access(self, account_id: UUID, user_id: UUID, reads_all: bool, customer_id: UUID) -> Access:
         """A customer is readable by who may read one of its conversations, and by every agent of
         the account while it has none (nothing ties it to a department yet); staff: all."""
         record = await self.database.fetchrow(
@@ -273,12 +318,12 @@ class PostgresConversations:
             " FROM customers cu WHERE cu.id = $4",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             customer_id,
         )
         return _access(record)
 
-    async def attachment_access(self, account_id: UUID, user_id: UUID, role: str, attachment_id: UUID) -> Access:
+    async def attachment_access(self, account_id: UUID, user_id: UUID, reads_all: bool, attachment_id: UUID) -> Access:
         """An attachment is readable by its uploader, by who may read a conversation it was sent in,
         and, for a customer's upload, by who may read that customer (see `customer_access`)."""
         record = await self.database.fetchrow(
@@ -296,7 +341,7 @@ class PostgresConversations:
             " FROM attachments a WHERE a.id = $4",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             attachment_id,
         )
         return _access(record)
@@ -432,7 +477,7 @@ class PostgresConversations:
         limit: int = 50,
         *,
         user_id: UUID | None = None,
-        role: str = "admin",
+        reads_all: bool = True,
         full: bool = False,
     ) -> list[dict[str, Any]]:
         """The customer's conversations, newest first; for an agent only those it may read. Topics
@@ -447,7 +492,7 @@ class PostgresConversations:
             " WHERE c.account_id = $1 AND c.customer_id = $4 AND " + _MAY_READ + " ORDER BY c.created_at DESC LIMIT $5",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             customer_id,
             limit,
         )

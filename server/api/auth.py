@@ -8,10 +8,20 @@ from uuid import UUID
 
 import msgspec
 from msgspec import Meta
-from quart import Blueprint, current_app, request
+from quart import Blueprint, request
 
 from kefu.server import auth
-from kefu.server.api.route import PUBLIC, SIGNED_IN, Call, PublicCall, Refused, bearer_token, client_address, route
+from kefu.server.api.route import (
+    PUBLIC,
+    SIGNED_IN,
+    Call,
+    PublicCall,
+    Refused,
+    bearer_token,
+    client_address,
+    gate,
+    route,
+)
 
 bp = Blueprint("auth", __name__)
 TAG = "auth"
@@ -50,11 +60,6 @@ class Session(msgspec.Struct):
 
 def user_of(user: auth.SignedInUser) -> User:
     return User(user.user_id, user.email, user.display_name, user.role, user.account_id)
-
-
-def gate() -> auth.Gate:
-    found: auth.Gate = current_app.extensions["kefu.gate"]
-    return found
 
 
 @route(

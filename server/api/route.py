@@ -129,15 +129,22 @@ class Call(Generic[B, Q]):
 
 @dataclass(frozen=True, slots=True)
 class PublicCall(Generic[B, Q]):
-    """What a public route's handler gets."""
+    """What a public route's handler gets; `caller` is what the route's own `authenticate` found."""
 
     node: Node
     body: B
     query: Q
+    caller: Any = None
 
 
 def node() -> Node:
     found: Node = current_app.extensions["kefu.node"]
+    return found
+
+
+def gate() -> auth.Gate:
+    """The limits of requests nobody has authenticated yet (`auth.Gate`), one per app."""
+    found: auth.Gate = current_app.extensions["kefu.gate"]
     return found
 
 
@@ -267,8 +274,12 @@ def route(
     responses: Mapping[str, Any] | None = None,
     request_body: Mapping[str, Any] | None = None,
     description: str | None = None,
+    authenticate: Callable[[Node], Awaitable[Any]] | None = None,
 ) -> Callable[[Handler], Handler]:
-    """Declare a route of `blueprint` (see the module's rules). `rule` is the full path."""
+    """Declare a route of `blueprint` (see the module's rules). `rule` is the full path.
+
+    A PUBLIC route whose callers hold another kind of token (a visitor's) names the function
+    that finds them (or raises the 401) as `authenticate`: it runs where the sign-in would."""
 
     def declare(handler: Handler) -> Handler:
         spec = RouteSpec(
@@ -296,13 +307,14 @@ def route(
         async def guarded(**arguments: Any) -> Response:
             kefu = node()
             user = None if permission is PUBLIC else await _signed_in(spec, kefu, arguments)
+            caller = await authenticate(kefu) if authenticate is not None else None
             for name, value in arguments.items():
                 if name.endswith("_id"):  # ids in the path are checked before the body: 404
                     parse_id(value, spec.target.replace("_", " "))
             parsed_query = decode_query(request.args, query) if query is not None else None
             parsed_body = decode_json(await request.get_data(), body) if body is not None else None
             if user is None:
-                value = await handler(PublicCall(kefu, parsed_body, parsed_query), **arguments)
+                value = await handler(PublicCall(kefu, parsed_body, parsed_query, caller), **arguments)
             else:
                 value = await handler(Call(kefu, user, parsed_body, parsed_query), **arguments)
             return encode(spec, value)
