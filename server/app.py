@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
-from kefu.server import directory, sockets
+from kefu.server import sockets
 from kefu.server.api import blueprints
-from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from kefu.server.node import Node
@@ -33,18 +32,6 @@ def create_app(node: Node) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["BODY_TIMEOUT"] = node.config.body_timeout_seconds  # a slower body gets 408
     blueprints.install(app, node)
-
-    @app.errorhandler(directory.InvalidInput)
-    async def invalid_input(error: Exception) -> tuple[Response, int]:
-        return error_response("invalid_request", str(error), 400)
-
-    @app.errorhandler(directory.NotFound)
-    async def directory_not_found(error: Exception) -> tuple[Response, int]:
-        return error_response("not_found", str(error), 404)
-
-    @app.errorhandler(directory.Conflict)
-    async def conflict(error: Exception) -> tuple[Response, int]:
-        return error_response("conflict", str(error), 409)
 
     @app.get("/")
     async def index() -> Response:
@@ -117,43 +104,6 @@ def create_app(node: Node) -> QuartTrio:
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Cache-Control"] = "public, max-age=86400"
         return response
-
-    @app.errorhandler(404)
-    async def not_found(_error: Exception) -> tuple[Response, int]:
-        return jsonify({"error": {"code": "not_found", "message": "no such resource"}}), 404
-
-    @app.errorhandler(405)
-    async def method_not_allowed(error: Exception) -> tuple[Response, int]:
-        response = jsonify({"error": {"code": "method_not_allowed", "message": "method not allowed here"}})
-        allowed = getattr(error, "valid_methods", None)
-        if allowed:
-            response.headers["Allow"] = ", ".join(sorted(allowed))
-        return response, 405
-
-    @app.errorhandler(413)
-    async def too_large(_error: Exception) -> tuple[Response, int]:
-        return jsonify({"error": {"code": "payload_too_large", "message": "request body too large"}}), 413
-
-    @app.errorhandler(UnicodeDecodeError)
-    async def body_not_utf8(_error: Exception) -> tuple[Response, int]:
-        # Quart's get_json(silent=True) decodes the body as UTF-8 before it parses, outside what
-        # `silent` covers: a body of other bytes would otherwise be a 500.
-        return error_response("invalid_request", "the request body is not UTF-8 JSON", 400)
-
-    @app.errorhandler(408)
-    async def request_timeout(_error: Exception) -> tuple[Response, int]:
-        response = jsonify({"error": {"code": "request_timeout", "message": "the request body did not arrive in time"}})
-        response.headers["Connection"] = "close"
-        return response, 408
-
-    @app.errorhandler(DatabaseUnavailable)
-    async def database_unavailable(_error: Exception) -> tuple[Response, int]:
-        return error_response("unavailable", "the database cannot be reached; try again", 503)
-
-    @app.errorhandler(500)
-    async def internal_error(_error: Exception) -> tuple[Response, int]:
-        # Quart has already logged the exception; the client gets JSON like every other error.
-        return jsonify({"error": {"code": "internal_error", "message": "internal server error"}}), 500
 
     sockets.register_websockets(app, node)
     return app

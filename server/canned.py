@@ -70,6 +70,8 @@ class CannedQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _CannedFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    shortcut: Shortcut | UnsetType = UNSET
+
     def __post_init__(self) -> None:
         for name in ("shortcut", "title", "body"):
             value = getattr(self, name)

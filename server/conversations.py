@@ -103,7 +103,8 @@ def _access(record: asyncpg.Record | None) -> Access:
 def _customer_name(privacy: Privacy | None, record: asyncpg.Record) -> str | None:
     """The customer's display name: stored encrypted (server/privacy.py), so decrypted here."""
     if privacy is None or record["customer_name_enc"] is None:
-        return record["customer_name"]
+        name: str | None = record["customer_name"]
+        return name
     return privacy.name(record["account_id"], record["customer_id"], record["customer_name_enc"])
 
 
@@ -212,12 +213,13 @@ class PostgresConversations:
             key = UUID(attachment_id)
         except ValueError:
             return None
-        return await self.database.fetchval(
+        kind: str | None = await self.database.fetchval(
             "SELECT kind FROM attachments WHERE account_id = $1 AND id = $2 AND uploader_id = $3",
             account_id,
             key,
             uploader_id,
         )
+        return kind
 
     async def agent_profile(self, agent_id: UUID) -> AgentProfile | None:
         record = await self.database.fetchrow(
@@ -365,7 +367,7 @@ class PostgresConversations:
 
         async def work(conn: asyncpg.Connection) -> UUID:
             async with conn.transaction():
-                existing = await conn.fetchval(
+                existing: UUID | None = await conn.fetchval(
                     "SELECT id FROM conversations WHERE customer_id = $1 AND start_client_id = $2",
                     customer_id,
                     start_client_id,
@@ -388,7 +390,7 @@ class PostgresConversations:
                     queue_id = await conn.fetchval(
                         "SELECT id FROM queues WHERE account_id = $1 AND is_default", account_id
                     )
-                return await conn.fetchval(
+                opened: UUID = await conn.fetchval(
                     "INSERT INTO conversations (account_id, customer_id, channel, start_client_id, department_id,"
                     " queue_id, topic) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     " ON CONFLICT (customer_id, start_client_id) WHERE start_client_id IS NOT NULL"
@@ -401,6 +403,7 @@ class PostgresConversations:
                     queue_id,
                     topic,
                 )
+                return opened
 
         return await self.database.run(work)
 
@@ -468,7 +471,10 @@ class PostgresConversations:
         ]
 
     async def conversation_account(self, conversation_id: UUID) -> UUID | None:
-        return await self.database.fetchval("SELECT account_id FROM conversations WHERE id = $1", conversation_id)
+        account_id: UUID | None = await self.database.fetchval(
+            "SELECT account_id FROM conversations WHERE id = $1", conversation_id
+        )
+        return account_id
 
     async def customer_history(
         self,

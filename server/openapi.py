@@ -75,10 +75,10 @@ def _responses(spec: RouteSpec) -> dict[str, Any]:
         statuses.add(400)
     for status in sorted(statuses):
         responses[str(status)] = _error(status, STANDARD_ERRORS[status])
-    for status, answer in spec.responses.items():
-        responses[status] = {**responses.get(status, {}), **answer}
-        if "content" not in answer and status in responses and int(status) >= 400:
-            responses[status].setdefault("content", {JSON: {"schema": _ref(Error)}})
+    for code, answer in spec.responses.items():
+        responses[code] = {**responses.get(code, {}), **answer}
+        if int(code) >= 400:
+            responses[code].setdefault("content", {JSON: {"schema": _ref(Error)}})
     return responses
 
 

@@ -18,11 +18,12 @@ from kefu.server.api import (
     customers,
     directory,
     documents,
+    errors,
     health,
     queues,
 )
 from kefu.server.api import auth as sign_in
-from kefu.server.api.route import Refused, error_response
+from kefu.server.api.route import error_response
 
 if TYPE_CHECKING:
     from kefu.server.node import Node
@@ -46,17 +47,14 @@ BLUEPRINTS = (
 
 def install(app: QuartTrio, node: Node) -> None:
     """Register every resource's blueprint on `app`, the request body limits, and the answers
-    of `Refused` and of personal data that does not decrypt."""
+    of errors (`errors`, and personal data that does not decrypt)."""
     app.extensions["kefu.node"] = node
     app.extensions["kefu.gate"] = auth.Gate(node.config)
     app.extensions["kefu.metrics"] = metrics.metrics_registry(node)
     attachments.install_body_limits(app, int(node.config.max_upload_bytes))
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
-
-    @app.errorhandler(Refused)
-    async def refused(error: Refused) -> Response:
-        return error_response(error.code, str(error), error.status, retry_after=error.retry_after)
+    errors.install(app)
 
     @app.errorhandler(privacy.DataKeyError)
     async def data_key_error(error: privacy.DataKeyError) -> Response:

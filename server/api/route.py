@@ -217,7 +217,7 @@ def _first_id(arguments: Mapping[str, Any]) -> UUID | None:
     return None
 
 
-def decode_json(data: bytes, kind: type[B]) -> B:
+def decode_json(data: bytes | str, kind: type[B]) -> B:
     """A request body as `kind`, or `InvalidInput` naming the faulty field."""
     try:
         return msgspec.json.decode(data, type=kind)

@@ -83,16 +83,10 @@ def _describe_one(info: mi.Type) -> str:
     match info:
         case mi.Metadata(extra=extra) if extra and "must" in extra:
             return f"must be {extra['must']}"
-        case mi.StrType(min_length=low, max_length=high) if high is not None:
-            return f"must be a string of {low or 0} to {high} characters"
-        case mi.StrType():
-            return "must be a string"
+        case mi.StrType() | mi.IntType():
+            return _describe_scalar(info)
         case mi.BoolType():
             return "must be true or false"
-        case mi.IntType(ge=low, le=high) if low is not None and high is not None:
-            return f"must be an integer from {low} to {high}"
-        case mi.IntType():
-            return "must be an integer"
         case mi.UUIDType():
             return "must be a UUID string"
         case mi.DateTimeType():
@@ -105,6 +99,19 @@ def _describe_one(info: mi.Type) -> str:
             return f"must be a list of at most {high} items" if high is not None else "must be a list"
         case mi.StructType() | mi.DictType():
             return "must be an object"
+    return "is not valid"
+
+
+def _describe_scalar(info: mi.StrType | mi.IntType) -> str:
+    match info:
+        case mi.StrType(min_length=low, max_length=high) if high is not None:
+            return f"must be a string of {low or 0} to {high} characters"
+        case mi.StrType():
+            return "must be a string"
+        case mi.IntType(ge=low, le=high) if low is not None and high is not None:
+            return f"must be an integer from {low} to {high}"
+        case mi.IntType():
+            return "must be an integer"
     return "is not valid"
 
 
