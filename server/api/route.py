@@ -232,7 +232,7 @@ def decode_query(args: Mapping[str, str], kind: type[Q]) -> Q:
     try:
         return msgspec.convert(dict(args), type=kind, strict=False)
     except msgspec.ValidationError as error:
-        message = invalid_input_message(kind, str(error))
+        message = invalid_input_message(kind, str(error)).removesuffix(" or null")  # absent, never null
         raise InvalidInput(message.replace("unknown field", "unknown parameter")) from None
 
 

@@ -59,21 +59,26 @@ def _field_at(info: mi.Type, path: str) -> mi.Type | None:
     return info
 
 
+def _bare(info: mi.Type) -> mi.Type:
+    """The type under its description, unless the description says what it must be."""
+    if isinstance(info, mi.Metadata) and not (info.extra or {}).get("must"):
+        return info.type
+    return info
+
+
 def _unwrap(info: mi.Type) -> mi.Type:
     """The one type of a field that is a type, null, or unset."""
-    if isinstance(info, mi.Metadata) and not (info.extra or {}).get("must"):
-        info = info.type
+    info = _bare(info)
     if isinstance(info, mi.UnionType):
         kinds = [t for t in info.types if not isinstance(t, mi.NoneType)]
         if len(kinds) == 1:
-            return kinds[0]
+            return _bare(kinds[0])
     return info
 
 
 def describe(info: mi.Type) -> str:
     """What a value of `info` must be, in the words of kefu's messages."""
-    if isinstance(info, mi.Metadata) and not (info.extra or {}).get("must"):
-        info = info.type
+    info = _bare(info)
     nullable = isinstance(info, mi.UnionType) and any(isinstance(t, mi.NoneType) for t in info.types)
     said = _describe_one(_unwrap(info))
     return f"{said} or null" if nullable else said
