@@ -11,12 +11,16 @@ import unicodedata
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
+import msgspec.inspect
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES
 from kefu.server import business_hours, canned, directory, queues, sockets, webchat
-from kefu.server.api.route import decode_json
+from kefu.server.api.blueprints import BLUEPRINTS
+from kefu.server.api.customers import VisitorStart
+from kefu.server.api.route import ROUTES, decode_json
 from kefu.server.attachments import MAX_FILENAME_CHARS, content_disposition, content_matches, sanitize_filename
 from kefu.server.config import DEFAULT_UPLOAD_CONTENT_TYPES
 from kefu.server.directory import InvalidInput, NotFound
@@ -220,6 +224,47 @@ def test_visitor_bodies(body: Any) -> None:
     passes_or_invalid(webchat._check_fields, body, {"account", "display_name"})
     name = passes_or_invalid(webchat._display_name, body)
     assert name is None or 1 <= len(name) <= webchat.MAX_DISPLAY_NAME_CHARS
+
+
+# --- every declared body and query, through the routes' own decoding -------------------------
+
+assert BLUEPRINTS  # importing them declares every route
+DECLARED = sorted(
+    {kind for spec in ROUTES for kind in (spec.body, spec.query) if kind is not None}, key=lambda kind: kind.__name__
+)
+
+
+def _field_names(kind: type) -> list[str]:
+    return [field.encode_name for field in msgspec.inspect.type_info(kind).fields]  # type: ignore[attr-defined]
+
+
+@FUZZ
+@given(
+    st.sampled_from(DECLARED).flatmap(
+        lambda kind: st.tuples(st.just(kind), bodies(dict.fromkeys(_field_names(kind), json_values)))
+    )
+)
+def test_every_declared_body_decodes_or_is_refused_with_a_message(case: tuple[type, Any]) -> None:
+    """Any JSON body (or query) either decodes into the route's Struct, which encodes back to
+    JSON, or is refused with `InvalidInput` and a message that names what is wrong."""
+    kind, body = case
+    value = passes_or_invalid(decoded, body, kind)
+    if value is not None:
+        assert isinstance(value, kind)
+        msgspec.json.encode(value)
+
+
+@FUZZ
+@given(bodies({"account": st.text(max_size=10), "display_name": st.text(max_size=210) | st.none()}))
+def test_visitor_start_bodies(body: Any) -> None:
+    started = passes_or_invalid(decoded, body, VisitorStart)
+    if started is not None and started.display_name is not None:
+        assert 1 <= len(started.display_name) <= webchat.MAX_DISPLAY_NAME_CHARS
+
+
+def test_the_declared_bodies_cover_every_route_with_a_body() -> None:
+    assert len(DECLARED) >= 12
+    assert {spec.body for spec in ROUTES if spec.body is not None} <= set(DECLARED)
 
 
 # --- attachments: names, headers, content sniffing -------------------------------------------
