@@ -32,6 +32,7 @@ from quart import Blueprint, Response, current_app, request
 from kefu.protocol.permissions import Permission
 from kefu.server import audit, auth
 from kefu.server.api.structs import invalid_input_message
+from kefu.server.database import Database
 from kefu.server.directory import InvalidInput
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def error_response(code: str, message: str, status: int, *, retry_after: int | N
     response.content_type = JSON
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
-    if status == 401:
+    if code == "unauthenticated":
         response.headers["WWW-Authenticate"] = "Bearer"
     return response
 
@@ -176,7 +177,7 @@ def unauthenticated() -> Refused:
     return Refused(401, "unauthenticated", "a valid session token is required")
 
 
-async def current_user(database: Any) -> auth.SignedInUser | None:
+async def current_user(database: Database) -> auth.SignedInUser | None:
     token = bearer_token()
     return await auth.authenticate(database, token) if token is not None else None
 
