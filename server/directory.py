@@ -9,7 +9,7 @@ REST edge; what their types cannot say is checked in their `__post_init__`.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -68,12 +68,13 @@ def parse_id(value: Any, what: str = "resource") -> UUID:
         raise NotFound(f"no such {what}") from None
 
 
-def validate_role(name: str) -> str:
-    """`name` when it names a role a user may be given; ValueError (a 400) otherwise.
+def validate_role(name: str, custom_roles: Collection[str] = ()) -> str:
+    """`name` when it names a role a user of the account may be given; `InvalidInput` otherwise.
 
-    Today the built-in roles; the account's custom roles are hooked in here."""
-    if name not in BUILT_IN_ROLES:
-        raise ValueError(f"role must be one of {', '.join(BUILT_IN_ROLES)}")
+    The one place a role name is accepted: the built-in roles, and the account's own
+    (`custom_roles`, their names) where the caller knows them."""
+    if name not in BUILT_IN_ROLES and name not in custom_roles:
+        raise InvalidInput(f"role must be one of {', '.join([*BUILT_IN_ROLES, *custom_roles])}")
     return name
 
 
@@ -114,11 +115,9 @@ class GroupName(msgspec.Struct):
 
 
 def _check_agent_fields(fields: AgentCreate | AgentChange) -> None:
-    """What the declared types cannot say: trimmed names, roles, no repeated ids."""
+    """What the declared types cannot say: trimmed names, no repeated ids (roles: `validate_role`)."""
     if isinstance(fields.display_name, str):
         fields.display_name = check_text(fields.display_name, "display_name", type(fields))
-    if isinstance(fields.role, str):
-        validate_role(fields.role)
     if isinstance(fields.departments, list) and len(set(fields.departments)) != len(fields.departments):
         raise ValueError("departments must not repeat an id")
     if isinstance(fields.skills, list) and len({skill.id for skill in fields.skills}) != len(fields.skills):
@@ -396,7 +395,7 @@ async def create_agent(
     database: Database, account_id: UUID, body: AgentCreate, *, audit: Audit = _no_audit
 ) -> dict[str, Any]:
     """Create a user (of any role) with its departments and skill levels."""
-    email, display_name, role = body.email, body.display_name, body.role
+    email, display_name, role = body.email, body.display_name, validate_role(body.role)
     capacity, may_view, departments = body.max_concurrent_conversations, body.may_view_contact_details, body.departments
     skills = {skill.id: skill.level for skill in body.skills}
     password_hash = await trio.to_thread.run_sync(hash_password, body.password)
@@ -457,6 +456,8 @@ async def update_agent(
     """
     changes = given(body)
     display_name, role = changes.get("display_name"), changes.get("role")
+    if role is not None:
+        validate_role(role)
     capacity, disabled = changes.get("max_concurrent_conversations"), changes.get("disabled")
     may_view, departments = changes.get("may_view_contact_details"), changes.get("departments")
     skills = None if body.skills is UNSET else {skill.id: skill.level for skill in body.skills}

@@ -168,12 +168,14 @@ def test_agent_bodies(body: Any) -> None:
     if created is not None:
         assert 1 <= len(created.display_name) <= directory.MAX_DISPLAY_NAME_CHARS
         assert created.display_name == created.display_name.strip() and "@" in created.email
-        assert created.role in BUILT_IN_ROLES
+        role = passes_or_invalid(directory.validate_role, created.role)
+        assert role is None or role in BUILT_IN_ROLES
     changed = passes_or_invalid(decoded, body, directory.AgentChange)
     if changed is None:
         return
     values = directory.given(changed)
-    assert values.get("role", AGENT) in BUILT_IN_ROLES
+    role = passes_or_invalid(directory.validate_role, values.get("role", AGENT))
+    assert role is None or role in BUILT_IN_ROLES
     capacity = values.get("max_concurrent_conversations", directory.MIN_CAPACITY)
     assert type(capacity) is int and directory.MIN_CAPACITY <= capacity <= directory.MAX_CAPACITY
     departments = values.get("departments", [])
