@@ -6,9 +6,11 @@ Rules of a route (docs/security.md, "Who may see and do what"):
    `SIGNED_IN` (signing in is enough), or `PUBLIC` (no sign-in: the route authenticates its own
    callers, if any). There is no default, and `ROUTES` keeps every declaration, so the access
    matrix test finds a route added without one.
-2. In order: sign-in (401 `unauthenticated`), the permission (403 `forbidden`, written to the
-   audit log as `forbidden` with what was attempted), the query and then the body, decoded by
-   msgspec into the declared Structs (400 `invalid_request`, the message naming the field).
+2. In order: sign-in (401 `unauthenticated`; a public route's own `authenticate`, e.g. of a
+   visitor's token, runs here), the permission (403 `forbidden`, written to the audit log as
+   `forbidden` with what was attempted), the ids in the path (404 `not_found` when malformed),
+   the query and then the body, decoded by msgspec into the declared Structs (400
+   `invalid_request`, the message naming the field, `structs.invalid_input_message`).
    Nothing of the handler runs before all of them passed.
 3. The handler answers a value of the declared `answer` type (a msgspec Struct, or a plain
    value converted to it), encoded with `msgspec.json.encode`; `None` is 204; a `Response` is
