@@ -86,15 +86,15 @@ async def _run(dsn: str, events: int, calls: int, rounds: int) -> dict[str, list
         try:
             storage = PostgresConversations(database)
             account, agent, customer, conversation = await _setup(database, events)
-            assert await storage.conversation_access(account, agent, "agent", conversation) == "forbidden"
+            assert await storage.conversation_access(account, agent, False, conversation) == "forbidden"
             runs: dict[str, Any] = {
                 "account check (before)": lambda: storage.conversation_account(conversation),
                 "conversation access (agent, refused)": lambda: storage.conversation_access(
-                    account, agent, "agent", conversation
+                    account, agent, False, conversation
                 ),
-                "customer access (agent, refused)": lambda: storage.customer_access(account, agent, "agent", customer),
+                "customer access (agent, refused)": lambda: storage.customer_access(account, agent, False, customer),
                 "conversation access (supervisor)": lambda: storage.conversation_access(
-                    account, agent, "supervisor", conversation
+                    account, agent, True, conversation
                 ),
             }
             results: dict[str, list[dict[str, float]]] = {name: [] for name in runs}

@@ -3,29 +3,21 @@
 `audit_log` is append-only (a trigger refuses UPDATE, DELETE and TRUNCATE; only deleting the
 whole account takes its log with it). `record` writes one row, either on its own or inside the
 caller's transaction when given the transaction's connection; `record_denial` writes a refusal
-(`denied:<attempted>`, outcome `denied`). Admins read their account's log with
+(`denied:<attempted>`, outcome `denied`). Users with `audit.read` read their account's log with
 `GET /api/v1/audit-log`: newest first, filtered, in keyset pages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
-from quart import Response, jsonify, request
+import msgspec
+from msgspec import Meta
 
 from kefu.server.database import Database
-
-if TYPE_CHECKING:
-    from quart_trio import QuartTrio
-
-    from kefu.server.auth import SignedInUser
-    from kefu.server.node import Node
-
-ErrorResponse = tuple[Response, int]
 
 _INSERT = """INSERT INTO audit_log (account_id, actor_role, actor_id, action, target_type, target_id, detail)
              VALUES ($1, $2, $3, $4, $5, $6, $7)"""
@@ -34,7 +26,6 @@ PAGE_DEFAULT = 50
 PAGE_MAX = 500
 """Most entries one `GET /api/v1/audit-log` page returns (`limit`); larger asks are refused with 400."""
 MAX_FILTER_CHARS = 100
-OUTCOMES = ("done", "denied")
 
 _DENIED = "(action = 'forbidden' OR action LIKE 'denied:%' OR detail->>'outcome' = 'denied')"
 """An entry is a refusal when it is a role refusal (`forbidden`), a scoping one (`denied:…`), or says so."""
@@ -97,81 +88,77 @@ async def entries(database: Database, account_id: UUID) -> list[dict[str, Any]]:
 
 # -- reading the log over REST -----------------------------------------------------------------------
 
-
-class BadFilter(ValueError):
-    """A query parameter of the audit-log listing is malformed; the message names it."""
-
-
-def _entry_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "at": row["at"].isoformat(),
-        "actor_role": row["actor_role"],
-        "actor_id": row["actor_id"],
-        "action": row["action"],
-        "target_type": row["target_type"],
-        "target_id": row["target_id"],
-        "outcome": "denied" if row["denied"] else "done",
-        "detail": row["detail"],
-    }
+Outcome = Literal["done", "denied"]
+EntryId = Annotated[int, Meta(ge=1, le=2**63 - 1)]
+Moment = Annotated[
+    datetime, Meta(tz=True, extra={"must": "an ISO 8601 time with its UTC offset, e.g. 2026-01-31T08:00:00+00:00"})
+]
 
 
-def _moment(args: dict[str, str], name: str) -> datetime | None:
-    value = args.get(name)
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise BadFilter(f"{name} must be an ISO 8601 time with its offset, e.g. 2026-01-31T08:00:00+00:00") from None
-    if moment.tzinfo is None:
-        raise BadFilter(f"{name} must name its UTC offset")
-    return moment
+class AuditLogQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The filters of `GET /api/v1/audit-log`."""
+
+    actor: Annotated[UUID, Meta(description="only entries of this user (or customer) id")] | None = None
+    action: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=MAX_FILTER_CHARS,
+                description="only this action, e.g. `agent.update`, `forbidden`, `denied:message.send`",
+            ),
+        ]
+        | None
+    ) = None
+    outcome: Outcome | None = None
+    since: Annotated[Moment, Meta(description="entries at or after this time (with its UTC offset)")] | None = None
+    until: Annotated[Moment, Meta(description="entries before this time (with its UTC offset)")] | None = None
+    before: (
+        Annotated[EntryId, Meta(description="entries with a smaller id: the previous page's `next_before`")] | None
+    ) = None
+    limit: Annotated[int, Meta(ge=1, le=PAGE_MAX)] = PAGE_DEFAULT
 
 
-def _filters(args: dict[str, str]) -> dict[str, Any]:
-    known = {"actor", "action", "outcome", "since", "until", "before", "limit"}
-    unknown = sorted(set(args) - known)
-    if unknown:
-        raise BadFilter(f"unknown parameter {unknown[0]}")
-    try:
-        limit = int(args.get("limit", PAGE_DEFAULT))
-        before = int(args["before"]) if "before" in args else None
-    except ValueError:
-        raise BadFilter("limit and before must be integers") from None
-    if not 1 <= limit <= PAGE_MAX:
-        raise BadFilter(f"limit must be between 1 and {PAGE_MAX}")
-    if before is not None and not 1 <= before < 2**63:
-        raise BadFilter("before must be an entry id")
-    actor = args.get("actor")
-    if actor is not None:
-        try:
-            actor = str(UUID(actor))
-        except ValueError:
-            raise BadFilter("actor must be a user id") from None
-    action = args.get("action")
-    if action is not None and not 1 <= len(action) <= MAX_FILTER_CHARS:
-        raise BadFilter(f"action must have 1 to {MAX_FILTER_CHARS} characters")
-    outcome = args.get("outcome")
-    if outcome is not None and outcome not in OUTCOMES:
-        raise BadFilter("outcome must be done or denied")
-    return {
-        "actor": actor,
-        "action": action,
-        "outcome": outcome,
-        "since": _moment(args, "since"),
-        "until": _moment(args, "until"),
-        "before": before,
-        "limit": limit,
-    }
+class AuditEntry(msgspec.Struct):
+    """One entry of the audit log."""
+
+    id: int
+    at: datetime
+    actor_role: str
+    actor_id: str | None
+    action: str
+    target_type: str
+    target_id: str | None
+    outcome: Outcome
+    detail: dict[str, Any]
 
 
-async def read_log(database: Database, account_id: UUID, args: dict[str, str]) -> dict[str, Any]:
+class AuditLogPage(msgspec.Struct):
+    """next_before is null on the last page; pass it as `before` for the next one."""
+
+    entries: list[AuditEntry]
+    next_before: int | None
+
+
+def _entry(row: asyncpg.Record) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        at=row["at"],
+        actor_role=row["actor_role"],
+        actor_id=row["actor_id"],
+        action=row["action"],
+        target_type=row["target_type"],
+        target_id=row["target_id"],
+        outcome="denied" if row["denied"] else "done",
+        detail=row["detail"],
+    )
+
+
+async def read_log(database: Database, account_id: UUID, f: AuditLogQuery) -> AuditLogPage:
     """One page of the account's log, newest first; `next_before` continues it (None at the end).
 
     Pages are keyed by entry id (`before`), so entries written while a client pages through
     never shift or repeat a page: they have larger ids and appear only on a new first page."""
-    f = _filters(args)
     rows = await database.fetch(
         f"""SELECT id, at, actor_role, actor_id, action, target_type, target_id, detail, {_DENIED} AS denied
             FROM audit_log
@@ -185,49 +172,13 @@ async def read_log(database: Database, account_id: UUID, args: dict[str, str]) -
             ORDER BY id DESC
             LIMIT $8""",
         account_id,
-        f["before"],
-        f["actor"],
-        f["action"],
-        f["outcome"],
-        f["since"],
-        f["until"],
-        f["limit"] + 1,
+        f.before,
+        None if f.actor is None else str(f.actor),
+        f.action,
+        f.outcome,
+        f.since,
+        f.until,
+        f.limit + 1,
     )
-    page = rows[: f["limit"]]
-    return {
-        "entries": [_entry_json(r) for r in page],
-        "next_before": page[-1]["id"] if len(rows) > f["limit"] else None,
-    }
-
-
-def register(
-    app: QuartTrio,
-    node: Node,
-    current_user: Callable[[], Awaitable[SignedInUser | None]],
-    error_response: Callable[[str, str, int], ErrorResponse],
-    unauthenticated: Callable[[], ErrorResponse],
-) -> None:
-    """GET /api/v1/audit-log on `app`: admins only; anyone else gets a 403 that is itself audited."""
-
-    @app.get("/api/v1/audit-log")
-    async def read_audit_log() -> ErrorResponse:
-        user = await current_user()
-        if user is None:
-            return unauthenticated()
-        if user.role != "admin":
-            await record(
-                node.database,
-                user.account_id,
-                user.role,
-                user.user_id,
-                "forbidden",
-                "audit_log",
-                None,
-                {"attempted": "audit_log.read", "method": request.method, "path": request.path},
-            )
-            return error_response("forbidden", "your role may not do this", 403)
-        try:
-            page = await read_log(node.database, user.account_id, request.args.to_dict())
-        except BadFilter as error:
-            return error_response("invalid_request", str(error), 400)
-        return jsonify(page), 200
+    page = rows[: f.limit]
+    return AuditLogPage([_entry(r) for r in page], page[-1]["id"] if len(rows) > f.limit else None)

@@ -1,85 +1,124 @@
 """Canned responses: reusable replies agents insert by a shortcut.
 
-An account-wide response (no owner) is shared by every user of the account and only admins
-change it; a personal one belongs to one user, and to everybody else it does not exist: a change
+An account-wide response (no owner) is shared by every user of the account and only users with
+`canned.manage_shared` change it; a personal one belongs to one user, and to everybody else it does not exist: a change
 of someone else's is answered 404, as for an unknown id, and written to the audit log as
 `denied:canned_response.update` / `denied:canned_response.delete`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
+from kefu.protocol.permissions import Permission
 from kefu.server import audit as audit_log
+from kefu.server.api.structs import check_text, given
 from kefu.server.auth import SignedInUser
 from kefu.server.database import Database
-from kefu.server.directory import Conflict, InvalidInput, NotFound
+from kefu.server.directory import Conflict, NotFound
 
 MAX_SHORTCUT_CHARS = 50
 MAX_TITLE_CHARS = 200
 MAX_BODY_CHARS = 8000
 MAX_QUERY_CHARS = 200
-SCOPES = ("account", "personal")
+Scope = Literal["account", "personal"]
 
 _COLUMNS = "id, owner_user_id, shortcut, title, body, created_at, updated_at"
 
+Shortcut = Annotated[str, Meta(min_length=1, max_length=MAX_SHORTCUT_CHARS, description="no spaces")]
+Title = Annotated[str, Meta(min_length=1, max_length=MAX_TITLE_CHARS)]
+Body = Annotated[str, Meta(min_length=1, max_length=MAX_BODY_CHARS)]
+
 
 class Forbidden(Exception):
-    """The caller may see this response but not change it (an account-wide one, not an admin)."""
+    """The caller may see this response but not change it (a shared one, without `canned.manage_shared`)."""
 
 
-def canned_json(row: asyncpg.Record) -> dict[str, Any]:
+class CannedResponse(msgspec.Struct, kw_only=True):
+    """A canned response: account-wide (shared) or one user's own."""
+
+    id: UUID
+    scope: Scope
+    owner_user_id: UUID | None
+    shortcut: Shortcut
+    title: Title
+    body: Body
+    created_at: datetime
+    updated_at: datetime
+
+
+class CannedResponses(msgspec.Struct):
+    canned_responses: list[CannedResponse]
+
+
+class CannedQuery(msgspec.Struct, forbid_unknown_fields=True):
+    q: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_QUERY_CHARS, description="case-insensitive prefix of the shortcut or part of the title"
+            ),
+        ]
+        | None
+    ) = None
+
+
+class _CannedFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    shortcut: Shortcut | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        for name in ("shortcut", "title", "body"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, check_text(value, name, type(self)))
+        if isinstance(self.shortcut, str) and any(c.isspace() for c in self.shortcut):
+            raise ValueError("shortcut must not contain spaces")
+
+
+class CannedCreate(_CannedFields, kw_only=True):
+    """A new canned response (account scope: `canned.manage_shared`)."""
+
+    scope: Scope
+    shortcut: Shortcut
+    title: Title
+    body: Body
+
+
+class CannedChange(_CannedFields, kw_only=True):
+    """The fields to change; absent ones stay."""
+
+    shortcut: Shortcut | UnsetType = UNSET
+    title: Title | UnsetType = UNSET
+    body: Body | UnsetType = UNSET
+
+
+def canned_of(row: asyncpg.Record) -> CannedResponse:
     owner = row["owner_user_id"]
-    return {
-        "id": str(row["id"]),
-        "scope": "account" if owner is None else "personal",
-        "owner_user_id": None if owner is None else str(owner),
-        "shortcut": row["shortcut"],
-        "title": row["title"],
-        "body": row["body"],
-        "created_at": row["created_at"].isoformat(),
-        "updated_at": row["updated_at"].isoformat(),
-    }
+    return CannedResponse(
+        id=row["id"],
+        scope="account" if owner is None else "personal",
+        owner_user_id=owner,
+        shortcut=row["shortcut"],
+        title=row["title"],
+        body=row["body"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
-def _text(body: dict[str, Any], field: str, max_chars: int) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= max_chars:
-        raise InvalidInput(f"{field} must be a string of 1 to {max_chars} characters")
-    return value.strip()
+def _may_manage(user: SignedInUser, owner: UUID | None) -> None:
+    if owner is None and not user.may(Permission.CANNED_MANAGE_SHARED):
+        raise Forbidden("account-wide canned responses need canned.manage_shared")
 
 
-def _shortcut(body: dict[str, Any]) -> str:
-    value = _text(body, "shortcut", MAX_SHORTCUT_CHARS)
-    if any(c.isspace() for c in value):
-        raise InvalidInput("shortcut must not contain spaces")
-    return value
-
-
-def _fields(body: Any, known: set[str]) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidInput("expected a JSON object")
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]}")
-    return body
-
-
-def scope_of(body: Any) -> str:
-    """The scope a create body asks for (checked before the caller's role is)."""
-    scope = body.get("scope") if isinstance(body, dict) else None
-    if scope not in SCOPES:
-        raise InvalidInput("scope must be account or personal")
-    return str(scope)
-
-
-async def list_canned(database: Database, user: SignedInUser, query: str | None) -> list[dict[str, Any]]:
+async def list_canned(database: Database, user: SignedInUser, query: str | None) -> list[CannedResponse]:
     """The account-wide responses and the caller's own, optionally filtered by `query`."""
-    if query is not None and len(query) > MAX_QUERY_CHARS:
-        raise InvalidInput(f"q must have at most {MAX_QUERY_CHARS} characters")
     q = (query or "").strip().lower() or None
     rows = await database.fetch(
         f"""SELECT {_COLUMNS} FROM canned_responses
@@ -90,19 +129,17 @@ async def list_canned(database: Database, user: SignedInUser, query: str | None)
         user.user_id,
         q,
     )
-    return [canned_json(r) for r in rows]
+    return [canned_of(r) for r in rows]
 
 
-async def create_canned(database: Database, user: SignedInUser, body: Any, *, audit: Any = None) -> dict[str, Any]:
-    body = _fields(body, {"scope", "shortcut", "title", "body"})
-    scope = scope_of(body)
-    if scope == "account" and user.role != "admin":
-        raise Forbidden("only admins manage account-wide canned responses")
-    shortcut = _shortcut(body)
-    title = _text(body, "title", MAX_TITLE_CHARS)
-    text = _text(body, "body", MAX_BODY_CHARS)
+async def create_canned(
+    database: Database, user: SignedInUser, body: CannedCreate, *, audit: Any = None
+) -> CannedResponse:
+    scope = body.scope
+    _may_manage(user, None if scope == "account" else user.user_id)
+    shortcut, title, text = body.shortcut, body.title, body.body
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> CannedResponse:
         async with conn.transaction():
             try:
                 row = await conn.fetchrow(
@@ -117,7 +154,7 @@ async def create_canned(database: Database, user: SignedInUser, body: Any, *, au
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"the shortcut {shortcut!r} is already used") from None
             assert row is not None
-            canned = canned_json(row)
+            canned = canned_of(row)
             if audit is not None and scope == "account":
                 await audit(conn, canned)
             return canned
@@ -136,8 +173,7 @@ async def _visible(conn: asyncpg.Connection, user: SignedInUser, canned_id: UUID
     )
     if row is None:
         raise NotFound("no such canned response")
-    if row["owner_user_id"] is None and user.role != "admin":
-        raise Forbidden("only admins manage account-wide canned responses")
+    _may_manage(user, row["owner_user_id"])
     return row
 
 
@@ -157,14 +193,12 @@ async def _audit_not_found(database: Database, user: SignedInUser, attempted: st
 
 
 async def update_canned(
-    database: Database, user: SignedInUser, canned_id: UUID, body: Any, *, audit: Any = None
-) -> dict[str, Any]:
-    body = _fields(body, {"shortcut", "title", "body"})
-    shortcut = _shortcut(body) if "shortcut" in body else None
-    title = _text(body, "title", MAX_TITLE_CHARS) if "title" in body else None
-    text = _text(body, "body", MAX_BODY_CHARS) if "body" in body else None
+    database: Database, user: SignedInUser, canned_id: UUID, body: CannedChange, *, audit: Any = None
+) -> CannedResponse:
+    changes = given(body)
+    shortcut, title, text = changes.get("shortcut"), changes.get("title"), changes.get("body")
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> CannedResponse:
         async with conn.transaction():
             await _visible(conn, user, canned_id)
             try:
@@ -181,9 +215,9 @@ async def update_canned(
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"the shortcut {shortcut!r} is already used") from None
             assert row is not None
-            canned = canned_json(row)
-            if audit is not None and canned["scope"] == "account":
-                await audit(conn, canned, sorted(body))
+            canned = canned_of(row)
+            if audit is not None and canned.scope == "account":
+                await audit(conn, canned, sorted(changes))
             return canned
 
     try:
@@ -201,7 +235,7 @@ async def delete_canned(database: Database, user: SignedInUser, canned_id: UUID,
                 "DELETE FROM canned_responses WHERE account_id = $1 AND id = $2", user.account_id, canned_id
             )
             if audit is not None and row["owner_user_id"] is None:
-                await audit(conn, canned_json(row))
+                await audit(conn, canned_of(row))
 
     try:
         await database.run(work)

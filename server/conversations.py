@@ -7,14 +7,18 @@ a resume, keeping the conversations row's index columns current, and listing his
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
+import msgspec
+from msgspec import Meta
 
 from kefu.actors.ports import AgentProfile, ConversationRow, QueueSettings, StoredEvent
 from kefu.protocol.masking import mask_text
 from kefu.protocol.permissions import permissions_of
+from kefu.protocol.server import CONVERSATION_STATES
 from kefu.server.database import Database
 from kefu.server.privacy import Privacy
 
@@ -26,8 +30,47 @@ _ROW = """
 """
 
 
-STAFF_ROLES = frozenset({"supervisor", "admin"})
-"""Roles that may read every conversation of their own account."""
+ConversationStatus = Annotated[str, Meta(extra_json_schema={"enum": sorted(CONVERSATION_STATES)})]
+Name = Annotated[str, Meta(max_length=200)]
+
+
+class ConversationSummary(msgspec.Struct, kw_only=True):
+    """One of a customer's conversations."""
+
+    id: UUID
+    status: ConversationStatus
+    agent_id: UUID | None
+    agent_name: Name | None
+    channel: str
+    topic: Name | None
+    created_at: datetime
+    closed_at: datetime | None
+    last_seq: Annotated[int, Meta(ge=0)]
+    wrap_up_code: Name | None
+
+
+class CustomerConversations(msgspec.Struct):
+    conversations: list[ConversationSummary]
+
+
+class OpenConversation(msgspec.Struct, kw_only=True):
+    """An open conversation, as the workbench lists it."""
+
+    id: UUID
+    status: ConversationStatus
+    channel: str
+    topic: Name | None
+    created_at: datetime
+    customer_name: Name | None
+    agent_id: UUID | None
+    agent_name: Name | None
+    queue_name: Name | None
+    department_name: Name | None
+
+
+class OpenConversations(msgspec.Struct):
+    conversations: list[OpenConversation]
+
 
 Access = Literal["allowed", "forbidden", "not_found"]
 """`not_found`: no such row, or another account's (never said which); `forbidden`: this account's,
@@ -42,8 +85,8 @@ _MAY_READ = """(
     OR EXISTS (SELECT 1 FROM conversation_events pe WHERE pe.conversation_id = c.id
                AND ((pe.sender_role = 'agent' AND pe.sender_id = $2::text) OR pe.body->>'to_agent_id' = $2::text))
 )"""
-"""May user $2 (staff when $3) read conversation `c` (with its queue `q`)? Staff: yes. An agent:
-when the conversation's department (its own, else its queue's) is none or one of the agent's,
+"""May user $2 read conversation `c` (with its queue `q`)? With `conversations.read_all` ($3): yes.
+Otherwise: when the conversation's department (its own, else its queue's) is none or one of the agent's,
 or the agent holds it, held it, wrote in it, or is the target of its transfer."""
 
 
@@ -61,7 +104,8 @@ def _access(record: asyncpg.Record | None) -> Access:
 def _customer_name(privacy: Privacy | None, record: asyncpg.Record) -> str | None:
     """The customer's display name: stored encrypted (server/privacy.py), so decrypted here."""
     if privacy is None or record["customer_name_enc"] is None:
-        return record["customer_name"]
+        name: str | None = record["customer_name"]
+        return name
     return privacy.name(record["account_id"], record["customer_id"], record["customer_name_enc"])
 
 
@@ -170,12 +214,13 @@ class PostgresConversations:
             key = UUID(attachment_id)
         except ValueError:
             return None
-        return await self.database.fetchval(
+        kind: str | None = await self.database.fetchval(
             "SELECT kind FROM attachments WHERE account_id = $1 AND id = $2 AND uploader_id = $3",
             account_id,
             key,
             uploader_id,
         )
+        return kind
 
     async def agent_profile(self, agent_id: UUID) -> AgentProfile | None:
         record = await self.database.fetchrow(
@@ -252,19 +297,21 @@ class PostgresConversations:
 
     # -- department scoping (docs/security.md, "Who may see and do what") --------------------------
 
-    async def conversation_access(self, account_id: UUID, user_id: UUID, role: str, conversation_id: UUID) -> Access:
+    async def conversation_access(
+        self, account_id: UUID, user_id: UUID, reads_all: bool, conversation_id: UUID
+    ) -> Access:
         """May this user read this conversation? See `_MAY_READ` for the rule."""
         record = await self.database.fetchrow(
             "SELECT c.account_id = $1 AS same_account, " + _MAY_READ + " AS allowed"
             " FROM conversations c LEFT JOIN queues q ON q.id = c.queue_id WHERE c.id = $4",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             conversation_id,
         )
         return _access(record)
 
-    async def customer_access(self, account_id: UUID, user_id: UUID, role: str, customer_id: UUID) -> Access:
+    async def customer_access(self, account_id: UUID, user_id: UUID, reads_all: bool, customer_id: UUID) -> Access:
         """A customer is readable by who may read one of its conversations, and by every agent of
         the account while it has none (nothing ties it to a department yet); staff: all."""
         record = await self.database.fetchrow(
@@ -275,12 +322,12 @@ class PostgresConversations:
             " FROM customers cu WHERE cu.id = $4",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             customer_id,
         )
         return _access(record)
 
-    async def attachment_access(self, account_id: UUID, user_id: UUID, role: str, attachment_id: UUID) -> Access:
+    async def attachment_access(self, account_id: UUID, user_id: UUID, reads_all: bool, attachment_id: UUID) -> Access:
         """An attachment is readable by its uploader, by who may read a conversation it was sent in,
         and, for a customer's upload, by who may read that customer (see `customer_access`)."""
         record = await self.database.fetchrow(
@@ -298,7 +345,7 @@ class PostgresConversations:
             " FROM attachments a WHERE a.id = $4",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             attachment_id,
         )
         return _access(record)
@@ -322,7 +369,7 @@ class PostgresConversations:
 
         async def work(conn: asyncpg.Connection) -> UUID:
             async with conn.transaction():
-                existing = await conn.fetchval(
+                existing: UUID | None = await conn.fetchval(
                     "SELECT id FROM conversations WHERE customer_id = $1 AND start_client_id = $2",
                     customer_id,
                     start_client_id,
@@ -345,7 +392,7 @@ class PostgresConversations:
                     queue_id = await conn.fetchval(
                         "SELECT id FROM queues WHERE account_id = $1 AND is_default", account_id
                     )
-                return await conn.fetchval(
+                opened: UUID = await conn.fetchval(
                     "INSERT INTO conversations (account_id, customer_id, channel, start_client_id, department_id,"
                     " queue_id, topic) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     " ON CONFLICT (customer_id, start_client_id) WHERE start_client_id IS NOT NULL"
@@ -358,6 +405,7 @@ class PostgresConversations:
                     queue_id,
                     topic,
                 )
+                return opened
 
         return await self.database.run(work)
 
@@ -425,7 +473,10 @@ class PostgresConversations:
         ]
 
     async def conversation_account(self, conversation_id: UUID) -> UUID | None:
-        return await self.database.fetchval("SELECT account_id FROM conversations WHERE id = $1", conversation_id)
+        account_id: UUID | None = await self.database.fetchval(
+            "SELECT account_id FROM conversations WHERE id = $1", conversation_id
+        )
+        return account_id
 
     async def customer_history(
         self,
@@ -434,7 +485,7 @@ class PostgresConversations:
         limit: int = 50,
         *,
         user_id: UUID | None = None,
-        role: str = "admin",
+        reads_all: bool = True,
         full: bool = False,
     ) -> list[dict[str, Any]]:
         """The customer's conversations, newest first; for an agent only those it may read. Topics
@@ -449,7 +500,7 @@ class PostgresConversations:
             " WHERE c.account_id = $1 AND c.customer_id = $4 AND " + _MAY_READ + " ORDER BY c.created_at DESC LIMIT $5",
             account_id,
             user_id,
-            role in STAFF_ROLES,
+            reads_all,
             customer_id,
             limit,
         )

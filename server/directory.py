@@ -1,22 +1,27 @@
 """The directory of an account: its departments (teams), skills and agents (users).
 
 Every function takes the caller's account id and sees only that account's rows: an id that
-belongs to another account is reported exactly like one that does not exist. Input arrives
-as decoded JSON values and is checked here; the errors name the offending field.
+belongs to another account is reported exactly like one that does not exist. Input arrives as
+the Structs declared here (`AgentCreate`, `AgentChange`, `GroupName`), decoded and checked by the
+REST edge; what their types cannot say is checked in their `__post_init__`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
+import msgspec
 import trio
+from msgspec import UNSET, Meta, UnsetType
 
-from kefu.server.accounts import MIN_PASSWORD_LENGTH, ROLES, hash_password
+from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES, Permission, permissions_of
+from kefu.server.accounts import MIN_PASSWORD_LENGTH, hash_password
+from kefu.server.api.structs import check_text, given
 from kefu.server.database import Database
 
 MAX_NAME_CHARS = 100
@@ -63,83 +68,148 @@ def parse_id(value: Any, what: str = "resource") -> UUID:
         raise NotFound(f"no such {what}") from None
 
 
-def _body_id(value: Any, field: str) -> UUID:
-    if not isinstance(value, str):
-        raise InvalidInput(f"{field} must be a UUID string")
-    try:
-        return UUID(value)
-    except ValueError:
-        raise InvalidInput(f"{field} must be a UUID string") from None
+def validate_role(name: str, custom_roles: Collection[str] = ()) -> str:
+    """`name` when it names a role a user of the account may be given; `InvalidInput` otherwise.
+
+    The one place a role name is accepted: the built-in roles, and the account's own
+    (`custom_roles`, their names) where the caller knows them."""
+    if name not in BUILT_IN_ROLES and name not in custom_roles:
+        raise InvalidInput(f"role must be one of {', '.join([*BUILT_IN_ROLES, *custom_roles])}")
+    return name
 
 
-def _text(body: dict[str, Any], field: str, max_chars: int) -> str:
-    value = body.get(field)
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= max_chars:
-        raise InvalidInput(f"{field} must be a string of 1 to {max_chars} characters")
-    return value.strip()
+Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+DisplayName = Annotated[str, Meta(min_length=1, max_length=MAX_DISPLAY_NAME_CHARS)]
+Email = Annotated[str, Meta(min_length=1, max_length=MAX_EMAIL_CHARS, extra_json_schema={"format": "email"})]
+Password = Annotated[str, Meta(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_CHARS)]
+RoleName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS, description="a role of the account")]
+Capacity = Annotated[
+    int, Meta(ge=MIN_CAPACITY, le=MAX_CAPACITY, description="conversations the agent holds at once at most")
+]
+Level = Annotated[int, Meta(ge=MIN_LEVEL, le=MAX_LEVEL)]
+MayViewContactDetails = Annotated[
+    bool,
+    Meta(
+        description="sees customers' phone numbers and e-mail addresses in full (a role with"
+        " contacts.view_unmasked always does; others see them masked)"
+    ),
+]
 
 
-def _int(body: dict[str, Any], field: str, low: int, high: int) -> int:
-    value = body.get(field)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"{field} must be an integer from {low} to {high}")
-    return value
+class SkillLevel(msgspec.Struct, forbid_unknown_fields=True):
+    id: UUID
+    level: Level
 
 
-def _role(body: dict[str, Any]) -> str:
-    role = body.get("role")
-    if role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-    return str(role)
+DepartmentIds = Annotated[list[UUID], Meta(max_length=MAX_LIST_ITEMS)]
+SkillLevels = Annotated[list[SkillLevel], Meta(max_length=MAX_LIST_ITEMS)]
 
 
-def _department_ids(body: dict[str, Any]) -> list[UUID]:
-    value = body.get("departments")
-    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
-        raise InvalidInput("departments must be a list of department ids")
-    ids = [_body_id(v, f"departments[{i}]") for i, v in enumerate(value)]
-    if len(set(ids)) != len(ids):
-        raise InvalidInput("departments must not repeat an id")
-    return ids
+class GroupName(msgspec.Struct):
+    """The name of a department or skill."""
+
+    name: Name
+
+    def __post_init__(self) -> None:
+        self.name = check_text(self.name, "name", GroupName)
 
 
-def _skill_levels(body: dict[str, Any]) -> dict[UUID, int]:
-    value = body.get("skills")
-    if not isinstance(value, list) or len(value) > MAX_LIST_ITEMS:
-        raise InvalidInput('skills must be a list of {"id", "level"} objects')
-    levels: dict[UUID, int] = {}
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise InvalidInput(f'skills[{i}] must be an object with "id" and "level"')
-        skill_id = _body_id(item.get("id"), f"skills[{i}].id")
-        if skill_id in levels:
-            raise InvalidInput("skills must not repeat an id")
-        level = item.get("level")
-        if isinstance(level, bool) or not isinstance(level, int) or not MIN_LEVEL <= level <= MAX_LEVEL:
-            raise InvalidInput(f"skills[{i}].level must be an integer from {MIN_LEVEL} to {MAX_LEVEL}")
-        levels[skill_id] = level
-    return levels
+def _check_agent_fields(fields: AgentCreate | AgentChange) -> None:
+    """What the declared types cannot say: trimmed names, no repeated ids (roles: `validate_role`)."""
+    if isinstance(fields.display_name, str):
+        fields.display_name = check_text(fields.display_name, "display_name", type(fields))
+    if isinstance(fields.departments, list) and len(set(fields.departments)) != len(fields.departments):
+        raise ValueError("departments must not repeat an id")
+    if isinstance(fields.skills, list) and len({skill.id for skill in fields.skills}) != len(fields.skills):
+        raise ValueError("skills must not repeat an id")
 
 
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidInput("expected a JSON object")
-    return body
+class AgentCreate(msgspec.Struct, kw_only=True):
+    """A new user of the account with its departments and skill levels."""
+
+    email: Email
+    display_name: DisplayName
+    password: Password
+    role: RoleName = AGENT
+    max_concurrent_conversations: Capacity = 5
+    may_view_contact_details: MayViewContactDetails = False
+    departments: DepartmentIds = msgspec.field(default_factory=list)
+    skills: SkillLevels = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.email = check_text(self.email, "email", AgentCreate)
+        if not re.fullmatch(r"[^@\s]+@[^@\s]+", self.email):
+            raise ValueError("email must be an e-mail address")
+        _check_agent_fields(self)
+
+
+class AgentChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The fields of a user to change; `departments` and `skills` replace the whole list."""
+
+    display_name: DisplayName | UnsetType = UNSET
+    role: RoleName | UnsetType = UNSET
+    max_concurrent_conversations: Capacity | UnsetType = UNSET
+    disabled: bool | UnsetType = UNSET
+    may_view_contact_details: MayViewContactDetails | UnsetType = UNSET
+    departments: DepartmentIds | UnsetType = UNSET
+    skills: SkillLevels | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        _check_agent_fields(self)
+
+
+class NamedRef(msgspec.Struct):
+    id: UUID
+    name: str
+
+
+class SkillRef(msgspec.Struct):
+    id: UUID
+    name: str
+    level: Level
+
+
+class Agent(msgspec.Struct, kw_only=True):
+    """A user of the account as the API shows it (never the password hash)."""
+
+    id: UUID
+    email: str
+    display_name: str
+    role: str
+    max_concurrent_conversations: Capacity
+    disabled: bool
+    may_view_contact_details: MayViewContactDetails
+    created_at: datetime
+    departments: list[NamedRef]
+    skills: list[SkillRef]
+
+
+class Agents(msgspec.Struct):
+    agents: list[Agent]
+
+
+class Unlocked(msgspec.Struct):
+    id: UUID
+    was_locked: bool
 
 
 # -- departments and skills -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
+class Group(msgspec.Struct):
     """A department or a skill: both are named sets within an account."""
 
     id: UUID
     name: str
-    created_at: Any
+    created_at: datetime
 
-    def json(self) -> dict[str, Any]:
-        return {"id": str(self.id), "name": self.name, "created_at": self.created_at.isoformat()}
+
+class Departments(msgspec.Struct):
+    departments: list[Group]
+
+
+class Skills(msgspec.Struct):
+    skills: list[Group]
 
 
 _GROUP_TABLES = {"department": "departments", "skill": "skills"}
@@ -158,10 +228,10 @@ async def list_groups(database: Database, kind: str, account_id: UUID) -> list[G
 
 
 async def create_group(
-    database: Database, kind: str, account_id: UUID, body: Any, *, audit: Audit = _no_audit
+    database: Database, kind: str, account_id: UUID, body: GroupName, *, audit: Audit = _no_audit
 ) -> Group:
     table = _GROUP_TABLES[kind]
-    name = _text(_object(body), "name", MAX_NAME_CHARS)
+    name = body.name
 
     async def work(conn: asyncpg.Connection) -> Group:
         async with conn.transaction():
@@ -181,10 +251,10 @@ async def create_group(
 
 
 async def rename_group(
-    database: Database, kind: str, account_id: UUID, group_id: UUID, body: Any, *, audit: Audit = _no_audit
+    database: Database, kind: str, account_id: UUID, group_id: UUID, body: GroupName, *, audit: Audit = _no_audit
 ) -> Group:
     table = _GROUP_TABLES[kind]
-    name = _text(_object(body), "name", MAX_NAME_CHARS)
+    name = body.name
 
     async def work(conn: asyncpg.Connection) -> Group:
         async with conn.transaction():
@@ -230,15 +300,6 @@ async def delete_group(
             await audit(conn, f"{kind}.delete", group_id, {"name": name})
 
     await database.run(work)
-
-
-def _flag(body: dict[str, Any], name: str) -> bool | None:
-    """A true/false field of the body, or None when it is absent."""
-    if name not in body:
-        return None
-    if not isinstance(body[name], bool):
-        raise InvalidInput(f"{name} must be true or false")
-    return body[name]
 
 
 # -- agents ---------------------------------------------------------------------------------
@@ -330,26 +391,14 @@ async def _set_memberships(
         )
 
 
-async def create_agent(database: Database, account_id: UUID, body: Any, *, audit: Audit = _no_audit) -> dict[str, Any]:
-    """Create a user (agent, supervisor or admin) with its departments and skill levels."""
-    body = _object(body)
-    email = _text(body, "email", MAX_EMAIL_CHARS)
-    if not re.fullmatch(r"[^@\s]+@[^@\s]+", email):
-        raise InvalidInput("email must be an e-mail address")
-    display_name = _text(body, "display_name", MAX_DISPLAY_NAME_CHARS)
-    role = _role(body) if "role" in body else "agent"
-    password = body.get("password")
-    if not isinstance(password, str) or not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_CHARS:
-        raise InvalidInput(f"password must be a string of at least {MIN_PASSWORD_LENGTH} characters")
-    capacity = (
-        _int(body, "max_concurrent_conversations", MIN_CAPACITY, MAX_CAPACITY)
-        if "max_concurrent_conversations" in body
-        else 5
-    )
-    departments = _department_ids(body) if "departments" in body else []
-    skills = _skill_levels(body) if "skills" in body else {}
-    may_view = _flag(body, "may_view_contact_details") or False
-    password_hash = await trio.to_thread.run_sync(hash_password, password)
+async def create_agent(
+    database: Database, account_id: UUID, body: AgentCreate, *, audit: Audit = _no_audit
+) -> dict[str, Any]:
+    """Create a user (of any role) with its departments and skill levels."""
+    email, display_name, role = body.email, body.display_name, validate_role(body.role)
+    capacity, may_view, departments = body.max_concurrent_conversations, body.may_view_contact_details, body.departments
+    skills = {skill.id: skill.level for skill in body.skills}
+    password_hash = await trio.to_thread.run_sync(hash_password, body.password)
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
         async with conn.transaction():
@@ -389,41 +438,31 @@ def _audited(agent: dict[str, Any]) -> dict[str, Any]:
 
 
 async def update_agent(
-    database: Database, account_id: UUID, user_id: UUID, body: Any, *, acting_user_id: UUID, audit: Audit = _no_audit
+    database: Database,
+    account_id: UUID,
+    user_id: UUID,
+    body: AgentChange,
+    *,
+    acting_user_id: UUID,
+    acting_permissions: frozenset[Permission],
+    audit: Audit = _no_audit,
 ) -> dict[str, Any]:
     """Change an agent's display name, role, capacity, disabled flag, departments or skills.
 
-    Only the fields present change; `departments` and `skills` replace the whole list. An
-    admin cannot disable or demote themself (so an account never loses its last admin that way).
+    Only the fields present change; `departments` and `skills` replace the whole list. Nobody
+    can disable themself or take a role with fewer permissions than they hold (so an account
+    never loses its last administrator that way).
     Disabling and a role change revoke the user's sessions: it signs in again, with the new role.
     """
-    body = _object(body)
-    known = {
-        "display_name",
-        "role",
-        "max_concurrent_conversations",
-        "disabled",
-        "departments",
-        "skills",
-        "may_view_contact_details",
-    }
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]}")
-    display_name = _text(body, "display_name", MAX_DISPLAY_NAME_CHARS) if "display_name" in body else None
-    role = _role(body) if "role" in body else None
-    capacity = (
-        _int(body, "max_concurrent_conversations", MIN_CAPACITY, MAX_CAPACITY)
-        if "max_concurrent_conversations" in body
-        else None
-    )
-    disabled = body.get("disabled")
-    if "disabled" in body and not isinstance(disabled, bool):
-        raise InvalidInput("disabled must be true or false")
-    may_view = _flag(body, "may_view_contact_details")
-    departments = _department_ids(body) if "departments" in body else None
-    skills = _skill_levels(body) if "skills" in body else None
-    if user_id == acting_user_id and (disabled is True or role not in (None, "admin")):
+    changes = given(body)
+    display_name, role = changes.get("display_name"), changes.get("role")
+    if role is not None:
+        validate_role(role)
+    capacity, disabled = changes.get("max_concurrent_conversations"), changes.get("disabled")
+    may_view, departments = changes.get("may_view_contact_details"), changes.get("departments")
+    skills = None if body.skills is UNSET else {skill.id: skill.level for skill in body.skills}
+    demoted = role is not None and not acting_permissions <= permissions_of(role)
+    if user_id == acting_user_id and (disabled is True or demoted):
         raise Conflict("you cannot disable or demote yourself")
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:

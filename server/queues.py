@@ -17,15 +17,20 @@ or overflow queue are checked within the caller's account; another account's id 
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal, get_args
 from uuid import UUID
 
 import asyncpg
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 
+from kefu.server.api.structs import check_text, given
 from kefu.server.database import Database
 from kefu.server.directory import Conflict, InvalidInput, NotFound
 
-STRATEGIES = ("least_load", "longest_idle", "round_robin", "skills", "priority")
+Strategy = Literal["least_load", "longest_idle", "round_robin", "skills", "priority"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 MAX_NAME_CHARS = 100
 MAX_NO_AGENT_MESSAGE_CHARS = 2000
 
@@ -35,98 +40,88 @@ COLUMNS = (
     " is_default, created_at"
 )
 
-_INTEGERS = {
-    "min_skill_level": (1, 10),
-    "widen_after_seconds": (1, 3600),
-    "offer_timeout_seconds": (1, 600),
-    "overflow_after_seconds": (1, 86400),
-}
-_NULLABLE = {"department_id", "skill_id", "overflow_after_seconds", "overflow_queue_id", "no_agent_message"}
+QueueName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
+SkillLevel = Annotated[int, Meta(ge=1, le=10)]
+WidenAfter = Annotated[int, Meta(ge=1, le=3600, description="seconds before the skills strategy widens")]
+OfferTimeout = Annotated[int, Meta(ge=1, le=600, description="seconds an agent has to accept an offer")]
+OverflowAfter = Annotated[int, Meta(ge=1, le=86400, description="seconds waited before overflowing")]
+NoAgentMessage = Annotated[str, Meta(min_length=1, max_length=MAX_NO_AGENT_MESSAGE_CHARS)]
+
 _REFERENCES = {"department_id": ("departments", "department"), "skill_id": ("skills", "skill")}
-FIELDS = (
-    "name",
-    "department_id",
-    "skill_id",
-    "strategy",
-    "min_skill_level",
-    "widen_after_seconds",
-    "offer_timeout_seconds",
-    "auto_accept",
-    "overflow_after_seconds",
-    "overflow_queue_id",
-    "no_agent_message",
-    "is_default",
-)
+
+
+class Queue(msgspec.Struct, kw_only=True):
+    """A queue, as the API shows it."""
+
+    id: UUID
+    name: QueueName
+    department_id: UUID | None
+    skill_id: UUID | None
+    strategy: Strategy
+    min_skill_level: SkillLevel
+    widen_after_seconds: WidenAfter
+    offer_timeout_seconds: OfferTimeout
+    auto_accept: bool
+    overflow_after_seconds: OverflowAfter | None
+    overflow_queue_id: UUID | None
+    no_agent_message: NoAgentMessage | None
+    is_default: bool
+    created_at: datetime
+
+
+class Queues(msgspec.Struct):
+    queues: list[Queue]
+
+
+class _QueueFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    def __post_init__(self) -> None:
+        for name in ("name", "no_agent_message"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, check_text(value, name, type(self)))
+
+
+class QueueCreate(_QueueFields, kw_only=True):
+    """A new queue. skill_id is required when strategy is skills; is_default clears it on the
+    account's other queues."""
+
+    name: QueueName
+    department_id: UUID | None = None
+    skill_id: UUID | None = None
+    strategy: Strategy = "least_load"
+    min_skill_level: SkillLevel = 1
+    widen_after_seconds: WidenAfter = 30
+    offer_timeout_seconds: OfferTimeout = 20
+    auto_accept: bool = False
+    overflow_after_seconds: OverflowAfter | None = None
+    overflow_queue_id: UUID | None = None
+    no_agent_message: NoAgentMessage | None = None
+    is_default: bool = False
+
+
+class QueueChange(_QueueFields, kw_only=True):
+    """The fields of a queue to change; absent ones stay as they are."""
+
+    name: QueueName | UnsetType = UNSET
+    department_id: UUID | UnsetType | None = UNSET
+    skill_id: UUID | UnsetType | None = UNSET
+    strategy: Strategy | UnsetType = UNSET
+    min_skill_level: SkillLevel | UnsetType = UNSET
+    widen_after_seconds: WidenAfter | UnsetType = UNSET
+    offer_timeout_seconds: OfferTimeout | UnsetType = UNSET
+    auto_accept: bool | UnsetType = UNSET
+    overflow_after_seconds: OverflowAfter | UnsetType | None = UNSET
+    overflow_queue_id: UUID | UnsetType | None = UNSET
+    no_agent_message: NoAgentMessage | UnsetType | None = UNSET
+    is_default: bool | UnsetType = UNSET
+
+
+FIELDS: tuple[str, ...] = QueueChange.__struct_fields__
 """What a client may set; all optional except `name` on create."""
 
 
-def queue_json(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    def ident(value: UUID | None) -> str | None:
-        return None if value is None else str(value)
-
-    return {
-        "id": str(row["id"]),
-        "name": row["name"],
-        "department_id": ident(row["department_id"]),
-        "skill_id": ident(row["skill_id"]),
-        "strategy": row["strategy"],
-        "min_skill_level": row["min_skill_level"],
-        "widen_after_seconds": row["widen_after_seconds"],
-        "offer_timeout_seconds": row["offer_timeout_seconds"],
-        "auto_accept": row["auto_accept"],
-        "overflow_after_seconds": row["overflow_after_seconds"],
-        "overflow_queue_id": ident(row["overflow_queue_id"]),
-        "no_agent_message": row["no_agent_message"],
-        "is_default": row["is_default"],
-        "created_at": row["created_at"].isoformat(),
-    }
-
-
-def _parse(body: Any, *, create: bool) -> dict[str, Any]:
-    """The fields of a create or update body, checked and converted."""
-    if not isinstance(body, dict):
-        raise InvalidInput("expected a JSON object")
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]}")
-    if create and "name" not in body:
-        raise InvalidInput(f"name must be a string of 1 to {MAX_NAME_CHARS} characters")
-    values: dict[str, Any] = {}
-    for field, value in body.items():
-        if value is None and field in _NULLABLE:
-            values[field] = None
-        elif field == "name":
-            if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_NAME_CHARS:
-                raise InvalidInput(f"name must be a string of 1 to {MAX_NAME_CHARS} characters")
-            values[field] = value.strip()
-        elif field in ("department_id", "skill_id", "overflow_queue_id"):
-            try:
-                values[field] = UUID(value) if isinstance(value, str) else None
-            except ValueError:
-                values[field] = None
-            if values[field] is None:
-                raise InvalidInput(f"{field} must be a UUID string or null")
-        elif field == "strategy":
-            if value not in STRATEGIES:
-                raise InvalidInput(f"strategy must be one of {', '.join(STRATEGIES)}")
-            values[field] = value
-        elif field in _INTEGERS:
-            low, high = _INTEGERS[field]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                nullable = " or null" if field in _NULLABLE else ""
-                raise InvalidInput(f"{field} must be an integer from {low} to {high}{nullable}")
-            values[field] = value
-        elif field in ("auto_accept", "is_default"):
-            if not isinstance(value, bool):
-                raise InvalidInput(f"{field} must be true or false")
-            values[field] = value
-        elif field == "no_agent_message":
-            if not isinstance(value, str) or not 1 <= len(value.strip()) <= MAX_NO_AGENT_MESSAGE_CHARS:
-                raise InvalidInput(
-                    f"no_agent_message must be a string of 1 to {MAX_NO_AGENT_MESSAGE_CHARS} characters or null"
-                )
-            values[field] = value.strip()
-    return values
+def queue_of(row: asyncpg.Record | dict[str, Any]) -> Queue:
+    return Queue(**{name: row[name] for name in Queue.__struct_fields__})
 
 
 async def _check_references(conn: asyncpg.Connection, account_id: UUID, values: dict[str, Any]) -> None:
@@ -159,47 +154,32 @@ async def _write(conn: asyncpg.Connection, query: str, *args: Any) -> asyncpg.Re
         raise Conflict("a queue with this name already exists") from None
 
 
-_DEFAULTS: dict[str, Any] = {
-    "department_id": None,
-    "skill_id": None,
-    "strategy": "least_load",
-    "min_skill_level": 1,
-    "widen_after_seconds": 30,
-    "offer_timeout_seconds": 20,
-    "auto_accept": False,
-    "overflow_after_seconds": None,
-    "overflow_queue_id": None,
-    "no_agent_message": None,
-    "is_default": False,
-}
+async def list_queues(database: Database, account_id: UUID) -> list[Queue]:
+    return [queue_of(r) for r in await load_queues(database, account_id)]
 
 
-async def list_queues(database: Database, account_id: UUID) -> list[dict[str, Any]]:
-    return [queue_json(r) for r in await load_queues(database, account_id)]
-
-
-async def get_queue(database: Database, account_id: UUID, queue_id: UUID) -> dict[str, Any]:
+async def get_queue(database: Database, account_id: UUID, queue_id: UUID) -> Queue:
     row = await database.fetchrow(
         f"SELECT {COLUMNS} FROM queues WHERE account_id = $1 AND id = $2", account_id, queue_id
     )
     if row is None:
         raise NotFound("no such queue")
-    return queue_json(row)
+    return queue_of(row)
 
 
-async def create_queue(database: Database, account_id: UUID, body: Any, *, audit: Any = None) -> dict[str, Any]:
-    """Create a queue; `audit(conn, queue_json)` runs inside the same transaction when given."""
-    values = {**_DEFAULTS, **_parse(body, create=True)}
+async def create_queue(database: Database, account_id: UUID, body: QueueCreate, *, audit: Any = None) -> Queue:
+    """Create a queue; `audit(conn, queue)` runs inside the same transaction when given."""
+    values = msgspec.structs.asdict(body)
     _check_whole(values)
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> Queue:
         async with conn.transaction():
             await _check_references(conn, account_id, values)
             if values["is_default"]:
                 await conn.execute(
                     "UPDATE queues SET is_default = false WHERE account_id = $1 AND is_default", account_id
                 )
-            names = list(_DEFAULTS)
+            names = [name for name in QueueCreate.__struct_fields__ if name != "name"]
             row = await _write(
                 conn,
                 f"""INSERT INTO queues (account_id, name, {", ".join(names)})
@@ -210,7 +190,7 @@ async def create_queue(database: Database, account_id: UUID, body: Any, *, audit
                 *(values[n] for n in names),
             )
             assert row is not None
-            queue = queue_json(row)
+            queue = queue_of(row)
             if audit is not None:
                 await audit(conn, queue)
             return queue
@@ -219,12 +199,12 @@ async def create_queue(database: Database, account_id: UUID, body: Any, *, audit
 
 
 async def update_queue(
-    database: Database, account_id: UUID, queue_id: UUID, body: Any, *, audit: Any = None
-) -> dict[str, Any]:
-    """Change the fields present in `body`; `audit(conn, queue_json, changes)` runs in the transaction."""
-    changes = _parse(body, create=False)
+    database: Database, account_id: UUID, queue_id: UUID, body: QueueChange, *, audit: Any = None
+) -> Queue:
+    """Change the fields present in `body`; `audit(conn, queue, changes)` runs in the transaction."""
+    changes = given(body)
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> Queue:
         async with conn.transaction():
             current = await conn.fetchrow(
                 f"SELECT {COLUMNS} FROM queues WHERE account_id = $1 AND id = $2 FOR UPDATE", account_id, queue_id
@@ -242,7 +222,7 @@ async def update_queue(
                     account_id,
                     queue_id,
                 )
-            names = ["name", *_DEFAULTS]
+            names = list(QueueCreate.__struct_fields__)
             row = await _write(
                 conn,
                 f"""UPDATE queues SET {", ".join(f"{n} = ${i + 3}" for i, n in enumerate(names))}
@@ -252,9 +232,9 @@ async def update_queue(
                 *(merged[n] for n in names),
             )
             assert row is not None
-            queue = queue_json(row)
+            queue = queue_of(row)
             if audit is not None:
-                await audit(conn, queue, {k: queue[k] for k in changes})
+                await audit(conn, queue, msgspec.to_builtins({k: getattr(queue, k) for k in changes}))
             return queue
 
     return await database.run(work)
@@ -276,7 +256,7 @@ async def delete_queue(database: Database, account_id: UUID, queue_id: UUID, *, 
             if name is None:
                 raise NotFound("no such queue")
             if audit is not None:
-                await audit(conn, {"id": str(queue_id), "name": name})
+                await audit(conn, {"id": queue_id, "name": name})
 
     await database.run(work)
 

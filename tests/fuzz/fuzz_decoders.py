@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import atheris
-import orjson
 
 with atheris.instrument_imports(include=["kefu"]):
     from kefu.protocol import (
@@ -28,6 +27,7 @@ with atheris.instrument_imports(include=["kefu"]):
         encode_frame,
     )
     from kefu.server import business_hours, queues
+    from kefu.server.api.route import decode_json
     from kefu.server.directory import InvalidInput
 
 DECODERS = (decode_customer_frame, decode_agent_frame, decode_server_frame)
@@ -44,13 +44,9 @@ def check_frames(data: bytes) -> None:
 
 
 def check_rest_bodies(data: bytes) -> None:
-    try:
-        body = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return
-    for check in (business_hours.validate, lambda b: queues._parse(b, create=True)):
+    for kind in (business_hours.BusinessHoursChange, queues.QueueCreate):
         try:
-            check(body)
+            decode_json(data, kind)
         except InvalidInput:
             pass
 

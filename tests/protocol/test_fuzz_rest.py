@@ -6,14 +6,21 @@ check promises. The whole endpoints are fuzzed live in ``tests/server/test_limit
 from __future__ import annotations
 
 import itertools
+import json
 import unicodedata
 from typing import Any
 from uuid import UUID, uuid4
 
+import msgspec
+import msgspec.inspect
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES
 from kefu.server import business_hours, canned, directory, queues, sockets, webchat
+from kefu.server.api.blueprints import BLUEPRINTS
+from kefu.server.api.customers import VisitorStart
+from kefu.server.api.route import ROUTES, decode_json
 from kefu.server.attachments import MAX_FILENAME_CHARS, content_disposition, content_matches, sanitize_filename
 from kefu.server.config import DEFAULT_UPLOAD_CONTENT_TYPES
 from kefu.server.directory import InvalidInput, NotFound
@@ -54,6 +61,11 @@ def bodies(fields: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
     )
 
 
+def decoded(body: Any, kind: type) -> Any:
+    """`body` sent as JSON and decoded as the route's declared Struct."""
+    return decode_json(json.dumps(body).encode(), kind)
+
+
 def passes_or_invalid(check: Any, *args: Any, **kwargs: Any) -> Any:
     """Call ``check``; ``InvalidInput`` with a message is the only acceptable refusal."""
     try:
@@ -85,13 +97,12 @@ timezones = st.sampled_from(
 @FUZZ
 @given(bodies({"timezone": timezones, "schedule": schedules}))
 def test_business_hours(body: Any) -> None:
-    result = passes_or_invalid(business_hours.validate, body)
+    result = passes_or_invalid(decoded, body, business_hours.BusinessHoursChange)
     if result is None:
         return
-    timezone, schedule = result
-    assert timezone == body["timezone"]
-    assert set(schedule) == set(business_hours.WEEKDAYS)
-    for day_intervals in schedule.values():
+    assert result.timezone == body["timezone"].strip()
+    for day in business_hours.WEEKDAYS:
+        day_intervals = getattr(result.schedule, day)
         spans = [tuple(int(x) for x in span.replace("-", ":").split(":")) for span in day_intervals]
         minutes = [(h1 * 60 + m1, h2 * 60 + m2) for h1, m1, h2, m2 in spans]
         assert all(start < end <= 24 * 60 for start, end in minutes)
@@ -119,13 +130,16 @@ queue_fields = {
 @FUZZ
 @given(bodies(queue_fields), st.booleans())
 def test_queue_bodies(body: Any, create: bool) -> None:
-    values = passes_or_invalid(queues._parse, body, create=create)
-    if values is None:
+    kind = queues.QueueCreate if create else queues.QueueChange
+    change = passes_or_invalid(decoded, body, kind)
+    if change is None:
         return
+    values = queues.given(change)
     assert set(values) <= set(queues.FIELDS)
     if create:
-        assert values["name"]
-    for field, (low, high) in queues._INTEGERS.items():
+        assert values["name"] and values["name"] == values["name"].strip()
+    limits = {"min_skill_level": (1, 10), "widen_after_seconds": (1, 3600), "offer_timeout_seconds": (1, 600)}
+    for field, (low, high) in {**limits, "overflow_after_seconds": (1, 86400)}.items():
         if values.get(field) is not None:
             assert type(values[field]) is int and low <= values[field] <= high
     for field in ("department_id", "skill_id", "overflow_queue_id"):
@@ -138,7 +152,7 @@ def test_queue_bodies(body: Any, create: bool) -> None:
 agent_fields = {
     "email": st.emails() | st.text(max_size=20),
     "display_name": st.text(max_size=220),
-    "role": st.sampled_from(["admin", "supervisor", "agent", "root"]),
+    "role": st.sampled_from([*BUILT_IN_ROLES, "root"]),
     "password": st.text(min_size=8, max_size=12),
     "max_concurrent_conversations": st.integers(-1, 120),
     "disabled": st.booleans(),
@@ -149,22 +163,25 @@ agent_fields = {
 
 @FUZZ
 @given(bodies(agent_fields))
-def test_agent_body_fields(body: Any) -> None:
-    body = passes_or_invalid(directory._object, body)
-    if body is None:
+def test_agent_bodies(body: Any) -> None:
+    created = passes_or_invalid(decoded, body, directory.AgentCreate)
+    if created is not None:
+        assert 1 <= len(created.display_name) <= directory.MAX_DISPLAY_NAME_CHARS
+        assert created.display_name == created.display_name.strip() and "@" in created.email
+        role = passes_or_invalid(directory.validate_role, created.role)
+        assert role is None or role in BUILT_IN_ROLES
+    changed = passes_or_invalid(decoded, body, directory.AgentChange)
+    if changed is None:
         return
-    text = passes_or_invalid(directory._text, body, "display_name", directory.MAX_DISPLAY_NAME_CHARS)
-    assert text is None or (1 <= len(text) <= directory.MAX_DISPLAY_NAME_CHARS and text == text.strip())
-    role = passes_or_invalid(directory._role, body)
-    assert role is None or role in ("admin", "supervisor", "agent")
-    capacity = passes_or_invalid(
-        directory._int, body, "max_concurrent_conversations", directory.MIN_CAPACITY, directory.MAX_CAPACITY
-    )
-    assert capacity is None or type(capacity) is int
-    departments = passes_or_invalid(directory._department_ids, body)
-    assert departments is None or len(set(departments)) == len(departments)
-    skills = passes_or_invalid(directory._skill_levels, body)
-    assert skills is None or all(directory.MIN_LEVEL <= level <= directory.MAX_LEVEL for level in skills.values())
+    values = directory.given(changed)
+    role = passes_or_invalid(directory.validate_role, values.get("role", AGENT))
+    assert role is None or role in BUILT_IN_ROLES
+    capacity = values.get("max_concurrent_conversations", directory.MIN_CAPACITY)
+    assert type(capacity) is int and directory.MIN_CAPACITY <= capacity <= directory.MAX_CAPACITY
+    departments = values.get("departments", [])
+    assert len(set(departments)) == len(departments)
+    skills = values.get("skills", [])
+    assert all(directory.MIN_LEVEL <= skill.level <= directory.MAX_LEVEL for skill in skills)
 
 
 @FUZZ
@@ -190,14 +207,14 @@ canned_fields = {
 @FUZZ
 @given(bodies(canned_fields))
 def test_canned_bodies(body: Any) -> None:
-    checked = passes_or_invalid(canned._fields, body, set(canned_fields))
-    scope = passes_or_invalid(canned.scope_of, body)
-    assert scope is None or scope in canned.SCOPES
-    if checked is None:
-        return
-    shortcut = passes_or_invalid(canned._shortcut, checked)
-    assert shortcut is None or (shortcut and not any(c.isspace() for c in shortcut))
-    passes_or_invalid(canned._text, checked, "body", canned.MAX_BODY_CHARS)
+    created = passes_or_invalid(decoded, body, canned.CannedCreate)
+    if created is not None:
+        assert created.scope in ("account", "personal")
+        assert created.shortcut and not any(c.isspace() for c in created.shortcut)
+        assert 1 <= len(created.body) <= canned.MAX_BODY_CHARS and created.body == created.body.strip()
+    changed = passes_or_invalid(decoded, body, canned.CannedChange)
+    if changed is not None:
+        assert set(canned.given(changed)) <= {"shortcut", "title", "body"}
 
 
 @FUZZ
@@ -209,6 +226,47 @@ def test_visitor_bodies(body: Any) -> None:
     passes_or_invalid(webchat._check_fields, body, {"account", "display_name"})
     name = passes_or_invalid(webchat._display_name, body)
     assert name is None or 1 <= len(name) <= webchat.MAX_DISPLAY_NAME_CHARS
+
+
+# --- every declared body and query, through the routes' own decoding -------------------------
+
+assert BLUEPRINTS  # importing them declares every route
+DECLARED = sorted(
+    {kind for spec in ROUTES for kind in (spec.body, spec.query) if kind is not None}, key=lambda kind: kind.__name__
+)
+
+
+def _field_names(kind: type) -> list[str]:
+    return [field.encode_name for field in msgspec.inspect.type_info(kind).fields]  # type: ignore[attr-defined]
+
+
+@FUZZ
+@given(
+    st.sampled_from(DECLARED).flatmap(
+        lambda kind: st.tuples(st.just(kind), bodies(dict.fromkeys(_field_names(kind), json_values)))
+    )
+)
+def test_every_declared_body_decodes_or_is_refused_with_a_message(case: tuple[type, Any]) -> None:
+    """Any JSON body (or query) either decodes into the route's Struct, which encodes back to
+    JSON, or is refused with `InvalidInput` and a message that names what is wrong."""
+    kind, body = case
+    value = passes_or_invalid(decoded, body, kind)
+    if value is not None:
+        assert isinstance(value, kind)
+        msgspec.json.encode(value)
+
+
+@FUZZ
+@given(bodies({"account": st.text(max_size=10), "display_name": st.text(max_size=210) | st.none()}))
+def test_visitor_start_bodies(body: Any) -> None:
+    started = passes_or_invalid(decoded, body, VisitorStart)
+    if started is not None and started.display_name is not None:
+        assert 1 <= len(started.display_name) <= webchat.MAX_DISPLAY_NAME_CHARS
+
+
+def test_the_declared_bodies_cover_every_route_with_a_body() -> None:
+    assert len(DECLARED) >= 12
+    assert {spec.body for spec in ROUTES if spec.body is not None} <= set(DECLARED)
 
 
 # --- attachments: names, headers, content sniffing -------------------------------------------
@@ -266,11 +324,12 @@ def test_conversation_ids_of_frames(value: str | None) -> None:
 
 def test_a_valid_body_passes_every_check() -> None:
     """The strategies above do reach the accepting side of each check."""
-    assert business_hours.validate({"timezone": "UTC", "schedule": {"mon": ["17:00-18:00", "09:00-12:00"]}}) == (
-        "UTC",
-        {day: (["09:00-12:00", "17:00-18:00"] if day == "mon" else []) for day in business_hours.WEEKDAYS},
+    hours = decoded(
+        {"timezone": "UTC", "schedule": {"mon": ["17:00-18:00", "09:00-12:00"]}}, business_hours.BusinessHoursChange
     )
-    assert queues._parse({"name": " Sales ", "skill_id": str(uuid4())}, create=True)["name"] == "Sales"
-    assert directory._skill_levels({"skills": [{"id": str(uuid4()), "level": 3}]})
-    assert canned._shortcut({"shortcut": " /hi "}) == "/hi"
+    assert hours.schedule.mon == ["09:00-12:00", "17:00-18:00"] and hours.schedule.tue == []
+    assert decoded({"name": " Sales ", "skill_id": str(uuid4())}, queues.QueueCreate).name == "Sales"
+    assert decoded({"skills": [{"id": str(uuid4()), "level": 3}]}, directory.AgentChange).skills
+    hello = {"scope": "personal", "shortcut": " /hi ", "title": "Hi", "body": "Hello"}
+    assert decoded(hello, canned.CannedCreate).shortcut == "/hi"
     assert sanitize_filename("../../etc/passwd") == "passwd"

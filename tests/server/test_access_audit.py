@@ -1,8 +1,9 @@
 """Every administrative change is in the audit log, and so is every refusal of one.
 
-`ADMIN_WRITES` walks every writing endpoint of the API (checked against the OpenAPI document)
-that changes an account's setup: first as an agent (refused, 403, audited as `forbidden`),
-then as an admin or supervisor (done, audited with its action, in the same transaction).
+`ADMIN_WRITES` walks every writing endpoint of the API (checked against the OpenAPI document and
+the declared routes' permissions) that changes an account's setup: first as an agent (refused,
+403, audited as `forbidden`), then as a role holding the route's permission (done, audited with
+its action, in the same transaction).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES, Permission
 from kefu.server import openapi
+from kefu.server.api.route import ROUTES
 from tests.server.live import live_center
 
 WEEK = {day: ["09:00-18:00"] for day in ("mon", "tue", "wed", "thu", "fri")} | {"sat": [], "sun": []}
@@ -102,6 +105,24 @@ def test_the_table_covers_every_writing_endpoint() -> None:
         if method in ("post", "put", "patch", "delete")
     }
     assert writes - NOT_ADMINISTRATIVE == {(method, _openapi_path(path)) for method, path, *_ in ADMIN_WRITES}
+
+
+def test_the_table_follows_the_permission_table() -> None:
+    """Each administrative change is made by a role holding its route's permission, and refused
+    to the agent, who holds none of them; and every writing route with a permission is here."""
+    guards = {(spec.method.lower(), spec.path): spec.guard for spec in ROUTES}
+    for method, path, _body, who, _action, target_type in ADMIN_WRITES:
+        guard = guards[(method, _openapi_path(path))]
+        if target_type == "canned_response":  # anyone's own; the shared ones need it, known from the row
+            guard = Permission.CANNED_MANAGE_SHARED
+        assert isinstance(guard, Permission), (method, path)
+        assert guard in BUILT_IN_ROLES[who].permissions and guard not in BUILT_IN_ROLES[AGENT].permissions
+    guarded_writes = {
+        (method, path)
+        for (method, path), guard in guards.items()
+        if isinstance(guard, Permission) and method in ("post", "put", "patch", "delete")
+    }
+    assert guarded_writes <= {(method, _openapi_path(path)) for method, path, *_ in ADMIN_WRITES}
 
 
 def _fill(value: Any, ids: dict[str, str]) -> Any:

@@ -1,7 +1,14 @@
-"""Department scoping as a matrix: every agent frame and every REST endpoint that names a
-conversation, a customer or an attachment, tried by an agent of another department (403 or
-error `forbidden`), by an admin of another account (404 or `not_found`), and by the agent
-who holds the conversation and a supervisor (allowed). Every refusal is in the audit log.
+"""Who may do what, as matrices.
+
+The permission matrix: every declared REST route (`kefu.server.api.route.ROUTES`) against every
+built-in role of the permission table: a user whose role lacks the route's permission gets 403
+`forbidden`, audited; one whose role has it does not. A route served without a declaration, or
+declared without a guard, fails `test_every_served_route_is_declared_with_one_guard`.
+
+Department scoping: every agent frame and every REST endpoint that names a conversation, a
+customer or an attachment, tried by an agent of another department (403 or error `forbidden`),
+by an admin of another account (404 or `not_found`), and by the agent who holds the
+conversation and a supervisor (allowed). Every refusal is in the audit log.
 
 The matrices below list what they cover; `test_the_matrices_cover_every_frame_and_endpoint`
 fails when a frame type or an endpoint is added without a row here.
@@ -23,8 +30,10 @@ import trio
 from kefu.protocol.agent import AGENT_FRAME_TYPES, AcceptOffer, AddNote, DeclineOffer, SetStatus, Transfer
 from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
 from kefu.protocol.customer import CloseConversation, StartConversation
+from kefu.protocol.permissions import ADMIN, BUILT_IN_ROLES, Permission
 from kefu.server import openapi
 from kefu.server.accounts import create_account
+from kefu.server.api.route import ROUTES, Open
 from tests.conftest import open_database
 from tests.server.live import PASSWORD, Center, Client, connect, live_center, poll, routing_settled
 
@@ -62,6 +71,8 @@ ENDPOINTS = (
 )
 ADMIN_ONLY = {("post", "/api/v1/customers/{customer_id}/erase")}
 """Refused (403) to everyone but an admin, even in scope; an admin's erasure is tested in test_privacy.py."""
+PERMISSION_FIRST = {("patch", "/api/v1/customers/{customer_id}"), *ADMIN_ONLY}
+"""Routes with a permission an agent lacks: refused for it before the scope is looked at (`forbidden`)."""
 SCOPED_PARAMETERS = ("{customer_id}", "{conversation_id}", "{attachment_id}")
 
 
@@ -77,6 +88,60 @@ def test_the_matrices_cover_every_frame_and_endpoint() -> None:
         if method in ("get", "post", "put", "patch", "delete")
     }
     assert documented == {(method, path) for method, path, _ in ENDPOINTS}
+
+
+# -- the permission matrix: every declared route, every built-in role -------------------------
+
+
+async def test_every_served_route_is_declared_with_one_guard(database_dsn: str, tmp_path: Path) -> None:
+    declared = {(spec.method, spec.rule): spec for spec in ROUTES}
+    assert len(declared) == len(ROUTES), "a route is declared twice"
+    for spec in ROUTES:
+        assert isinstance(spec.guard, (Permission, Open)), spec
+    async with live_center(database_dsn, tmp_path) as center:
+        served = {
+            (method, rule.rule)
+            for rule in center.node.app.url_map.iter_rules()
+            for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+            if rule.rule.startswith("/api/") or rule.rule in ("/healthz", "/readyz", "/metrics")
+        }
+    assert served == set(declared), "served without a declaration (or declared and not served)"
+
+
+def _any_ids(rule: str) -> str:
+    return re.sub(r"<(\w+)>", lambda _match: str(uuid.uuid4()), rule)
+
+
+async def test_every_route_refuses_a_role_without_its_permission(database_dsn: str, tmp_path: Path) -> None:
+    """For each route guarded by a permission and each built-in role: 403 `forbidden` and an
+    audit row when the role lacks it, something else when it has it. Ids are random and bodies
+    empty, so nothing is changed by the calls that pass the guard."""
+    guarded = [spec for spec in ROUTES if isinstance(spec.guard, Permission)]
+    assert guarded
+    async with live_center(database_dsn, tmp_path) as center:
+        tokens = {ADMIN: center.admin_token}
+        for role in BUILT_IN_ROLES:
+            if role not in tokens:
+                tokens[role] = (await center.add_agent(f"Holder of {role}", role=role)).token
+        for role, token in tokens.items():
+            me = (await center.http.get("/api/v1/me", headers=center.auth(token))).json()
+            for spec in guarded:
+                url = _any_ids(spec.rule)
+                body = {"json": {}} if spec.body is not None else {}
+                response = await center.http.request(spec.method, url, headers=center.auth(token), **body)
+                if spec.guard in BUILT_IN_ROLES[role].permissions:
+                    assert response.status_code != 403, (role, spec.method, spec.rule, response.text)
+                    continue
+                assert (response.status_code, response.json()["error"]["code"]) == (403, "forbidden"), (role, spec)
+                rows = await center.fetch(
+                    "SELECT action, actor_role, target_type, detail FROM audit_log WHERE actor_id = $1"
+                    " ORDER BY id DESC LIMIT 1",
+                    me["id"],
+                )
+                (row,) = rows
+                detail = orjson.loads(row["detail"]) if isinstance(row["detail"], str) else row["detail"]
+                assert (row["action"], row["actor_role"], row["target_type"]) == ("forbidden", role, spec.target)
+                assert (detail["method"], detail["path"], detail["attempted"]) == (spec.method, url, spec.action)
 
 
 # -- the scene ----------------------------------------------------------------------------------
@@ -319,7 +384,12 @@ async def test_every_endpoint_about_another_departments_conversation_is_refused_
             assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found"), (method, path)
         targets = {"customer": scene.customer_id, "conversation": scene.conversation, "attachment": scene.attachment}
         expected = [
-            (f"denied:{action}", action.split(".")[0], targets[action.split(".")[0]]) for _, _, action in ENDPOINTS
+            (
+                "forbidden" if (method, path) in PERMISSION_FIRST else f"denied:{action}",
+                action.split(".")[0],
+                targets[action.split(".")[0]],
+            )
+            for method, path, action in ENDPOINTS
         ]
         assert await _denials(center, scene.alice.id) == expected
         outsider_rows = await center.fetch(

@@ -87,7 +87,7 @@ async def test_a_queue_change_that_finds_the_mailbox_full_is_applied_at_the_next
         await node.dispatcher_mailbox.ref.ask(lambda reply: m.RouteProbe(reply), timeout=10)
         assert account_id in dispatcher.routers
         async with open_database(center.dsn) as database:
-            created = await queues.create_queue(database, account_id, {"name": "Late"})
+            created = await queues.create_queue(database, account_id, queues.QueueCreate(name="Late"))
         # (no checkpoint from here to the probe: the dispatcher does not run in between)
         ticks = 0
         while True:
@@ -99,5 +99,5 @@ async def test_a_queue_change_that_finds_the_mailbox_full_is_applied_at_the_next
         assert node.dispatcher_mailbox.size >= DISPATCHER_MAILBOX_CAPACITY  # (one more handed to it)
         node.queues_changed(account_id)  # refused by the full mailbox
         await node.dispatcher_mailbox.ref.ask(lambda reply: m.RouteProbe(reply), timeout=30)
-        assert uuid.UUID(created["id"]) in dispatcher.queues
+        assert created.id in dispatcher.queues
         assert not node.center.queues_to_reload

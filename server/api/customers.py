@@ -1,0 +1,371 @@
+"""Customers as staff see them, and the web-chat visitors that are customers of the widget.
+
+Reading needs only sign-in, within the caller's scope (`scope`); changing needs
+`customers.update`, erasing `customers.erase`. Phone numbers and e-mail addresses are masked
+for users without `contacts.view_unmasked`. The visitor routes are public: a visitor holds a
+`kv_` token, not a session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+from uuid import UUID
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+from quart import Blueprint, request
+
+from kefu.protocol.permissions import Permission
+from kefu.server import audit, privacy, webchat
+from kefu.server.api import scope
+from kefu.server.api.route import (
+    PUBLIC,
+    SIGNED_IN,
+    Call,
+    PublicCall,
+    Refused,
+    bearer_token,
+    client_address,
+    gate,
+    route,
+    unauthenticated,
+)
+from kefu.server.api.structs import check_text, given
+from kefu.server.conversations import CustomerConversations
+
+if TYPE_CHECKING:
+    from kefu.server.node import Node
+
+bp = Blueprint("customers", __name__)
+
+DisplayName = Annotated[str, Meta(min_length=1, max_length=webchat.MAX_DISPLAY_NAME_CHARS)]
+Phone = Annotated[str, Meta(min_length=1, max_length=40, description="any usual writing; stored as E.164, encrypted")]
+Email = Annotated[str, Meta(min_length=1, max_length=254, extra_json_schema={"format": "email"})]
+Level = Annotated[int, Meta(ge=webchat.MIN_CUSTOMER_LEVEL, le=webchat.MAX_CUSTOMER_LEVEL)]
+Slug = Annotated[
+    str, Meta(min_length=1, max_length=webchat.MAX_SLUG_CHARS, description="the account's name in URLs (its slug)")
+]
+
+
+def _trimmed_name(fields: Any) -> None:
+    if isinstance(fields.display_name, str):
+        fields.display_name = check_text(fields.display_name, "display_name", type(fields))
+
+
+class VisitorStart(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A new web-chat visitor of an account; phone and e-mail are stored encrypted."""
+
+    account: Slug
+    display_name: DisplayName | None = None
+    phone: Phone | None = None
+    email: Email | None = None
+
+    def __post_init__(self) -> None:
+        _trimmed_name(self)
+
+
+class VisitorChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The visitor's display name, phone or e-mail (null clears it); at least one."""
+
+    display_name: DisplayName | UnsetType | None = UNSET
+    phone: Phone | UnsetType | None = UNSET
+    email: Email | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        _trimmed_name(self)
+        if not given(self):
+            raise ValueError("display_name, phone or email is required")
+
+
+class CustomerChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A customer's display name, level, phone or e-mail to change."""
+
+    display_name: DisplayName | UnsetType | None = UNSET
+    level: Level | UnsetType = UNSET
+    phone: Phone | UnsetType | None = UNSET
+    email: Email | UnsetType | None = UNSET
+
+    def __post_init__(self) -> None:
+        _trimmed_name(self)
+
+
+class Visitor(msgspec.Struct):
+    customer_id: UUID
+    display_name: DisplayName | None
+    account_id: UUID
+
+
+class StartedVisitor(msgspec.Struct):
+    """The visitor and its token (shown once; the widget keeps it in localStorage)."""
+
+    customer_id: UUID
+    display_name: DisplayName | None
+    account_id: UUID
+    token: Annotated[str, Meta(pattern="^kv_")]
+
+
+class Customer(msgspec.Struct, kw_only=True):
+    id: UUID
+    display_name: DisplayName | None
+    level: Level
+    channel: str
+    phone: Annotated[str, Meta(description="international format (+86 138 1234 5678), or masked (138****5678)")] | None
+    email: Annotated[str, Meta(description="in full, or masked (a***@example.com)")] | None
+    contact_details_masked: Annotated[
+        bool, Meta(description="phone and email are masked: the caller lacks contacts.view_unmasked")
+    ]
+    created_at: datetime
+    last_seen_at: datetime | None
+    erased: Annotated[bool, Meta(description="the customer's personal data was erased")]
+
+
+class Customers(msgspec.Struct):
+    customers: Annotated[list[Customer], Meta(max_length=webchat.MAX_FOUND_CUSTOMERS)]
+
+
+class CustomerErased(msgspec.Struct):
+    customer_id: UUID
+    conversations: Annotated[int, Meta(ge=0)]
+    messages_redacted: Annotated[int, Meta(ge=0)]
+    attachments_deleted: Annotated[int, Meta(ge=0)]
+    files_removed: Annotated[int, Meta(ge=0)]
+
+
+class CustomerLookup(msgspec.Struct, kw_only=True):
+    """Exactly one of phone (any usual writing, e.g. 138 1234 5678) and email."""
+
+    phone: Phone | None = None
+    email: Email | None = None
+
+
+# -- web-chat visitors ---------------------------------------------------------------------------
+
+VISITOR_TOKEN = ("visitorToken",)
+
+
+async def current_visitor(kefu: Node) -> webchat.Visitor:
+    """The visitor the request's `kv_` token belongs to, or the 401 is raised."""
+    token = bearer_token()
+    visitor = None
+    if token is not None:
+        visitor = await webchat.authenticate_visitor(
+            kefu.database, token, kefu.privacy, ttl_days=kefu.config.visitor_ttl_days
+        )
+    if visitor is None:
+        raise unauthenticated()
+    return visitor
+
+
+def _visitor(visitor: webchat.Visitor) -> Visitor:
+    return Visitor(visitor.customer_id, visitor.display_name, visitor.account_id)
+
+
+@route(
+    bp,
+    "POST",
+    "/api/v1/webchat/visitors",
+    permission=PUBLIC,
+    body=VisitorStart,
+    answer=StartedVisitor,
+    status=201,
+    tag="webchat",
+    summary="Start a web-chat visitor: returns its kv_ token (shown once; keep it in localStorage)",
+    errors=(400, 404, 413, 429),
+)
+async def create_visitor(call: PublicCall[VisitorStart, None]) -> StartedVisitor:
+    limits = gate()
+    if wait := limits.admit(limits.visitors_by_address, client_address()):
+        await limits.hold_refusal()
+        raise Refused(429, "rate_limited", "too many new visitors from this address; try again later", retry_after=wait)
+    body = msgspec.to_builtins(call.body)
+    token, visitor = await webchat.create_visitor(call.node.database, call.node.privacy, body)
+    return StartedVisitor(visitor.customer_id, visitor.display_name, visitor.account_id, token)
+
+
+@route(
+    bp,
+    "GET",
+    "/api/v1/webchat/visitor",
+    permission=PUBLIC,
+    authenticate=current_visitor,
+    security=VISITOR_TOKEN,
+    answer=Visitor,
+    tag="webchat",
+    summary="The visitor a kv_ token belongs to",
+    errors=(401,),
+)
+async def get_visitor(call: PublicCall[None, None]) -> Visitor:
+    visitor: webchat.Visitor = call.caller
+    return _visitor(visitor)
+
+
+@route(
+    bp,
+    "PATCH",
+    "/api/v1/webchat/visitor",
+    permission=PUBLIC,
+    authenticate=current_visitor,
+    security=VISITOR_TOKEN,
+    body=VisitorChange,
+    answer=Visitor,
+    tag="webchat",
+    summary="Set the visitor's display name, phone or e-mail (null clears it)",
+    errors=(400, 401, 413),
+)
+async def rename_visitor(call: PublicCall[VisitorChange, None]) -> Visitor:
+    visitor: webchat.Visitor = call.caller
+    body = msgspec.to_builtins(given(call.body))
+    renamed = await webchat.rename_visitor(call.node.database, call.node.privacy, visitor, body)
+    return _visitor(renamed)
+
+
+# -- customers ------------------------------------------------------------------------------------
+
+ONE = "/api/v1/customers/<customer_id>"
+
+
+@route(
+    bp,
+    "GET",
+    "/api/v1/customers",
+    permission=SIGNED_IN,
+    query=CustomerLookup,
+    answer=Customers,
+    tag="customers",
+    target="customer",
+    summary="Find customers by phone number (any usual writing) or e-mail, through the blind index"
+    " (contact details masked without contacts.view_unmasked)",
+    errors=(400,),
+)
+async def find_customers(call: Call[None, CustomerLookup]) -> dict[str, Any]:
+    user, lookup = call.user, given_lookup(call.query)
+    found = await webchat.find_customers(
+        call.node.database,
+        call.node.privacy,
+        user.account_id,
+        field=lookup[0],
+        value=lookup[1],
+        full=scope.sees_contact_details(user),
+    )
+    # The rule of GET /customers/<id>: a customer outside the caller's scope is left out, as
+    # if nobody had that number (a 403 would confirm it exists), and the refusal is audited.
+    in_scope = []
+    for customer in found:
+        target = UUID(customer["id"])
+        access = await call.node.conversations.customer_access(
+            user.account_id, user.user_id, scope.reads_all(user), target
+        )
+        if access == "allowed":
+            in_scope.append(customer)
+            continue
+        await call.node.conversations.record_denial(
+            user.account_id,
+            user.role,
+            user.user_id,
+            "customer.find",
+            target,
+            target_type="customer",
+            detail={"field": lookup[0], "method": request.method, "path": request.path},
+        )
+    return {"customers": in_scope}
+
+
+def given_lookup(lookup: CustomerLookup) -> tuple[str, str]:
+    """The one field looked up and its value."""
+    asked = [(field, value) for field, value in msgspec.structs.asdict(lookup).items() if value]
+    if len(asked) != 1:
+        raise Refused(400, "invalid_request", "give exactly one of ?phone= and ?email=")
+    return asked[0]
+
+
+@route(
+    bp,
+    "GET",
+    ONE,
+    permission=SIGNED_IN,
+    answer=Customer,
+    tag="customers",
+    target="customer",
+    summary="One customer (within the caller's departments)",
+    errors=(403, 404),
+)
+async def get_customer(call: Call[None, None], customer_id: str) -> dict[str, Any]:
+    target = await scope.customer(call, customer_id, "customer.read")
+    user = call.user
+    return await webchat.get_customer(
+        call.node.database, call.node.privacy, user.account_id, target, full=scope.sees_contact_details(user)
+    )
+
+
+@route(
+    bp,
+    "PATCH",
+    ONE,
+    permission=Permission.CUSTOMERS_UPDATE,
+    body=CustomerChange,
+    answer=Customer,
+    tag="customers",
+    target="customer",
+    action="customer.update",
+    summary="Change a customer's display name, level, phone or e-mail",
+    errors=(400, 404),
+)
+async def update_customer(call: Call[CustomerChange, None], customer_id: str) -> dict[str, Any]:
+    target = await scope.customer(call, customer_id, "customer.update")
+    user = call.user
+    body = msgspec.to_builtins(given(call.body))
+    customer, changes = await webchat.update_customer(
+        call.node.database, call.node.privacy, user.account_id, target, body, full=True
+    )
+    await audit.record(
+        call.node.database, user.account_id, user.role, user.user_id, "customer.update", "customer", target, changes
+    )
+    return customer
+
+
+@route(
+    bp,
+    "POST",
+    f"{ONE}/erase",
+    permission=Permission.CUSTOMERS_ERASE,
+    answer=CustomerErased,
+    tag="customers",
+    target="customer",
+    action="customer.erase",
+    summary="Erase a customer's personal data: name, phone, e-mail, visitor token, conversation topics,"
+    " message texts and attachments (files too); an audit entry without personal data stays",
+    errors=(404, 409),
+)
+async def erase_customer(call: Call[None, None], customer_id: str) -> dict[str, Any]:
+    target = await scope.customer(call, customer_id, "customer.erase")
+    user, kefu = call.user, call.node
+    erased = await privacy.erase_customer(
+        kefu.database, kefu.config.data_dir, user.account_id, target, actor_role=user.role, actor_id=user.user_id
+    )
+    return erased.json()
+
+
+@route(
+    bp,
+    "GET",
+    f"{ONE}/conversations",
+    permission=SIGNED_IN,
+    answer=CustomerConversations,
+    tag="conversations",
+    target="customer",
+    summary="A customer's conversations, newest first, at most 50 (phone numbers and e-mail addresses in"
+    " topics masked without contacts.view_unmasked)",
+    errors=(403, 404),
+)
+async def customer_conversations(call: Call[None, None], customer_id: str) -> dict[str, Any]:
+    target = await scope.customer(call, customer_id, "customer.history")
+    user = call.user
+    history = await call.node.conversations.customer_history(
+        user.account_id,
+        target,
+        user_id=user.user_id,
+        reads_all=scope.reads_all(user),
+        full=scope.sees_contact_details(user),
+    )
+    return {"conversations": history}
