@@ -304,7 +304,7 @@ def create_app(node: Node) -> QuartTrio:
             node.agent_changed(changed)
             if (handle := node.center.agent(changed)) is not None:
                 # Open sockets mask texts by the permission: they follow a change at once.
-                sees = privacy.may_view_contact_details(agent["role"], agent["may_view_contact_details"])
+                sees = await privacy.viewer_may_see(node.database, user.account_id, changed)
                 for connection in list(handle.connections):
                     connection.sees_contact_details = sees
         return jsonify(agent), 200

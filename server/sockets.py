@@ -544,9 +544,7 @@ def register_websockets(app: QuartTrio, node: Node) -> None:
         token = websocket.args.get("token", "")
         try:
             user = await auth.authenticate(node.database, token)
-            sees_contact_details = user is not None and await privacy.viewer_may_see(
-                node.database, user.account_id, user.user_id, user.role
-            )
+            sees_contact_details = user is not None and privacy.sees_unmasked(user.permissions)
         except DatabaseUnavailable:
             await websocket.accept()
             await websocket.close(CLOSE_TRY_AGAIN_LATER, "storage is unavailable: try again later")
