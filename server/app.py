@@ -10,6 +10,7 @@ from quart import Response, jsonify, request, send_from_directory
 from quart_trio import QuartTrio
 
 from kefu.server import audit, auth, business_hours, contact_center, directory, metrics, privacy, sockets
+from kefu.server.api import roles as roles_api
 from kefu.server.database import DatabaseUnavailable
 
 if TYPE_CHECKING:
@@ -324,6 +325,7 @@ def create_app(node: Node) -> QuartTrio:
         return jsonify({"id": str(target), "was_locked": was_locked}), 200
 
     business_hours.register(app, node, current_user, error_response, _unauthenticated)
+    roles_api.register(app, node)
     audit.register(app, node, current_user, error_response, _unauthenticated)
     contact_center.register(
         app,

@@ -10,6 +10,7 @@ from typing import Any
 
 from kefu.protocol.server import CONVERSATION_STATES
 from kefu.server import queues
+from kefu.server.api import roles as roles_api
 
 JSON = "application/json"
 
@@ -830,6 +831,7 @@ def _paths() -> dict[str, Any]:
                 ],
             ),
         },
+        **roles_api.openapi_paths(),
         "/api/v1/openapi.json": {
             "get": _op("This document", {"200": _ok("OpenAPI 3.1", {"type": "object"})}, tag="meta", security=PUBLIC),
         },
