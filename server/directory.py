@@ -18,6 +18,7 @@ import trio
 
 from kefu.server.accounts import MIN_PASSWORD_LENGTH, ROLES, hash_password
 from kefu.server.database import Database
+from kefu.server.roles import validate_role
 
 MAX_NAME_CHARS = 100
 MAX_DISPLAY_NAME_CHARS = 200
@@ -88,9 +89,9 @@ def _int(body: dict[str, Any], field: str, low: int, high: int) -> int:
 
 def _role(body: dict[str, Any]) -> str:
     role = body.get("role")
-    if role not in ROLES:
-        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-    return str(role)
+    if not isinstance(role, str):  # a built-in or custom role: roles.validate_role in the transaction
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)} or a custom role of the account")
+    return role
 
 
 def _department_ids(body: dict[str, Any]) -> list[UUID]:
@@ -353,6 +354,7 @@ async def create_agent(database: Database, account_id: UUID, body: Any, *, audit
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
         async with conn.transaction():
+            await validate_role(conn, account_id, role)
             try:
                 user_id = await conn.fetchval(
                     """INSERT INTO users (account_id, email, display_name, role, password_hash,
@@ -433,6 +435,8 @@ async def update_agent(
             )
             if not exists:
                 raise NotFound("no such agent")
+            if role is not None:
+                await validate_role(conn, account_id, role)
             before = _audited(await _fetch_agent(conn, account_id, user_id))
             await conn.execute(
                 """UPDATE users SET
