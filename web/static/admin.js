@@ -1,5 +1,6 @@
-// The admin pages: agents, departments and skills, queues, account-wide canned responses and
-// business hours, over the REST API. Errors are shown next to the form that caused them.
+// The admin pages: agents, departments and skills, roles, queues, account-wide canned responses
+// and business hours, over the REST API. Errors are shown next to the form that caused them, in
+// the page's language when their code has a translation (Kefu.errorText).
 (function (global) {
   "use strict";
   const {api, el} = Kefu.staff;
@@ -24,6 +25,9 @@
       "adm.none": "(none)", "adm.yes": "yes", "adm.confirm_delete": "Delete {name}?", "adm.name_of": "Name of {name}",
       "adm.capacity_of": "Capacity of {name}", "adm.disabled_of": "{name} disabled", "adm.level_of": "Level of {name}",
       "role.agent": "Agent", "role.supervisor": "Supervisor", "role.admin": "Admin",
+      "adm.roles": "Roles", "adm.permissions": "Permissions", "adm.holders": "Holders", "adm.role.new": "New role",
+      "adm.role.edit": "Edit role", "adm.built_in": "built-in",
+      "adm.roles.help": "A role is a set of permissions. The built-in roles cannot be changed; a role someone holds cannot be deleted. Changing a role's permissions signs its holders out.",
       "strategy.least_load": "Least load", "strategy.longest_idle": "Longest idle", "strategy.round_robin": "Round robin",
       "strategy.skills": "Skills", "strategy.priority": "Priority",
       "day.mon": "Monday", "day.tue": "Tuesday", "day.wed": "Wednesday", "day.thu": "Thursday", "day.fri": "Friday",
@@ -47,6 +51,9 @@
       "adm.none": "（无）", "adm.yes": "是", "adm.confirm_delete": "删除 {name}？", "adm.name_of": "{name} 的名称",
       "adm.capacity_of": "{name} 的接待上限", "adm.disabled_of": "停用 {name}", "adm.level_of": "{name} 等级",
       "role.agent": "坐席", "role.supervisor": "主管", "role.admin": "管理员",
+      "adm.roles": "角色", "adm.permissions": "权限", "adm.holders": "使用人数", "adm.role.new": "新建角色",
+      "adm.role.edit": "编辑角色", "adm.built_in": "内置",
+      "adm.roles.help": "角色是一组权限。内置角色不可修改；仍有人使用的角色不能删除。修改角色的权限会让使用该角色的用户重新登录。",
       "strategy.least_load": "最少负载", "strategy.longest_idle": "最久空闲", "strategy.round_robin": "轮询",
       "strategy.skills": "按技能", "strategy.priority": "按优先级",
       "day.mon": "星期一", "day.tue": "星期二", "day.wed": "星期三", "day.thu": "星期四", "day.fri": "星期五",
@@ -54,10 +61,11 @@
     },
   });
 
-  const state = {agents: [], departments: [], skills: [], queues: [], canned: [], hours: null};
+  const state = {agents: [], departments: [], skills: [], roles: [], permissions: [], queues: [], canned: [], hours: null};
   const $ = (id) => document.getElementById(id);
+  const UNMASKED = "contacts.view_unmasked";
 
-  function showError(id, error) { $(id).textContent = error ? error.message : ""; }
+  function showError(id, error) { $(id).textContent = error ? Kefu.errorText(error) : ""; }
 
   async function guarded(errorId, work) {
     showError(errorId, null);
@@ -69,12 +77,14 @@
   // -- loading ------------------------------------------------------------------------------
 
   async function loadAll() {
-    const [agents, departments, skills, queues, canned, hours] = await Promise.all([
+    const [agents, departments, skills, queues, canned, hours, roles, permissions] = await Promise.all([
       api("GET", "/api/v1/agents"), api("GET", "/api/v1/departments"), api("GET", "/api/v1/skills"),
       api("GET", "/api/v1/queues"), api("GET", "/api/v1/canned-responses"), api("GET", "/api/v1/business-hours"),
+      api("GET", "/api/v1/roles"), api("GET", "/api/v1/permissions"),
     ]);
     Object.assign(state, {
       agents: agents.agents, departments: departments.departments, skills: skills.skills, queues: queues.queues,
+      roles: roles.roles, permissions: permissions.permissions,
       canned: canned.canned_responses.filter((c) => c.scope === "account"), hours,
     });
     renderAll();
@@ -82,7 +92,8 @@
   }
 
   function renderAll() {
-    renderAgents(); renderGroups("departments"); renderGroups("skills"); renderAgentChoices(); renderQueues(); renderQueueChoices(); renderCanned();
+    renderAgents(); renderGroups("departments"); renderGroups("skills"); renderAgentChoices(); renderRoles(); renderRoleChoices();
+    renderQueues(); renderQueueChoices(); renderCanned();
     renderHoursLabels();
   }
 
@@ -93,21 +104,22 @@
       const capacity = el("input", {type: "number", min: 1, max: 100, value: agent.max_concurrent_conversations,
         "aria-label": Kefu.t("adm.capacity_of", {name: agent.display_name}), class: "capacity"});
       const disabled = el("input", {type: "checkbox", checked: agent.disabled, "aria-label": Kefu.t("adm.disabled_of", {name: agent.display_name}), class: "disabled"});
-      // Admins and supervisors always see contact details; the flag matters for agents.
-      const contact = el("input", {type: "checkbox", checked: agent.may_view_contact_details || agent.role !== "agent", disabled: agent.role !== "agent",
+      // A role with contacts.view_unmasked always sees contact details; the flag matters for the others.
+      const byRole = roleGrants(agent.role, UNMASKED);
+      const contact = el("input", {type: "checkbox", checked: agent.may_view_contact_details || byRole, disabled: byRole,
         "aria-label": Kefu.t("adm.contact_of", {name: agent.display_name}), class: "contact"});
       const error = el("span", {class: "error row-error", role: "alert"});
       const save = el("button", {type: "button", class: "secondary", text: Kefu.t("adm.save"), onclick: async () => {
         error.textContent = "";
         try {
           const changes = {max_concurrent_conversations: Number(capacity.value), disabled: disabled.checked};
-          if (agent.role === "agent") changes.may_view_contact_details = contact.checked;
+          if (!byRole) changes.may_view_contact_details = contact.checked;
           await api("PATCH", "/api/v1/agents/" + agent.id, changes);
           await refresh("agents");
         } catch (e) { error.textContent = e.message; }
       }});
       return el("tr", {"data-agent-id": agent.id},
-        el("th", {scope: "row", text: agent.display_name}), el("td", {text: agent.email}), el("td", {text: Kefu.t("role." + agent.role)}),
+        el("th", {scope: "row", text: agent.display_name}), el("td", {text: agent.email}), el("td", {text: roleLabel(agent.role)}),
         el("td", {text: agent.departments.map((d) => d.name).join(", ")}),
         el("td", {text: agent.skills.map((s) => s.name + " " + s.level).join(", ")}),
         el("td", {}, capacity), el("td", {}, disabled), el("td", {}, contact), el("td", {}, save, error));
@@ -137,6 +149,91 @@
       });
       form.reset();
       await refresh("agents");
+    });
+  });
+
+  // -- roles --------------------------------------------------------------------------------
+
+  function findRole(name) { return state.roles.find((role) => role.name === name); }
+
+  // A built-in role's name in the page's language; a custom role's as its admin wrote it.
+  function roleLabel(name) {
+    const role = findRole(name);
+    return role && role.built_in ? Kefu.t("role." + name) : name;
+  }
+
+  function roleGrants(name, permission) {
+    const role = findRole(name);
+    return Boolean(role && role.permissions.includes(permission));
+  }
+
+  function renderRoles() {
+    $("roles-table").tBodies[0].replaceChildren(...state.roles.map((role) => {
+      const actions = role.built_in ? [el("span", {class: "muted", text: Kefu.t("adm.built_in")})] : [
+        el("button", {type: "button", class: "secondary", text: Kefu.t("adm.edit"), "aria-label": Kefu.t("adm.edit") + " " + role.name, onclick: () => editRole(role)}),
+        " ",
+        el("button", {type: "button", class: "danger", text: Kefu.t("adm.delete"), "aria-label": Kefu.t("adm.delete") + " " + role.name,
+          onclick: () => guarded("roles-error", async () => {
+            if (!global.confirm(Kefu.t("adm.confirm_delete", {name: role.name}))) return;
+            await api("DELETE", "/api/v1/roles/" + role.id);
+            await refresh("roles");
+          })}),
+      ];
+      return el("tr", {"data-role": role.name},
+        el("th", {scope: "row", text: roleLabel(role.name)}), el("td", {class: "permission-names", text: role.permissions.join(", ")}),
+        el("td", {text: String(role.holders)}), el("td", {}, ...actions));
+    }));
+  }
+
+  // The agent form's role choices and the role form's permission boxes.
+  function renderRoleChoices() {
+    const select = $("agent-role");
+    // The default, which a reset goes back to (selected as an attribute), is the least permitted
+    // built-in role: the server lists the built-in roles first, from most to least permitted.
+    const least = state.roles.filter((role) => role.built_in).pop().name;
+    const value = select.value || least;
+    select.replaceChildren(...state.roles.map((role) => el("option", {value: role.name, text: roleLabel(role.name), selected: role.name === least})));
+    select.value = findRole(value) ? value : least;
+    const boxes = $("role-permissions");
+    const checked = new Set([...boxes.querySelectorAll("input:checked")].map((i) => i.value));
+    boxes.replaceChildren(boxes.querySelector("legend"), ...state.permissions.map((permission) => {
+      // checked as a property, never an attribute: a reset then clears every box
+      const box = el("input", {type: "checkbox", name: "permissions", value: permission.name});
+      box.checked = checked.has(permission.name);
+      return el("label", {}, box, " " + Kefu.permissionText(permission) + " ", el("code", {text: permission.name}));
+    }));
+  }
+
+  function setRoleFormTitle(key) {
+    $("role-form-title").dataset.i18n = key;
+    $("role-form-title").textContent = Kefu.t(key);
+  }
+
+  function editRole(role) {
+    const form = $("role-form");
+    form.id.value = role.id;
+    form.name.value = role.name;
+    for (const box of form.querySelectorAll('input[name="permissions"]')) box.checked = role.permissions.includes(box.value);
+    setRoleFormTitle("adm.role.edit");
+    form.name.focus();
+  }
+
+  $("role-form").addEventListener("reset", () => {
+    $("role-form").id.value = "";
+    setRoleFormTitle("adm.role.new");
+    showError("role-error", null);
+  });
+
+  $("role-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target;
+    guarded("role-error", async () => {
+      const body = {name: form.name.value, permissions: [...form.querySelectorAll('input[name="permissions"]:checked')].map((i) => i.value)};
+      if (form.id.value) await api("PATCH", "/api/v1/roles/" + form.id.value, body);
+      else await api("POST", "/api/v1/roles", body);
+      showError("roles-error", null);  // an earlier refusal in the table is stale now
+      form.reset();
+      await refresh("roles");
     });
   });
 
@@ -323,7 +420,11 @@
   // -- refresh ------------------------------------------------------------------------------
 
   async function refresh(what) {
-    if (what === "agents") state.agents = (await api("GET", "/api/v1/agents")).agents;
+    if (what === "agents" || what === "roles") {
+      // a role's holders change with the agents, and a renamed role renames its holders' role
+      const [agents, roles] = await Promise.all([api("GET", "/api/v1/agents"), api("GET", "/api/v1/roles")]);
+      Object.assign(state, {agents: agents.agents, roles: roles.roles});
+    }
     if (what === "departments") {
       state.departments = (await api("GET", "/api/v1/departments")).departments;
       state.agents = (await api("GET", "/api/v1/agents")).agents;
