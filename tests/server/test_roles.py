@@ -309,3 +309,18 @@ async def test_a_stored_permission_this_version_does_not_know_grants_nothing(dat
         await database.execute("UPDATE users SET role = 'Legacy' WHERE id = $1", account.admin_user_id)
         granted = await roles.permissions_of_user(database, account.account_id, account.admin_user_id)
         assert granted == {Permission.REPORTS_VIEW}
+
+
+def test_the_permission_table_in_this_page_is_the_codes() -> None:
+    """docs/security.md's table of permissions and built-in roles is exactly protocol/permissions.py's."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "security.md").read_text()
+    header = "| permission | allows | " + " | ".join(BUILT_IN_ROLES) + " |"
+    assert header in text
+    rows = text.split(header, 1)[1].splitlines()[2 : 2 + len(Permission)]
+    expected = [
+        f"| `{p.name.value}` | {p.description} | "
+        + " | ".join("yes" if p.name in role.permissions else "" for role in BUILT_IN_ROLES.values())
+        + " |"
+        for p in roles.list_permissions()
+    ]
+    assert rows == expected
