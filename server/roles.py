@@ -33,7 +33,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 from uuid import UUID
 
 import asyncpg
@@ -72,20 +72,24 @@ MAX_CUSTOM_ROLES: Final = 100
 # -- the one schema of a role (REST bodies and answers) -----------------------------------------
 
 
+PermissionList = Annotated[list[Permission], msgspec.Meta(max_length=len(Permission))]
+"""A role's permissions in a body: each at most once, so never more than the table has."""
+
+
 class RoleBody(msgspec.Struct, forbid_unknown_fields=True):
     """`POST /api/v1/roles`: a new custom role."""
 
     name: str
     """1 to 32 characters (surrounding spaces removed); not a built-in role's name in any case."""
-    permissions: list[Permission]
-    """What the role's holders may do; each at most once."""
+    permissions: PermissionList
+    """What the role's holders may do."""
 
 
 class RolePatch(msgspec.Struct, forbid_unknown_fields=True):
     """`PATCH /api/v1/roles/<id or name>`: only the fields given change."""
 
     name: str | msgspec.UnsetType = msgspec.UNSET
-    permissions: list[Permission] | msgspec.UnsetType = msgspec.UNSET
+    permissions: PermissionList | msgspec.UnsetType = msgspec.UNSET
 
 
 class RoleAnswer(msgspec.Struct, kw_only=True):
