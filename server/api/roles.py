@@ -32,10 +32,10 @@ if TYPE_CHECKING:
 
     from kefu.server.node import Node
 
-__all__ = ["ROUTES", "blueprint", "openapi_paths", "register"]
+__all__ = ["ROUTES", "bp", "openapi_paths", "register"]
 
 NODE_KEY: Final = "kefu.node"
-blueprint = Blueprint("roles", __name__)
+bp = Blueprint("roles", __name__)
 Answer = tuple[Response, int]
 
 
@@ -76,7 +76,7 @@ _PERMISSION = {(r.method.upper(), r.path): r.permission for r in ROUTES}
 def register(app: QuartTrio, node: Node) -> None:
     """Serve the routes of this module on `app` (one line in `create_app`)."""
     app.extensions[NODE_KEY] = node
-    app.register_blueprint(blueprint)
+    app.register_blueprint(bp)
 
 
 def _node() -> Node:
@@ -133,7 +133,7 @@ def _guarded(handler: Handler) -> Callable[..., Awaitable[Answer]]:
     return guarded
 
 
-@blueprint.app_errorhandler(roles.RoleError)
+@bp.app_errorhandler(roles.RoleError)
 async def _refused(error: roles.RoleError) -> Answer:
     return _error(error.code, str(error), error.status)
 
@@ -145,13 +145,13 @@ async def _body(kind: type[RoleBody] | type[RolePatch]) -> Any:
 # -- the routes -----------------------------------------------------------------------------------
 
 
-@blueprint.get("/api/v1/roles")
+@bp.get("/api/v1/roles")
 @_guarded
 async def list_roles(user: auth.SignedInUser, _: dict[str, Any]) -> Answer:
     return _json(RoleList(await roles.list_roles(_node().database, user.account_id)))
 
 
-@blueprint.post("/api/v1/roles")
+@bp.post("/api/v1/roles")
 @_guarded
 async def create_role(user: auth.SignedInUser, _: dict[str, Any]) -> Answer:
     body = await _body(RoleBody)
@@ -166,13 +166,13 @@ async def create_role(user: auth.SignedInUser, _: dict[str, Any]) -> Answer:
     return _json(created, 201)
 
 
-@blueprint.get("/api/v1/roles/<role>")
+@bp.get("/api/v1/roles/<role>")
 @_guarded
 async def get_role(user: auth.SignedInUser, arguments: dict[str, Any]) -> Answer:
     return _json(await roles.get_role(_node().database, user.account_id, arguments["role"]))
 
 
-@blueprint.patch("/api/v1/roles/<role>")
+@bp.patch("/api/v1/roles/<role>")
 @_guarded
 async def update_role(user: auth.SignedInUser, arguments: dict[str, Any]) -> Answer:
     patch = await _body(RolePatch)
@@ -193,7 +193,7 @@ async def update_role(user: auth.SignedInUser, arguments: dict[str, Any]) -> Ans
     return _json(change.role)
 
 
-@blueprint.delete("/api/v1/roles/<role>")
+@bp.delete("/api/v1/roles/<role>")
 @_guarded
 async def delete_role(user: auth.SignedInUser, arguments: dict[str, Any]) -> Answer:
     await roles.delete_role(
@@ -202,7 +202,7 @@ async def delete_role(user: auth.SignedInUser, arguments: dict[str, Any]) -> Ans
     return Response("", status=204), 204
 
 
-@blueprint.get("/api/v1/permissions")
+@bp.get("/api/v1/permissions")
 @_guarded
 async def list_permissions(user: auth.SignedInUser, _: dict[str, Any]) -> Answer:
     return _json(PermissionList(roles.list_permissions()))
