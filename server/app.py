@@ -61,6 +61,7 @@ def user_json(user: auth.SignedInUser) -> dict[str, Any]:
         "display_name": user.display_name,
         "role": user.role,
         "account_id": str(user.account_id),
+        "permissions": sorted(user.permissions),
     }
 
 

@@ -73,6 +73,7 @@ async def test_sign_in_gives_a_token_that_signs_in_me(database_dsn: str, tmp_pat
             "display_name": "Admin",
             "role": "admin",
             "account_id": str(account.account_id),
+            "permissions": sorted(p.value for p in Permission),
         }
         assert body["user"] == user
         assert isinstance(body["token"], str) and len(body["token"]) >= 40

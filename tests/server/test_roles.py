@@ -166,7 +166,9 @@ async def test_a_custom_role_user_gets_exactly_its_permissions(database_dsn: str
 
         clerk_h, caller_h = center.auth(clerk.token), center.auth(caller.token)
         me = (await center.http.get("/api/v1/me", headers=clerk_h)).json()
-        assert me["role"] == "Directory clerk"
+        assert (me["role"], me["permissions"]) == ("Directory clerk", ["directory.read"])
+        me = (await center.http.get("/api/v1/me", headers=center.auth(caller.token))).json()
+        assert me["permissions"] == ["contacts.view_unmasked", "conversations.handle"]  # sorted by name
         # directory.read reads roles and the permission table; roles.manage (not held) writes roles
         assert (await center.http.get("/api/v1/roles", headers=clerk_h)).status_code == 200
         assert (await center.http.get("/api/v1/permissions", headers=clerk_h)).status_code == 200
