@@ -10,7 +10,9 @@ Rules
    case) and a set of known permissions; an unknown permission name is refused with 400
    `unknown_permission` and nothing changes. An account has at most `MAX_CUSTOM_ROLES`.
 3. Nobody grants what they do not hold: a role may gain only permissions the caller holds
-   (403 `permission_not_held`), so `roles.manage` alone cannot climb to everything.
+   (403 `permission_not_held`), so `roles.manage` alone cannot climb to everything. The same
+   holds for giving a user a role (`check_grantable`): every permission the role brings that
+   the user did not already hold must be the granter's.
 4. Renaming a role renames it for its holders in the same transaction. A role is deleted only
    while nobody holds it (409 `role_in_use`): give its holders another role first.
 5. Changing a role's permissions revokes its holders' sessions in the same transaction (as a
@@ -52,6 +54,7 @@ __all__ = [
     "RoleChange",
     "RoleError",
     "RolePatch",
+    "check_grantable",
     "create_role",
     "delete_role",
     "get_role",
@@ -341,6 +344,41 @@ async def validate_role(conn_or_db: Database | asyncpg.Connection, account_id: U
         if found is not None:
             return str(found)
     raise UnknownRole(f"role must be one of {', '.join(BUILT_IN_ROLES)} or a custom role of the account")
+
+
+async def check_grantable(
+    conn: Database | asyncpg.Connection,
+    account_id: UUID,
+    role_name: str,
+    granter_permissions: frozenset[Permission],
+    *,
+    already_held: frozenset[Permission] = frozenset(),
+) -> frozenset[Permission]:
+    """The permissions of role `role_name` when the granter may give it to a user (rule 3 for
+    users: nobody gives a role with a permission they do not hold); otherwise 403
+    `permission_not_held` naming what is missing, or `UnknownRole`.
+
+    `already_held` is what the user holds now: keeping it is no grant, so moving someone to a
+    narrower role is always allowed. Call it when a user's role is set or changes, with the
+    transaction's connection: a custom role's row is then held (FOR SHARE) until the user's
+    change commits, so a concurrent widening of the role waits and then revokes the new
+    holder's sessions like everyone else's.
+    """
+    built_in = BUILT_IN_ROLES.get(role_name)
+    if built_in is not None:
+        permissions = built_in.permissions
+    else:
+        query = "SELECT permissions FROM roles WHERE account_id = $1 AND name = $2 FOR SHARE"
+        stored = await conn.fetchval(query, account_id, role_name)
+        if stored is None:
+            raise UnknownRole(f"role must be one of {', '.join(BUILT_IN_ROLES)} or a custom role of the account")
+        permissions = known_permissions(stored)
+    missing = permissions - granter_permissions - already_held
+    if missing:
+        raise PermissionNotHeld(
+            f"you may not give the role {role_name!r}: you do not hold {', '.join(_ordered(missing))}"
+        )
+    return permissions
 
 
 async def permissions_of_user(database: Database, account_id: UUID, user_id: UUID) -> frozenset[Permission] | None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from kefu.protocol.permissions import BUILT_IN_ROLES, Permission, permissions_of
+from kefu.protocol.permissions import ADMIN, AGENT, BUILT_IN_ROLES, SUPERVISOR, Permission, permissions_of
 from kefu.server import audit, roles
 from kefu.server.accounts import create_account
 from kefu.server.api.roles import ROUTES
@@ -311,6 +311,66 @@ async def test_a_stored_permission_this_version_does_not_know_grants_nothing(dat
         await database.execute("UPDATE users SET role = 'Legacy' WHERE id = $1", account.admin_user_id)
         granted = await roles.permissions_of_user(database, account.account_id, account.admin_user_id)
         assert granted == {Permission.REPORTS_VIEW}
+
+
+async def test_check_grantable_refuses_a_role_with_a_permission_the_granter_lacks(database_dsn: str) -> None:
+    async with open_database(database_dsn) as database:
+        mine, theirs = [
+            await create_account(
+                database,
+                name=n,
+                slug=f"g-{uuid.uuid4().hex[:8]}",
+                admin_email=f"a@{n}.example",
+                admin_password=PASSWORD,
+            )
+            for n in ("mine", "theirs")
+        ]
+        for account, name, permissions in (
+            (mine, "Queue keeper", ["queues.manage", "directory.manage"]),
+            (mine, "Legacy", ["queues.manage", "teleport.use"]),
+            (theirs, "Auditor", ["audit.read"]),
+        ):
+            query = "INSERT INTO roles (account_id, name, permissions) VALUES ($1, $2, $3)"
+            await database.execute(query, account.account_id, name, permissions)
+        keeper = frozenset({Permission.QUEUES_MANAGE, Permission.DIRECTORY_MANAGE})
+
+        async def grant(role: str, held: frozenset[Permission], **kw: Any) -> frozenset[Permission]:
+            return await roles.check_grantable(database, mine.account_id, role, held, **kw)
+
+        assert await grant("Queue keeper", keeper) == keeper
+        assert await grant("Legacy", keeper) == {Permission.QUEUES_MANAGE}  # unknown names grant nothing
+        for role in (*BUILT_IN_ROLES, "Queue keeper"):
+            assert await grant(role, frozenset(Permission)) == permissions_of(role, {"Queue keeper": keeper})
+        for role, lacking in (
+            (ADMIN, "audit.read"),
+            (SUPERVISOR, "conversations.monitor"),
+            (AGENT, "conversations.handle"),
+        ):
+            with pytest.raises(roles.PermissionNotHeld) as refused:
+                await grant(role, keeper)
+            assert (refused.value.code, refused.value.status) == ("permission_not_held", 403)
+            assert lacking in str(refused.value) and "queues.manage" not in str(refused.value)
+        with pytest.raises(roles.PermissionNotHeld):
+            await grant("Queue keeper", frozenset({Permission.QUEUES_MANAGE}))
+        # what the user holds already is no grant: moving them to a narrower role is allowed
+        handle = frozenset({Permission.CONVERSATIONS_HANDLE})
+        assert await grant(AGENT, keeper, already_held=permissions_of(SUPERVISOR)) == handle
+        for unknown in ("Auditor", "queue keeper", "Nobody"):  # another account's role is not ours
+            with pytest.raises(roles.UnknownRole):
+                await grant(unknown, frozenset(Permission))
+
+        async def hold_then_widen(conn: asyncpg.Connection) -> str:
+            async with conn.transaction():
+                await roles.check_grantable(conn, mine.account_id, "Queue keeper", keeper)
+                async with database.pool.acquire() as other:
+                    await other.execute("SET lock_timeout = '50ms'")
+                    try:
+                        await other.execute("UPDATE roles SET permissions = '{}' WHERE name = 'Queue keeper'")
+                    except asyncpg.LockNotAvailableError:
+                        return "waited"
+                    return "not held"
+
+        assert await database.run(hold_then_widen) == "waited"
 
 
 def test_the_permission_table_in_this_page_is_the_codes() -> None:
