@@ -64,6 +64,41 @@
   const state = {agents: [], departments: [], skills: [], roles: [], permissions: [], queues: [], canned: [], hours: null};
   const $ = (id) => document.getElementById(id);
   const UNMASKED = "contacts.view_unmasked";
+  const DIRECTORY_READ = "directory.read";
+
+  // Each section of the page and the permission it needs: the page opens for a user holding any
+  // of them and shows only the sections whose permission they hold (whatever their role is called).
+  const SECTIONS = {
+    agents: "directory.manage", groups: "directory.manage", roles: "roles.manage",
+    queues: "queues.manage", canned: "canned.manage_shared", hours: "business_hours.manage",
+  };
+  // What each section shows, so what the page reads for it.
+  const SECTION_DATA = {
+    agents: ["agents", "departments", "skills", "roles"], groups: ["departments", "skills"], roles: ["roles", "permissions"],
+    queues: ["queues", "departments", "skills"], canned: ["canned"], hours: ["hours"],
+  };
+  const LOADERS = {
+    agents: async () => { state.agents = (await api("GET", "/api/v1/agents")).agents; },
+    departments: async () => { state.departments = (await api("GET", "/api/v1/departments")).departments; },
+    skills: async () => { state.skills = (await api("GET", "/api/v1/skills")).skills; },
+    roles: async () => { state.roles = (await api("GET", "/api/v1/roles")).roles; },
+    permissions: async () => { state.permissions = (await api("GET", "/api/v1/permissions")).permissions; },
+    queues: async () => { state.queues = (await api("GET", "/api/v1/queues")).queues; },
+    canned: async () => {
+      state.canned = (await api("GET", "/api/v1/canned-responses")).canned_responses.filter((c) => c.scope === "account");
+    },
+    hours: async () => { state.hours = await api("GET", "/api/v1/business-hours"); },
+  };
+  // What else to read again after a change: a role's holders change with the agents, a renamed
+  // role renames its holders' role, and agents list their departments and skills.
+  const RELATED = {
+    agents: ["agents", "roles"], roles: ["roles", "agents"], departments: ["departments", "agents"],
+    skills: ["skills", "agents"], queues: ["queues"], canned: ["canned"],
+  };
+  let user = null;
+  let loaded = false;
+  const shown = new Set();  // the sections this user sees
+  const wanted = new Set();  // the data those sections read
 
   function showError(id, error) { $(id).textContent = error ? Kefu.errorText(error) : ""; }
 
@@ -76,25 +111,42 @@
 
   // -- loading ------------------------------------------------------------------------------
 
-  async function loadAll() {
-    const [agents, departments, skills, queues, canned, hours, roles, permissions] = await Promise.all([
-      api("GET", "/api/v1/agents"), api("GET", "/api/v1/departments"), api("GET", "/api/v1/skills"),
-      api("GET", "/api/v1/queues"), api("GET", "/api/v1/canned-responses"), api("GET", "/api/v1/business-hours"),
-      api("GET", "/api/v1/roles"), api("GET", "/api/v1/permissions"),
-    ]);
-    Object.assign(state, {
-      agents: agents.agents, departments: departments.departments, skills: skills.skills, queues: queues.queues,
-      roles: roles.roles, permissions: permissions.permissions,
-      canned: canned.canned_responses.filter((c) => c.scope === "account"), hours,
-    });
+  // Show the sections `signedIn` may use, hide the others (and their links), and note what they read.
+  function chooseSections(signedIn) {
+    user = signedIn;
+    for (const [section, permission] of Object.entries(SECTIONS)) {
+      const allowed = Kefu.holds(user, permission);
+      $(section).hidden = !allowed;
+      document.querySelector(`.tabs a[href="#${section}"]`).parentElement.hidden = !allowed;
+      if (!allowed) continue;
+      shown.add(section);
+      for (const kind of SECTION_DATA[section]) wanted.add(kind);
+    }
+    // The queue section names departments and skills only for a user who may read them.
+    if (!Kefu.holds(user, DIRECTORY_READ) && !shown.has("agents") && !shown.has("groups")) {
+      wanted.delete("departments"); wanted.delete("skills");
+    }
+  }
+
+  async function load(kinds) {
+    await Promise.all(kinds.filter((kind) => wanted.has(kind)).map((kind) => LOADERS[kind]()));
+  }
+
+  async function loadAll(signedIn) {
+    chooseSections(signedIn);
+    await load(Object.keys(LOADERS));
+    loaded = true;
     renderAll();
-    fillHours();
+    if (shown.has("hours")) fillHours();
   }
 
   function renderAll() {
-    renderAgents(); renderGroups("departments"); renderGroups("skills"); renderAgentChoices(); renderRoles(); renderRoleChoices();
-    renderQueues(); renderQueueChoices(); renderCanned();
-    renderHoursLabels();
+    if (shown.has("agents")) { renderAgents(); renderAgentChoices(); renderRoleChoices(); }
+    if (shown.has("groups")) { renderGroups("departments"); renderGroups("skills"); }
+    if (shown.has("roles")) { renderRoles(); renderPermissionChoices(); }
+    if (shown.has("queues")) { renderQueues(); renderQueueChoices(); }
+    if (shown.has("canned")) renderCanned();
+    if (shown.has("hours")) renderHoursLabels();
   }
 
   // -- agents -------------------------------------------------------------------------------
@@ -167,6 +219,9 @@
     return Boolean(role && role.permissions.includes(permission));
   }
 
+  // Nobody gives a role with a permission they do not hold themselves (server/roles.py).
+  function grantable(role) { return role.permissions.every((permission) => Kefu.holds(user, permission)); }
+
   function renderRoles() {
     $("roles-table").tBodies[0].replaceChildren(...state.roles.map((role) => {
       const actions = role.built_in ? [el("span", {class: "muted", text: Kefu.t("adm.built_in")})] : [
@@ -185,15 +240,21 @@
     }));
   }
 
-  // The agent form's role choices and the role form's permission boxes.
+  // The agent form's role choices: every role of the account, those the user may not give disabled.
   function renderRoleChoices() {
     const select = $("agent-role");
     // The default, which a reset goes back to (selected as an attribute), is the least permitted
     // built-in role: the server lists the built-in roles first, from most to least permitted.
     const least = state.roles.filter((role) => role.built_in).pop().name;
     const value = select.value || least;
-    select.replaceChildren(...state.roles.map((role) => el("option", {value: role.name, text: roleLabel(role.name), selected: role.name === least})));
+    select.replaceChildren(...state.roles.map((role) => el("option", {
+      value: role.name, text: roleLabel(role.name), selected: role.name === least, disabled: !grantable(role),
+    })));
     select.value = findRole(value) ? value : least;
+  }
+
+  // The role form's permission boxes.
+  function renderPermissionChoices() {
     const boxes = $("role-permissions");
     const checked = new Set([...boxes.querySelectorAll("input:checked")].map((i) => i.value));
     boxes.replaceChildren(boxes.querySelector("legend"), ...state.permissions.map((permission) => {
@@ -271,7 +332,16 @@
 
   // -- queues -------------------------------------------------------------------------------
 
-  function nameOf(list, id) { const found = state[list].find((item) => item.id === id); return found ? found.name : ""; }
+  // A department's or skill's name; its id when the user may not read the directory.
+  function nameOf(list, id) { const found = state[list].find((item) => item.id === id); return found ? found.name : (id || ""); }
+
+  // `items` and, named by their id, the ids the queues refer to that `items` lacks: the queue form
+  // then keeps a queue's department and skill even for a user who may not read the directory.
+  function withReferenced(items, ids) {
+    const known = new Set(items.map((item) => item.id));
+    const missing = [...new Set(ids.filter((id) => id && !known.has(id)))];
+    return items.concat(missing.map((id) => ({id, name: id})));
+  }
 
   function renderQueues() {
     $("queues-table").tBodies[0].replaceChildren(...state.queues.map((queue) => el("tr", {"data-queue-id": queue.id},
@@ -296,8 +366,8 @@
 
   function renderQueueChoices() {
     const form = $("queue-form");
-    fillSelect(form.department_id, state.departments, true);
-    fillSelect(form.skill_id, state.skills, true);
+    fillSelect(form.department_id, withReferenced(state.departments, state.queues.map((q) => q.department_id)), true);
+    fillSelect(form.skill_id, withReferenced(state.skills, state.queues.map((q) => q.skill_id)), true);
     fillSelect(form.overflow_queue_id, state.queues.filter((q) => q.id !== form.id.value), true);
   }
 
@@ -420,28 +490,14 @@
   // -- refresh ------------------------------------------------------------------------------
 
   async function refresh(what) {
-    if (what === "agents" || what === "roles") {
-      // a role's holders change with the agents, and a renamed role renames its holders' role
-      const [agents, roles] = await Promise.all([api("GET", "/api/v1/agents"), api("GET", "/api/v1/roles")]);
-      Object.assign(state, {agents: agents.agents, roles: roles.roles});
-    }
-    if (what === "departments") {
-      state.departments = (await api("GET", "/api/v1/departments")).departments;
-      state.agents = (await api("GET", "/api/v1/agents")).agents;
-    }
-    if (what === "skills") {
-      state.skills = (await api("GET", "/api/v1/skills")).skills;
-      state.agents = (await api("GET", "/api/v1/agents")).agents;
-    }
-    if (what === "queues") state.queues = (await api("GET", "/api/v1/queues")).queues;
-    if (what === "canned") state.canned = (await api("GET", "/api/v1/canned-responses")).canned_responses.filter((c) => c.scope === "account");
+    await load(RELATED[what]);
     renderAll();
   }
 
   buildHours();
   global.addEventListener("kefu:language", () => {
     $("hours-saved").textContent = "";
-    if (state.hours) renderAll();
+    if (loaded) renderAll();
   });
-  Kefu.staff.start(["admin"], () => loadAll().catch((error) => showError("agents-list-error", error)));
+  Kefu.staff.start([...new Set(Object.values(SECTIONS))], (signedIn) => loadAll(signedIn).catch((error) => showError("load-error", error)));
 })(window);

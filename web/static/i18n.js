@@ -90,6 +90,29 @@
   global.Kefu.refusalText = refusalText;
 })(window);
 
+// Who may open a page: the pages decide from the permissions of the signed-in user (the
+// `permissions` of GET /api/v1/me and of the sign-in answer), never from the name of a role.
+(function (global) {
+  "use strict";
+  global.Kefu.register({
+    "en": {"page.forbidden": "Your role does not give access to this page. It needs one of these permissions: {permissions}."},
+    "zh-CN": {"page.forbidden": "您的角色无权打开此页面，需要以下权限之一：{permissions}。"},
+  });
+
+  // Whether `user` holds `permission`.
+  function holds(user, permission) { return Boolean(user && Array.isArray(user.permissions) && user.permissions.includes(permission)); }
+
+  // Whether `user` holds at least one of `permissions`.
+  function holdsAny(user, permissions) { return permissions.some((permission) => holds(user, permission)); }
+
+  // The refusal shown to a user who holds none of the permissions a page needs.
+  function pageForbiddenText(permissions) {
+    return global.Kefu.t("page.forbidden", {permissions: permissions.join(", ")});
+  }
+
+  Object.assign(global.Kefu, {holds, holdsAny, pageForbiddenText});
+})(window);
+
 // Permissions and the refusals of role changes (server/roles.py), shown by the admin page. A
 // permission's English text is the server's own description (GET /api/v1/permissions); other
 // languages translate it here, keyed by the permission's name.
