@@ -7,15 +7,19 @@ import ctypes.util
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Final
 from uuid import UUID
 
 import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from kefu.protocol.permissions import ADMIN, BUILT_IN_ROLES
 from kefu.server.database import Database
 
-ROLES = ("admin", "supervisor", "agent")
+ROLES: Final = tuple(BUILT_IN_ROLES)
+"""The built-in roles' names. An account's custom roles are rows of `roles`: whether a name is
+a role a user may hold is `roles.validate_role`."""
 DEFAULT_QUEUE_NAME = "Default"
 """The queue a new account starts with: least load, every agent of the account (editable)."""
 MIN_PASSWORD_LENGTH = 10
@@ -132,10 +136,11 @@ async def create_account(
                 raise AccountError(f"an account with the slug {slug!r} already exists") from None
             user_id = await conn.fetchval(
                 """INSERT INTO users (account_id, email, display_name, role, password_hash)
-                   VALUES ($1, $2, $3, 'admin', $4) RETURNING id""",
+                   VALUES ($1, $2, $3, $4, $5) RETURNING id""",
                 account_id,
                 email,
                 admin_name or email.split("@")[0],
+                ADMIN,
                 password_hash,
             )
             # every account has a real default queue (migration 0011 gave older ones theirs)

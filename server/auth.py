@@ -23,6 +23,12 @@ Rules of a sign-in, in order (docs/security.md, "Sign-in"):
    `sign_in_lockout_minutes`. Failures and lockouts are audited (`sign_in.failed`,
    `sign_in.locked_out`), with the client address and never the e-mail typed or the password.
 5. A right password resets the count, and a hash made with older argon2 parameters is replaced.
+
+A signed-in user's permissions are read with the user, at sign-in and at every `authenticate`
+(each REST request, each socket handshake): their role's (a custom role's joined in the same
+query, `server/roles.py`) and `contacts.view_unmasked` when granted to them alone. A socket
+keeps those of its handshake: a role change, or a change of a custom role's permissions,
+revokes its holders' sessions, and the edge closes their sockets (docs/security.md).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from kefu.server import audit
 from kefu.server.accounts import hash_password, verify_and_rehash
 from kefu.server.config import Config
 from kefu.server.database import Database
+from kefu.server.roles import known_permissions
 
 MAX_TOKEN_CHARS = 256
 """Longer bearer tokens are refused before they are hashed or looked up."""
@@ -196,6 +203,14 @@ class SignedInUser:
         return permission in self.permissions
 
 
+def _permissions(row: asyncpg.Record) -> frozenset[Permission]:
+    """A user row's permissions: its role's (a custom role's come from the same query, as
+    `role_permissions`: no second round trip), and `contacts.view_unmasked` if granted alone."""
+    stored = row["role_permissions"]
+    custom = None if stored is None else {row["role"]: known_permissions(stored)}
+    return permissions_of(row["role"], custom, may_view_contact_details=row["may_view_contact_details"])
+
+
 def token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -226,9 +241,10 @@ async def sign_in(
         raise SignInRefused("rate_limited", wait, "too many sign-in attempts; try again later")
     row = await database.fetchrow(
         """SELECT a.id AS account_id, u.id, u.email, u.display_name, u.role, u.password_hash, u.disabled_at,
-                  u.may_view_contact_details,
+                  u.may_view_contact_details, r.permissions AS role_permissions,
                   ceil(extract(epoch FROM u.locked_until - now()))::bigint AS locked_seconds
            FROM accounts a LEFT JOIN users u ON u.account_id = a.id AND lower(u.email) = lower($2)
+                LEFT JOIN roles r ON r.account_id = u.account_id AND r.name = u.role
            WHERE a.slug = $1""",
         slug,
         typed_email,
@@ -290,7 +306,7 @@ async def sign_in(
         role=row["role"],
         session_id=session["id"],
         expires_at=session["expires_at"],
-        permissions=permissions_of(row["role"], may_view_contact_details=row["may_view_contact_details"]),
+        permissions=_permissions(row),
     )
     return token, user
 
@@ -404,9 +420,10 @@ async def authenticate(database: Database, token: str) -> SignedInUser | None:
         return None
     row = await database.fetchrow(
         """SELECT s.id AS session_id, s.expires_at, u.account_id, u.id AS user_id, u.email,
-                  u.display_name, u.role, u.may_view_contact_details
+                  u.display_name, u.role, u.may_view_contact_details, r.permissions AS role_permissions
            FROM user_sessions s
            JOIN users u ON u.account_id = s.account_id AND u.id = s.user_id
+           LEFT JOIN roles r ON r.account_id = u.account_id AND r.name = u.role
            WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > now()
                  AND u.disabled_at IS NULL""",
         token_hash(token),
@@ -421,7 +438,7 @@ async def authenticate(database: Database, token: str) -> SignedInUser | None:
         role=row["role"],
         session_id=row["session_id"],
         expires_at=row["expires_at"],
-        permissions=permissions_of(row["role"], may_view_contact_details=row["may_view_contact_details"]),
+        permissions=_permissions(row),
     )
 
 

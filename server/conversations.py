@@ -21,6 +21,7 @@ from kefu.protocol.permissions import permissions_of
 from kefu.protocol.server import CONVERSATION_STATES
 from kefu.server.database import Database
 from kefu.server.privacy import Privacy
+from kefu.server.roles import known_permissions
 
 _ROW = """
     SELECT c.account_id, c.id, c.customer_id, c.channel, c.topic, c.department_id, c.queue_id,
@@ -225,11 +226,13 @@ class PostgresConversations:
     async def agent_profile(self, agent_id: UUID) -> AgentProfile | None:
         record = await self.database.fetchrow(
             "SELECT u.account_id, u.id, u.display_name, u.role, u.max_concurrent_conversations,"
+            " u.may_view_contact_details, r.permissions AS role_permissions,"
             " coalesce((SELECT array_agg(department_id) FROM user_departments WHERE user_id = u.id), '{}')"
             " AS departments,"
             " coalesce((SELECT jsonb_object_agg(skill_id::text, level) FROM user_skills WHERE user_id = u.id), '{}')"
             " AS skills"
-            " FROM users u WHERE u.id = $1 AND u.disabled_at IS NULL",
+            " FROM users u LEFT JOIN roles r ON r.account_id = u.account_id AND r.name = u.role"
+            " WHERE u.id = $1 AND u.disabled_at IS NULL",
             agent_id,
         )
         if record is None:
@@ -239,7 +242,13 @@ class PostgresConversations:
             agent_id=record["id"],
             display_name=record["display_name"],
             role=record["role"],
-            permissions=permissions_of(record["role"]),
+            permissions=permissions_of(
+                record["role"],
+                None
+                if record["role_permissions"] is None
+                else {record["role"]: known_permissions(record["role_permissions"])},
+                may_view_contact_details=record["may_view_contact_details"],
+            ),
             capacity=record["max_concurrent_conversations"],
             departments=frozenset(record["departments"]),
             skills={UUID(skill): level for skill, level in record["skills"].items()},

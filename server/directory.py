@@ -9,7 +9,7 @@ REST edge; what their types cannot say is checked in their `__post_init__`.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -19,7 +19,8 @@ import msgspec
 import trio
 from msgspec import UNSET, Meta, UnsetType
 
-from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES, Permission, permissions_of
+from kefu.protocol.permissions import AGENT, Permission
+from kefu.server import roles
 from kefu.server.accounts import MIN_PASSWORD_LENGTH, hash_password
 from kefu.server.api.structs import check_text, given
 from kefu.server.database import Database
@@ -68,21 +69,14 @@ def parse_id(value: Any, what: str = "resource") -> UUID:
         raise NotFound(f"no such {what}") from None
 
 
-def validate_role(name: str, custom_roles: Collection[str] = ()) -> str:
-    """`name` when it names a role a user of the account may be given; `InvalidInput` otherwise.
-
-    The one place a role name is accepted: the built-in roles, and the account's own
-    (`custom_roles`, their names) where the caller knows them."""
-    if name not in BUILT_IN_ROLES and name not in custom_roles:
-        raise InvalidInput(f"role must be one of {', '.join([*BUILT_IN_ROLES, *custom_roles])}")
-    return name
-
-
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 DisplayName = Annotated[str, Meta(min_length=1, max_length=MAX_DISPLAY_NAME_CHARS)]
 Email = Annotated[str, Meta(min_length=1, max_length=MAX_EMAIL_CHARS, extra_json_schema={"format": "email"})]
 Password = Annotated[str, Meta(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_CHARS)]
-RoleName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS, description="a role of the account")]
+RoleName = Annotated[
+    str,
+    Meta(min_length=1, max_length=roles.MAX_ROLE_NAME_CHARS, description="a built-in or custom role of the account"),
+]
 Capacity = Annotated[
     int, Meta(ge=MIN_CAPACITY, le=MAX_CAPACITY, description="conversations the agent holds at once at most")
 ]
@@ -392,16 +386,26 @@ async def _set_memberships(
 
 
 async def create_agent(
-    database: Database, account_id: UUID, body: AgentCreate, *, audit: Audit = _no_audit
+    database: Database,
+    account_id: UUID,
+    body: AgentCreate,
+    *,
+    acting_permissions: frozenset[Permission],
+    audit: Audit = _no_audit,
 ) -> dict[str, Any]:
-    """Create a user (of any role) with its departments and skill levels."""
-    email, display_name, role = body.email, body.display_name, validate_role(body.role)
+    """Create a user (of any role) with its departments and skill levels.
+
+    The role is a built-in or one of the account's custom roles, and brings no permission the
+    creator does not hold (403 `permission_not_held`)."""
+    email, display_name, role = body.email, body.display_name, body.role
     capacity, may_view, departments = body.max_concurrent_conversations, body.may_view_contact_details, body.departments
     skills = {skill.id: skill.level for skill in body.skills}
     password_hash = await trio.to_thread.run_sync(hash_password, body.password)
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
         async with conn.transaction():
+            await roles.validate_role(conn, account_id, role)
+            await roles.check_grantable(conn, account_id, role, acting_permissions)
             try:
                 user_id = await conn.fetchval(
                     """INSERT INTO users (account_id, email, display_name, role, password_hash,
@@ -437,6 +441,23 @@ def _audited(agent: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _check_new_role(
+    conn: asyncpg.Connection,
+    account_id: UUID,
+    user_id: UUID,
+    role: str,
+    acting_user_id: UUID,
+    acting_permissions: frozenset[Permission],
+) -> None:
+    """A role may be given when it exists, brings nothing its giver lacks (beyond what the user
+    holds already), and is not a demotion of the giver themself."""
+    await roles.validate_role(conn, account_id, role)
+    held = await roles.permissions_of_user(conn, account_id, user_id) or frozenset()
+    granted = await roles.check_grantable(conn, account_id, role, acting_permissions, already_held=held)
+    if user_id == acting_user_id and not acting_permissions <= granted:
+        raise Conflict("you cannot disable or demote yourself")
+
+
 async def update_agent(
     database: Database,
     account_id: UUID,
@@ -456,13 +477,10 @@ async def update_agent(
     """
     changes = given(body)
     display_name, role = changes.get("display_name"), changes.get("role")
-    if role is not None:
-        validate_role(role)
     capacity, disabled = changes.get("max_concurrent_conversations"), changes.get("disabled")
     may_view, departments = changes.get("may_view_contact_details"), changes.get("departments")
     skills = None if body.skills is UNSET else {skill.id: skill.level for skill in body.skills}
-    demoted = role is not None and not acting_permissions <= permissions_of(role)
-    if user_id == acting_user_id and (disabled is True or demoted):
+    if user_id == acting_user_id and disabled is True:
         raise Conflict("you cannot disable or demote yourself")
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -472,6 +490,8 @@ async def update_agent(
             )
             if not exists:
                 raise NotFound("no such agent")
+            if role is not None:
+                await _check_new_role(conn, account_id, user_id, role, acting_user_id, acting_permissions)
             before = _audited(await _fetch_agent(conn, account_id, user_id))
             await conn.execute(
                 """UPDATE users SET

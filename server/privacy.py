@@ -11,7 +11,8 @@
   file). Without one, kefu generates a key into `<data_dir>/data.key` (mode 0600) on first start
   and logs the path, never the key. The encryption key and the index key are derived from it
   with HKDF-SHA256 under different labels, so neither reveals the other.
-- Masking: staff without `may_view_contact_details` (agents; admins and supervisors always may)
+- Masking: staff without the permission `contacts.view_unmasked` (granted by a role, as the
+  built-in admin and supervisor roles do, or to one user alone with `may_view_contact_details`)
   see `138****5678` and `a***@example.com` in every REST answer and every websocket frame, in
   customer records and inside texts (messages, topics); masked when shown, never when stored
   (see docs/security.md, Privacy).
@@ -30,6 +31,7 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from kefu.protocol.masking import mask_digits, mask_email
-from kefu.server import audit
+from kefu.protocol.permissions import Permission
+from kefu.server import audit, roles
 from kefu.server.attachments import attachments_dir
 from kefu.server.database import Database
 from kefu.server.directory import Conflict, InvalidInput, NotFound
@@ -248,18 +251,16 @@ def mask_phone(e164: str, region: str) -> str:
     return masked if number.country_code == home else f"+{number.country_code} {masked}"
 
 
-def may_view_contact_details(role: str, flag: bool) -> bool:
-    return role in ("admin", "supervisor") or flag
+def sees_unmasked(permissions: AbstractSet[Permission]) -> bool:
+    """Whether a holder of `permissions` sees customers' phone numbers and e-mail addresses in
+    full (a signed-in caller: `sees_unmasked(user.permissions)`, no query)."""
+    return Permission.CONTACTS_VIEW_UNMASKED in permissions
 
 
-async def viewer_may_see(database: Database, account_id: UUID, user_id: UUID, role: str) -> bool:
-    """Whether a signed-in user sees customers' phone numbers and e-mail addresses in full."""
-    if role in ("admin", "supervisor"):
-        return True
-    flag = await database.fetchval(
-        "SELECT may_view_contact_details FROM users WHERE account_id = $1 AND id = $2", account_id, user_id
-    )
-    return bool(flag)
+async def viewer_may_see(database: Database, account_id: UUID, user_id: UUID) -> bool:
+    """`sees_unmasked` for a user read from storage now (an agent just edited, say)."""
+    permissions = await roles.permissions_of_user(database, account_id, user_id)
+    return permissions is not None and sees_unmasked(permissions)
 
 
 @dataclass(frozen=True)

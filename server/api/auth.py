@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 from quart import Blueprint, request
 
+from kefu.protocol.permissions import Permission
 from kefu.server import auth
 from kefu.server.api.route import (
     PUBLIC,
@@ -48,6 +49,9 @@ class User(msgspec.Struct):
     display_name: str
     role: str
     account_id: UUID
+    permissions: list[Permission]
+    """What the user may do, sorted by name: their role's permissions, and `contacts.view_unmasked`
+    when it was granted to them alone. The pages decide what to show from these, never from `role`."""
 
 
 class Session(msgspec.Struct):
@@ -59,7 +63,7 @@ class Session(msgspec.Struct):
 
 
 def user_of(user: auth.SignedInUser) -> User:
-    return User(user.user_id, user.email, user.display_name, user.role, user.account_id)
+    return User(user.user_id, user.email, user.display_name, user.role, user.account_id, sorted(user.permissions))
 
 
 @route(

@@ -21,6 +21,7 @@ from kefu.server.api import (
     errors,
     health,
     queues,
+    roles,
 )
 from kefu.server.api import auth as sign_in
 from kefu.server.api.route import error_response
@@ -41,6 +42,7 @@ BLUEPRINTS = (
     conversations.bp,
     business_hours.bp,
     audit_log.bp,
+    roles.bp,
     documents.bp,
 )
 

@@ -9,8 +9,8 @@ from uuid import UUID
 import msgspec
 from quart import Blueprint, request
 
-from kefu.protocol.permissions import Permission, permissions_of
-from kefu.server import audit, auth, directory
+from kefu.protocol.permissions import Permission
+from kefu.server import audit, auth, directory, roles
 from kefu.server.api.route import Call, parse_id, route
 from kefu.server.directory import (
     Agent,
@@ -148,7 +148,11 @@ async def list_agents(call: Call[None, None]) -> Agents:
 async def create_agent(call: Call[AgentCreate, None]) -> dict[str, Any]:
     user = call.user
     return await directory.create_agent(
-        call.node.database, user.account_id, call.body, audit=directory_auditor(user, "agent")
+        call.node.database,
+        user.account_id,
+        call.body,
+        acting_permissions=user.permissions,
+        audit=directory_auditor(user, "agent"),
     )
 
 
@@ -228,7 +232,7 @@ async def _follow_change(call: Call[Any, Any], changed: UUID, agent: dict[str, A
     kefu.agent_changed(changed)
     if (handle := kefu.center.agent(changed)) is not None:
         # Open sockets mask texts by the permission: they follow a change at once.
-        granted = permissions_of(agent["role"], may_view_contact_details=agent["may_view_contact_details"])
+        granted = await roles.permissions_of_user(kefu.database, call.user.account_id, changed) or frozenset()
         sees = Permission.CONTACTS_VIEW_UNMASKED in granted
         for connection in await handle.connections():
             connection.sees_contact_details = sees

@@ -7,7 +7,7 @@ from typing import Any
 from quart import Response
 from quart_trio import QuartTrio
 
-from kefu.server import directory
+from kefu.server import directory, roles
 from kefu.server.api.route import Refused, error_response
 from kefu.server.database import DatabaseUnavailable
 
@@ -33,6 +33,10 @@ def install(app: QuartTrio) -> None:
     @app.errorhandler(Refused)
     async def refused(error: Refused) -> Response:
         return error_response(error.code, str(error), error.status, retry_after=error.retry_after)
+
+    @app.errorhandler(roles.RoleError)
+    async def role_refused(error: roles.RoleError) -> Response:
+        return error_response(error.code, str(error), error.status)
 
     @app.errorhandler(405)
     async def method_not_allowed(error: Exception) -> Response:

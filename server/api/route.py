@@ -190,14 +190,21 @@ async def _signed_in(spec: RouteSpec, kefu: Node, arguments: Mapping[str, Any]) 
     if user is None:
         raise unauthenticated()
     if isinstance(spec.guard, Permission) and not user.may(spec.guard):
-        raise await refuse(kefu, user, spec.action, spec.target, _first_id(arguments))
+        raise await refuse(kefu, user, spec.action, spec.target, _first_id(arguments), needs=spec.guard)
     return user
 
 
 async def refuse(
-    kefu: Node, user: auth.SignedInUser, attempted: str, target_type: str, target_id: Any = None
+    kefu: Node,
+    user: auth.SignedInUser,
+    attempted: str,
+    target_type: str,
+    target_id: Any = None,
+    *,
+    needs: Permission | None = None,
 ) -> Refused:
-    """The 403 `forbidden` to raise, written to the audit log first."""
+    """The 403 `forbidden` to raise, written to the audit log first; `needs`: the permission the
+    user lacks, named in the message."""
     await audit.record(
         kefu.database,
         user.account_id,
@@ -208,6 +215,8 @@ async def refuse(
         target_id,
         {"attempted": attempted, "method": request.method, "path": request.path},
     )
+    if needs is not None:
+        return Refused(403, "forbidden", f"this needs the permission {needs}")
     return Refused(403, "forbidden", "your role may not do this")
 
 
@@ -278,11 +287,14 @@ def route(
     request_body: Mapping[str, Any] | None = None,
     description: str | None = None,
     authenticate: Callable[[Node], Awaitable[Any]] | None = None,
+    decode_body: Callable[[bytes | str, Any], Any] | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a route of `blueprint` (see the module's rules). `rule` is the full path.
 
     A PUBLIC route whose callers hold another kind of token (a visitor's) names the function
-    that finds them (or raises the 401) as `authenticate`: it runs where the sign-in would."""
+    that finds them (or raises the 401) as `authenticate`: it runs where the sign-in would.
+    A body whose refusals have their own error codes (a role's `unknown_permission`) names its
+    decoder as `decode_body(data, body)`; it runs where `decode_json` would."""
 
     def declare(handler: Handler) -> Handler:
         spec = RouteSpec(
@@ -315,7 +327,7 @@ def route(
                 if name.endswith("_id"):  # ids in the path are checked before the body: 404
                     parse_id(value, spec.target.replace("_", " "))
             parsed_query = decode_query(request.args, query) if query is not None else None
-            parsed_body = decode_json(await request.get_data(), body) if body is not None else None
+            parsed_body = (decode_body or decode_json)(await request.get_data(), body) if body is not None else None
             if user is None:
                 value = await handler(PublicCall(kefu, parsed_body, parsed_query, caller), **arguments)
             else:

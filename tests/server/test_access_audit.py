@@ -70,6 +70,9 @@ ADMIN_WRITES: tuple[tuple[str, str, dict[str, Any] | None, str, str, str], ...] 
         "business_hours.update",
         "business_hours",
     ),
+    ("post", "/api/v1/roles", {"name": "Night", "permissions": []}, "admin", "role.create", "role"),
+    ("patch", "/api/v1/roles/{role}", {"permissions": ["conversations.handle"]}, "admin", "role.update", "role"),
+    ("delete", "/api/v1/roles/{role}", None, "admin", "role.delete", "role"),
     ("delete", "/api/v1/canned-responses/{canned}", None, "admin", "canned_response.delete", "canned_response"),
     ("delete", "/api/v1/queues/{queue}", None, "admin", "queue.delete", "queue"),
     ("delete", "/api/v1/skills/{skill}", None, "admin", "skill.delete", "skill"),
@@ -88,12 +91,13 @@ CREATED = {
     "agent": "agents",
     "queue": "queues",
     "canned": "canned-responses",
+    "role": "roles",
 }
 
 
 def _openapi_path(path: str) -> str:
     names = {"department": "group_id", "skill": "group_id", "agent": "agent_id", "customer": "customer_id"}
-    names |= {"queue": "queue_id", "canned": "canned_id"}
+    names |= {"queue": "queue_id", "canned": "canned_id", "role": "role"}
     return re.sub(r"\{(\w+)\}", lambda match: "{" + names[match.group(1)] + "}", path)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kefu.protocol.permissions import ADMIN, BUILT_IN_ROLES, Permission
 from kefu.server.accounts import AccountError, create_account, generate_password, slug_for, verify_password
 from tests.conftest import open_database
 
@@ -35,7 +36,7 @@ async def test_create_account_stores_an_argon2_hash_never_the_password(database_
         )
     assert user["account_id"] == created.account_id
     assert user["email"] == "admin@acme.test"
-    assert user["role"] == "admin"
+    assert user["role"] == ADMIN and BUILT_IN_ROLES[user["role"]].permissions == frozenset(Permission)
     assert user["display_name"] == "admin"
     stored = user["password_hash"]
     assert stored.startswith("$argon2id$")

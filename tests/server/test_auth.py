@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 import trio
 from argon2 import PasswordHasher
 
+from kefu.protocol.permissions import Permission
 from kefu.server import auth
 from kefu.server.accounts import (
     ARGON2_MEMORY_KIB,
@@ -25,6 +27,7 @@ from kefu.server.accounts import (
     create_account,
 )
 from kefu.server.auth import MAX_WAITING_SIGN_INS, Gate
+from kefu.server.config import Config
 from kefu.server.database import Database
 from tests.conftest import open_database
 from tests.server.live import AGENT_PASSWORD, Center, live_center, poll
@@ -70,6 +73,7 @@ async def test_sign_in_gives_a_token_that_signs_in_me(database_dsn: str, tmp_pat
             "display_name": "Admin",
             "role": "admin",
             "account_id": str(account.account_id),
+            "permissions": sorted(p.value for p in Permission),
         }
         assert body["user"] == user
         assert isinstance(body["token"], str) and len(body["token"]) >= 40
@@ -492,3 +496,44 @@ async def test_refusals_are_held_back_so_a_waiting_flooder_slows_down_and_the_ho
                 assert beyond.status_code == 429 and beyond.json()["error"]["code"] == "rate_limited"
                 assert held == [] and gate.held_refusals == 2
                 nursery.cancel_scope.cancel()
+
+
+async def test_a_custom_roles_permissions_come_with_the_user_in_one_query(database_dsn: str, tmp_path: Path) -> None:
+    async with open_database(database_dsn) as database:
+        slug = f"roles-{uuid.uuid4().hex[:8]}"
+        account = await create_account(
+            database, name="Roles", slug=slug, admin_email=f"admin@{slug}.example", admin_password=PASSWORD
+        )
+        await database.execute(
+            "INSERT INTO roles (account_id, name, permissions) VALUES ($1, 'Night shift', $2)",
+            account.account_id,
+            ["conversations.handle", "reports.view"],
+        )
+        await database.execute(
+            "UPDATE users SET role = 'Night shift', may_view_contact_details = true WHERE id = $1",
+            account.admin_user_id,
+        )
+        gate = Gate(Config(data_dir=tmp_path))
+        token, user = await auth.sign_in(
+            database, gate, slug, account.admin_email, PASSWORD, timedelta(hours=1), address="127.0.0.1"
+        )
+        expected = {Permission.CONVERSATIONS_HANDLE, Permission.REPORTS_VIEW, Permission.CONTACTS_VIEW_UNMASKED}
+        assert user.permissions == expected
+
+        queries: list[str] = []
+        fetchrow = database.fetchrow
+
+        async def counted(query: str, *args: Any) -> Any:
+            queries.append(query)
+            return await fetchrow(query, *args)
+
+        database.fetchrow = counted  # type: ignore[method-assign]
+        authenticated = await auth.authenticate(database, token)
+        assert authenticated is not None and authenticated.permissions == expected
+        assert len(queries) == 1
+
+        # a role that no longer exists grants nothing (the user still signs in)
+        database.fetchrow = fetchrow  # type: ignore[method-assign]
+        await database.execute("DELETE FROM roles WHERE account_id = $1", account.account_id)
+        authenticated = await auth.authenticate(database, token)
+        assert authenticated is not None and authenticated.permissions == {Permission.CONTACTS_VIEW_UNMASKED}

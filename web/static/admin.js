@@ -1,5 +1,6 @@
-// The admin pages: agents, departments and skills, queues, account-wide canned responses and
-// business hours, over the REST API. Errors are shown next to the form that caused them.
+// The admin pages: agents, departments and skills, roles, queues, account-wide canned responses
+// and business hours, over the REST API. Errors are shown next to the form that caused them, in
+// the page's language when their code has a translation (Kefu.errorText).
 (function (global) {
   "use strict";
   const {api, el} = Kefu.staff;
@@ -24,6 +25,9 @@
       "adm.none": "(none)", "adm.yes": "yes", "adm.confirm_delete": "Delete {name}?", "adm.name_of": "Name of {name}",
       "adm.capacity_of": "Capacity of {name}", "adm.disabled_of": "{name} disabled", "adm.level_of": "Level of {name}",
       "role.agent": "Agent", "role.supervisor": "Supervisor", "role.admin": "Admin",
+      "adm.roles": "Roles", "adm.permissions": "Permissions", "adm.holders": "Holders", "adm.role.new": "New role",
+      "adm.role.edit": "Edit role", "adm.built_in": "built-in",
+      "adm.roles.help": "A role is a set of permissions. The built-in roles cannot be changed; a role someone holds cannot be deleted. Changing a role's permissions signs its holders out.",
       "strategy.least_load": "Least load", "strategy.longest_idle": "Longest idle", "strategy.round_robin": "Round robin",
       "strategy.skills": "Skills", "strategy.priority": "Priority",
       "day.mon": "Monday", "day.tue": "Tuesday", "day.wed": "Wednesday", "day.thu": "Thursday", "day.fri": "Friday",
@@ -47,6 +51,9 @@
       "adm.none": "（无）", "adm.yes": "是", "adm.confirm_delete": "删除 {name}？", "adm.name_of": "{name} 的名称",
       "adm.capacity_of": "{name} 的接待上限", "adm.disabled_of": "停用 {name}", "adm.level_of": "{name} 等级",
       "role.agent": "坐席", "role.supervisor": "主管", "role.admin": "管理员",
+      "adm.roles": "角色", "adm.permissions": "权限", "adm.holders": "使用人数", "adm.role.new": "新建角色",
+      "adm.role.edit": "编辑角色", "adm.built_in": "内置",
+      "adm.roles.help": "角色是一组权限。内置角色不可修改；仍有人使用的角色不能删除。修改角色的权限会让使用该角色的用户重新登录。",
       "strategy.least_load": "最少负载", "strategy.longest_idle": "最久空闲", "strategy.round_robin": "轮询",
       "strategy.skills": "按技能", "strategy.priority": "按优先级",
       "day.mon": "星期一", "day.tue": "星期二", "day.wed": "星期三", "day.thu": "星期四", "day.fri": "星期五",
@@ -54,10 +61,46 @@
     },
   });
 
-  const state = {agents: [], departments: [], skills: [], queues: [], canned: [], hours: null};
+  const state = {agents: [], departments: [], skills: [], roles: [], permissions: [], queues: [], canned: [], hours: null};
   const $ = (id) => document.getElementById(id);
+  const UNMASKED = "contacts.view_unmasked";
+  const DIRECTORY_READ = "directory.read";
 
-  function showError(id, error) { $(id).textContent = error ? error.message : ""; }
+  // Each section of the page and the permission it needs: the page opens for a user holding any
+  // of them and shows only the sections whose permission they hold (whatever their role is called).
+  const SECTIONS = {
+    agents: "directory.manage", groups: "directory.manage", roles: "roles.manage",
+    queues: "queues.manage", canned: "canned.manage_shared", hours: "business_hours.manage",
+  };
+  // What each section shows, so what the page reads for it.
+  const SECTION_DATA = {
+    agents: ["agents", "departments", "skills", "roles"], groups: ["departments", "skills"], roles: ["roles", "permissions"],
+    queues: ["queues", "departments", "skills"], canned: ["canned"], hours: ["hours"],
+  };
+  const LOADERS = {
+    agents: async () => { state.agents = (await api("GET", "/api/v1/agents")).agents; },
+    departments: async () => { state.departments = (await api("GET", "/api/v1/departments")).departments; },
+    skills: async () => { state.skills = (await api("GET", "/api/v1/skills")).skills; },
+    roles: async () => { state.roles = (await api("GET", "/api/v1/roles")).roles; },
+    permissions: async () => { state.permissions = (await api("GET", "/api/v1/permissions")).permissions; },
+    queues: async () => { state.queues = (await api("GET", "/api/v1/queues")).queues; },
+    canned: async () => {
+      state.canned = (await api("GET", "/api/v1/canned-responses")).canned_responses.filter((c) => c.scope === "account");
+    },
+    hours: async () => { state.hours = await api("GET", "/api/v1/business-hours"); },
+  };
+  // What else to read again after a change: a role's holders change with the agents, a renamed
+  // role renames its holders' role, and agents list their departments and skills.
+  const RELATED = {
+    agents: ["agents", "roles"], roles: ["roles", "agents"], departments: ["departments", "agents"],
+    skills: ["skills", "agents"], queues: ["queues"], canned: ["canned"],
+  };
+  let user = null;
+  let loaded = false;
+  const shown = new Set();  // the sections this user sees
+  const wanted = new Set();  // the data those sections read
+
+  function showError(id, error) { $(id).textContent = error ? Kefu.errorText(error) : ""; }
 
   async function guarded(errorId, work) {
     showError(errorId, null);
@@ -68,22 +111,42 @@
 
   // -- loading ------------------------------------------------------------------------------
 
-  async function loadAll() {
-    const [agents, departments, skills, queues, canned, hours] = await Promise.all([
-      api("GET", "/api/v1/agents"), api("GET", "/api/v1/departments"), api("GET", "/api/v1/skills"),
-      api("GET", "/api/v1/queues"), api("GET", "/api/v1/canned-responses"), api("GET", "/api/v1/business-hours"),
-    ]);
-    Object.assign(state, {
-      agents: agents.agents, departments: departments.departments, skills: skills.skills, queues: queues.queues,
-      canned: canned.canned_responses.filter((c) => c.scope === "account"), hours,
-    });
+  // Show the sections `signedIn` may use, hide the others (and their links), and note what they read.
+  function chooseSections(signedIn) {
+    user = signedIn;
+    for (const [section, permission] of Object.entries(SECTIONS)) {
+      const allowed = Kefu.holds(user, permission);
+      $(section).hidden = !allowed;
+      document.querySelector(`.tabs a[href="#${section}"]`).parentElement.hidden = !allowed;
+      if (!allowed) continue;
+      shown.add(section);
+      for (const kind of SECTION_DATA[section]) wanted.add(kind);
+    }
+    // The queue section names departments and skills only for a user who may read them.
+    if (!Kefu.holds(user, DIRECTORY_READ) && !shown.has("agents") && !shown.has("groups")) {
+      wanted.delete("departments"); wanted.delete("skills");
+    }
+  }
+
+  async function load(kinds) {
+    await Promise.all(kinds.filter((kind) => wanted.has(kind)).map((kind) => LOADERS[kind]()));
+  }
+
+  async function loadAll(signedIn) {
+    chooseSections(signedIn);
+    await load(Object.keys(LOADERS));
+    loaded = true;
     renderAll();
-    fillHours();
+    if (shown.has("hours")) fillHours();
   }
 
   function renderAll() {
-    renderAgents(); renderGroups("departments"); renderGroups("skills"); renderAgentChoices(); renderQueues(); renderQueueChoices(); renderCanned();
-    renderHoursLabels();
+    if (shown.has("agents")) { renderAgents(); renderAgentChoices(); renderRoleChoices(); }
+    if (shown.has("groups")) { renderGroups("departments"); renderGroups("skills"); }
+    if (shown.has("roles")) { renderRoles(); renderPermissionChoices(); }
+    if (shown.has("queues")) { renderQueues(); renderQueueChoices(); }
+    if (shown.has("canned")) renderCanned();
+    if (shown.has("hours")) renderHoursLabels();
   }
 
   // -- agents -------------------------------------------------------------------------------
@@ -93,21 +156,22 @@
       const capacity = el("input", {type: "number", min: 1, max: 100, value: agent.max_concurrent_conversations,
         "aria-label": Kefu.t("adm.capacity_of", {name: agent.display_name}), class: "capacity"});
       const disabled = el("input", {type: "checkbox", checked: agent.disabled, "aria-label": Kefu.t("adm.disabled_of", {name: agent.display_name}), class: "disabled"});
-      // Admins and supervisors always see contact details; the flag matters for agents.
-      const contact = el("input", {type: "checkbox", checked: agent.may_view_contact_details || agent.role !== "agent", disabled: agent.role !== "agent",
+      // A role with contacts.view_unmasked always sees contact details; the flag matters for the others.
+      const byRole = roleGrants(agent.role, UNMASKED);
+      const contact = el("input", {type: "checkbox", checked: agent.may_view_contact_details || byRole, disabled: byRole,
         "aria-label": Kefu.t("adm.contact_of", {name: agent.display_name}), class: "contact"});
       const error = el("span", {class: "error row-error", role: "alert"});
       const save = el("button", {type: "button", class: "secondary", text: Kefu.t("adm.save"), onclick: async () => {
         error.textContent = "";
         try {
           const changes = {max_concurrent_conversations: Number(capacity.value), disabled: disabled.checked};
-          if (agent.role === "agent") changes.may_view_contact_details = contact.checked;
+          if (!byRole) changes.may_view_contact_details = contact.checked;
           await api("PATCH", "/api/v1/agents/" + agent.id, changes);
           await refresh("agents");
         } catch (e) { error.textContent = e.message; }
       }});
       return el("tr", {"data-agent-id": agent.id},
-        el("th", {scope: "row", text: agent.display_name}), el("td", {text: agent.email}), el("td", {text: Kefu.t("role." + agent.role)}),
+        el("th", {scope: "row", text: agent.display_name}), el("td", {text: agent.email}), el("td", {text: roleLabel(agent.role)}),
         el("td", {text: agent.departments.map((d) => d.name).join(", ")}),
         el("td", {text: agent.skills.map((s) => s.name + " " + s.level).join(", ")}),
         el("td", {}, capacity), el("td", {}, disabled), el("td", {}, contact), el("td", {}, save, error));
@@ -137,6 +201,100 @@
       });
       form.reset();
       await refresh("agents");
+    });
+  });
+
+  // -- roles --------------------------------------------------------------------------------
+
+  function findRole(name) { return state.roles.find((role) => role.name === name); }
+
+  // A built-in role's name in the page's language; a custom role's as its admin wrote it.
+  function roleLabel(name) {
+    const role = findRole(name);
+    return role && role.built_in ? Kefu.t("role." + name) : name;
+  }
+
+  function roleGrants(name, permission) {
+    const role = findRole(name);
+    return Boolean(role && role.permissions.includes(permission));
+  }
+
+  // Nobody gives a role with a permission they do not hold themselves (server/roles.py).
+  function grantable(role) { return role.permissions.every((permission) => Kefu.holds(user, permission)); }
+
+  function renderRoles() {
+    $("roles-table").tBodies[0].replaceChildren(...state.roles.map((role) => {
+      const actions = role.built_in ? [el("span", {class: "muted", text: Kefu.t("adm.built_in")})] : [
+        el("button", {type: "button", class: "secondary", text: Kefu.t("adm.edit"), "aria-label": Kefu.t("adm.edit") + " " + role.name, onclick: () => editRole(role)}),
+        " ",
+        el("button", {type: "button", class: "danger", text: Kefu.t("adm.delete"), "aria-label": Kefu.t("adm.delete") + " " + role.name,
+          onclick: () => guarded("roles-error", async () => {
+            if (!global.confirm(Kefu.t("adm.confirm_delete", {name: role.name}))) return;
+            await api("DELETE", "/api/v1/roles/" + role.id);
+            await refresh("roles");
+          })}),
+      ];
+      return el("tr", {"data-role": role.name},
+        el("th", {scope: "row", text: roleLabel(role.name)}), el("td", {class: "permission-names", text: role.permissions.join(", ")}),
+        el("td", {text: String(role.holders)}), el("td", {}, ...actions));
+    }));
+  }
+
+  // The agent form's role choices: every role of the account, those the user may not give disabled.
+  function renderRoleChoices() {
+    const select = $("agent-role");
+    // The default, which a reset goes back to (selected as an attribute), is the least permitted
+    // built-in role: the server lists the built-in roles first, from most to least permitted.
+    const least = state.roles.filter((role) => role.built_in).pop().name;
+    const value = select.value || least;
+    select.replaceChildren(...state.roles.map((role) => el("option", {
+      value: role.name, text: roleLabel(role.name), selected: role.name === least, disabled: !grantable(role),
+    })));
+    select.value = findRole(value) ? value : least;
+  }
+
+  // The role form's permission boxes.
+  function renderPermissionChoices() {
+    const boxes = $("role-permissions");
+    const checked = new Set([...boxes.querySelectorAll("input:checked")].map((i) => i.value));
+    boxes.replaceChildren(boxes.querySelector("legend"), ...state.permissions.map((permission) => {
+      // checked as a property, never an attribute: a reset then clears every box
+      const box = el("input", {type: "checkbox", name: "permissions", value: permission.name});
+      box.checked = checked.has(permission.name);
+      return el("label", {}, box, " " + Kefu.permissionText(permission) + " ", el("code", {text: permission.name}));
+    }));
+  }
+
+  function setRoleFormTitle(key) {
+    $("role-form-title").dataset.i18n = key;
+    $("role-form-title").textContent = Kefu.t(key);
+  }
+
+  function editRole(role) {
+    const form = $("role-form");
+    form.id.value = role.id;
+    form.name.value = role.name;
+    for (const box of form.querySelectorAll('input[name="permissions"]')) box.checked = role.permissions.includes(box.value);
+    setRoleFormTitle("adm.role.edit");
+    form.name.focus();
+  }
+
+  $("role-form").addEventListener("reset", () => {
+    $("role-form").id.value = "";
+    setRoleFormTitle("adm.role.new");
+    showError("role-error", null);
+  });
+
+  $("role-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.target;
+    guarded("role-error", async () => {
+      const body = {name: form.name.value, permissions: [...form.querySelectorAll('input[name="permissions"]:checked')].map((i) => i.value)};
+      if (form.id.value) await api("PATCH", "/api/v1/roles/" + form.id.value, body);
+      else await api("POST", "/api/v1/roles", body);
+      showError("roles-error", null);  // an earlier refusal in the table is stale now
+      form.reset();
+      await refresh("roles");
     });
   });
 
@@ -174,7 +332,16 @@
 
   // -- queues -------------------------------------------------------------------------------
 
-  function nameOf(list, id) { const found = state[list].find((item) => item.id === id); return found ? found.name : ""; }
+  // A department's or skill's name; its id when the user may not read the directory.
+  function nameOf(list, id) { const found = state[list].find((item) => item.id === id); return found ? found.name : (id || ""); }
+
+  // `items` and, named by their id, the ids the queues refer to that `items` lacks: the queue form
+  // then keeps a queue's department and skill even for a user who may not read the directory.
+  function withReferenced(items, ids) {
+    const known = new Set(items.map((item) => item.id));
+    const missing = [...new Set(ids.filter((id) => id && !known.has(id)))];
+    return items.concat(missing.map((id) => ({id, name: id})));
+  }
 
   function renderQueues() {
     $("queues-table").tBodies[0].replaceChildren(...state.queues.map((queue) => el("tr", {"data-queue-id": queue.id},
@@ -199,8 +366,8 @@
 
   function renderQueueChoices() {
     const form = $("queue-form");
-    fillSelect(form.department_id, state.departments, true);
-    fillSelect(form.skill_id, state.skills, true);
+    fillSelect(form.department_id, withReferenced(state.departments, state.queues.map((q) => q.department_id)), true);
+    fillSelect(form.skill_id, withReferenced(state.skills, state.queues.map((q) => q.skill_id)), true);
     fillSelect(form.overflow_queue_id, state.queues.filter((q) => q.id !== form.id.value), true);
   }
 
@@ -323,24 +490,14 @@
   // -- refresh ------------------------------------------------------------------------------
 
   async function refresh(what) {
-    if (what === "agents") state.agents = (await api("GET", "/api/v1/agents")).agents;
-    if (what === "departments") {
-      state.departments = (await api("GET", "/api/v1/departments")).departments;
-      state.agents = (await api("GET", "/api/v1/agents")).agents;
-    }
-    if (what === "skills") {
-      state.skills = (await api("GET", "/api/v1/skills")).skills;
-      state.agents = (await api("GET", "/api/v1/agents")).agents;
-    }
-    if (what === "queues") state.queues = (await api("GET", "/api/v1/queues")).queues;
-    if (what === "canned") state.canned = (await api("GET", "/api/v1/canned-responses")).canned_responses.filter((c) => c.scope === "account");
+    await load(RELATED[what]);
     renderAll();
   }
 
   buildHours();
   global.addEventListener("kefu:language", () => {
     $("hours-saved").textContent = "";
-    if (state.hours) renderAll();
+    if (loaded) renderAll();
   });
-  Kefu.staff.start(["admin"], () => loadAll().catch((error) => showError("agents-list-error", error)));
+  Kefu.staff.start([...new Set(Object.values(SECTIONS))], (signedIn) => loadAll(signedIn).catch((error) => showError("load-error", error)));
 })(window);

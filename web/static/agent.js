@@ -192,7 +192,15 @@
     setConnection("offline");
   }
 
+  // The workbench is for users who may handle conversations (whatever their role is called).
+  const NEEDED = ["conversations.handle"];
+
   function start(user) {
+    if (!Kefu.holdsAny(user, NEEDED)) {
+      stopSession();
+      $("signin-error").textContent = Kefu.pageForbiddenText(NEEDED);
+      return;
+    }
     me = user;
     $("signin").hidden = true; $("workbench").hidden = false; $("sign-out").hidden = false;
     $("notify-enable").hidden = !("Notification" in window) || Notification.permission !== "default";

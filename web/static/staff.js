@@ -9,13 +9,13 @@
     "en": {
       "signin.title": "Sign in", "signin.account": "Account", "signin.email": "E-mail", "signin.password": "Password",
       "signin.submit": "Sign in", "signin.failed": "Sign-in failed: check the account, e-mail and password.",
-      "signin.role": "This page is for supervisors and admins.", "signout": "Sign out", "language": "Language",
+      "signout": "Sign out", "language": "Language",
       "error.network": "The server could not be reached.",
     },
     "zh-CN": {
       "signin.title": "登录", "signin.account": "账户", "signin.email": "电子邮箱", "signin.password": "密码",
       "signin.submit": "登录", "signin.failed": "登录失败：请检查账户、电子邮箱和密码。",
-      "signin.role": "此页面仅供主管和管理员使用。", "signout": "退出登录", "language": "语言",
+      "signout": "退出登录", "language": "语言",
       "error.network": "无法连接服务器。",
     },
   });
@@ -44,8 +44,9 @@
     return data;
   }
 
-  // roles: the roles allowed; onReady(user) runs once signed in.
-  async function start(roles, onReady) {
+  // The page opens for a user holding at least one of `permissions` (Kefu.holdsAny), whatever
+  // their role is called; onReady(user) runs once signed in, `user` as GET /api/v1/me answers.
+  async function start(permissions, onReady) {
     Kefu.apply();
     Kefu.bindSwitcher(document.getElementById("language"));
     const form = document.getElementById("signin");
@@ -60,8 +61,8 @@
     async function enter() {
       try {
         const user = await api("GET", "/api/v1/me");
-        if (!roles.includes(user.role)) {
-          error.textContent = Kefu.t("signin.role");
+        if (!Kefu.holdsAny(user, permissions)) {
+          error.textContent = Kefu.pageForbiddenText(permissions);
           global.sessionStorage.removeItem(TOKEN_KEY);
           show(false);
           return;

@@ -126,5 +126,5 @@
   }
 
   global.addEventListener("kefu:language", () => { renderConnection(); renderTables(); renderCharts(); });
-  Kefu.staff.start(["supervisor", "admin"], ready);
+  Kefu.staff.start(["conversations.monitor"], ready);
 })(window);
