@@ -67,8 +67,8 @@ from kefu.actors.history import ConversationHistory, SenderClientId, uuid_or_non
 from kefu.actors.ports import ConversationRow, Outbox, SessionHandle, StoredEvent
 from kefu.actors.runtime import Actor, AskTimeout
 from kefu.actors.store import AppendRejected, EventRecord, StoreUnavailable, append
-from kefu.protocol import encode_frame
 from kefu.protocol.agent import AddNote, Transfer
+from kefu.protocol.codec import encode_error, encode_frame
 from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
 from kefu.protocol.conversation import Event, State
 from kefu.protocol.customer import CloseConversation
@@ -84,7 +84,6 @@ from kefu.protocol.server import (
     QueuePosition,
     Resumed,
     Sender,
-    ServerError,
     utc_timestamp,
 )
 
@@ -118,10 +117,6 @@ class Refused(Exception):
         super().__init__(message)
         self.code = code
         self.retryable = retryable
-
-
-def error_bytes(code: str, message: str, *, ref: str | None = None, retryable: bool = False) -> bytes:
-    return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
 
 
 def event_frame(
@@ -443,12 +438,12 @@ class CustomerSession(Actor[m.SessionMessage]):
             await handler(message)
         except Refused as refusal:
             ref = getattr(frame, "client_id", None)
-            connection.send(error_bytes(refusal.code, str(refusal), ref=ref, retryable=refusal.retryable))
+            connection.send(encode_error(refusal.code, str(refusal), ref=ref, retryable=refusal.retryable))
         except Exception:
             # the session crashes and is rebuilt from the log; the sender is not left waiting
             ref = getattr(frame, "client_id", None)
             connection.send(
-                error_bytes("unavailable", "internal error; retry with the same client_id", ref=ref, retryable=True)
+                encode_error("unavailable", "internal error; retry with the same client_id", ref=ref, retryable=True)
             )
             raise
 
@@ -946,7 +941,7 @@ class CustomerSession(Actor[m.SessionMessage]):
             events = await self.center.storage.events_after(self.conversation_id, after_seq, min(page_size, room))
         except Exception as error:
             message = f"cannot read the history now: {error.__class__.__name__}"
-            connection.send(error_bytes("unavailable", message, retryable=True))
+            connection.send(encode_error("unavailable", message, retryable=True))
             return False
         for_customer = connection.role == "customer"
         for event in events:

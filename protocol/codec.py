@@ -61,6 +61,7 @@ from .frames import (
     ServerFrame,
 )
 from .rules import FieldRule, compile_rules
+from .server import ServerError
 from .server_decoders import SERVER_DECODER, SERVER_RULES, SERVER_WIRE_TYPES
 
 __all__ = [
@@ -73,6 +74,7 @@ __all__ = [
     "decode_agent_frame",
     "decode_customer_frame",
     "decode_server_frame",
+    "encode_error",
     "encode_frame",
 ]
 
@@ -328,3 +330,8 @@ def encode_frame(frame: Frame, *, check: bool = False) -> bytes:
         except RemoteProtocolError as error:
             raise LocalProtocolError(f"invalid {frame.TYPE!r} frame: {error}") from None
     return data
+
+
+def encode_error(code: str, message: str, *, ref: str | None = None, retryable: bool = False) -> bytes:
+    """The ``error`` frame a server sends, encoded: one helper for the edge and the actors."""
+    return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))

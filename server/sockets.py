@@ -39,10 +39,11 @@ from uuid import UUID
 import trio
 
 from kefu.actors import messages as m
+from kefu.actors.history import uuid_or_none
 from kefu.actors.ports import SessionHandle
-from kefu.protocol import decode_agent_frame, decode_customer_frame, encode_frame
 from kefu.protocol.agent import AGENT_FRAME_PERMISSIONS, AcceptOffer, AddNote, AgentFrame, DeclineOffer, SetStatus
 from kefu.protocol.agent import Transfer as TransferFrame
+from kefu.protocol.codec import decode_agent_frame, decode_customer_frame, encode_error, encode_frame
 from kefu.protocol.common import MAX_CLIENT_ID_CHARS, MAX_TEXT_CHARS, MarkRead, Ping, Resume, SendMessage, SetTyping
 from kefu.protocol.connection import (
     Close,
@@ -233,19 +234,6 @@ class Connection:
             await self._flushed.wait()
 
 
-def _error(code: str, message: str, *, ref: str | None = None, retryable: bool = False) -> bytes:
-    return encode_frame(ServerError(code=code, message=message, retryable=retryable, ref=ref))
-
-
-def _uuid(value: str | None) -> UUID | None:
-    if value is None:
-        return None
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
-
-
 def _origins(setting: str) -> set[str]:
     return {origin.strip().rstrip("/") for origin in setting.split(",") if origin.strip()}
 
@@ -432,21 +420,21 @@ class Edge:
     ) -> None:
         """Hand `message` to the session of the frame's conversation; `not_found` (audited as
         a refusal of `actor_role`) when the connection's account has no such conversation."""
-        conversation_id = _uuid(frame.conversation_id)
+        conversation_id = uuid_or_none(frame.conversation_id)
         ref = getattr(frame, "client_id", None)
         handle = None
         if conversation_id is not None:
             try:
                 handle = await self._session_for(connection, conversation_id)
             except DatabaseUnavailable:
-                connection.send(_error("unavailable", "storage is unavailable", ref=ref, retryable=True))
+                connection.send(encode_error("unavailable", "storage is unavailable", ref=ref, retryable=True))
                 return
         if handle is None:
             if conversation_id is not None:
                 await self.node.center.audit_denial(
                     connection.account_id, actor_role, connection.user_id, frame.TYPE, conversation_id
                 )
-            connection.send(_error("not_found", "no such conversation", ref=ref))
+            connection.send(encode_error("not_found", "no such conversation", ref=ref))
             return
         await handle.ref.tell(message)
 
@@ -579,9 +567,9 @@ class CustomerSocket(Socket[CustomerFrame]):
         connection, visitor, node = self.connection, self.visitor, self.edge.node
         department = None
         if frame.department is not None:
-            department = _uuid(frame.department)
+            department = uuid_or_none(frame.department)
             if department is None:
-                connection.send(_error("not_found", "no such department", ref=frame.client_id))
+                connection.send(encode_error("not_found", "no such department", ref=frame.client_id))
                 return
         try:
             conversation_id = await node.conversations.open_conversation(
@@ -593,10 +581,10 @@ class CustomerSocket(Socket[CustomerFrame]):
                 topic=frame.topic,
             )
         except LookupError:
-            connection.send(_error("not_found", "no such department", ref=frame.client_id))
+            connection.send(encode_error("not_found", "no such department", ref=frame.client_id))
             return
         except DatabaseUnavailable:
-            connection.send(_error("unavailable", "storage is unavailable", ref=frame.client_id, retryable=True))
+            connection.send(encode_error("unavailable", "storage is unavailable", ref=frame.client_id, retryable=True))
             return
         handle = await node.center.ensure_session(visitor.account_id, conversation_id)
         await handle.ref.tell(m.Begin(connection, frame.client_id))
