@@ -215,6 +215,47 @@ async def test_nobody_grants_a_permission_they_do_not_hold(database_dsn: str, tm
         assert response.json()["error"]["code"] == "permission_not_held"
 
 
+async def test_giving_a_role_follows_the_grant_rule(database_dsn: str, tmp_path: Path) -> None:
+    async with live_center(database_dsn, tmp_path) as center:
+        keeper_permissions = ["directory.manage", "directory.read", "conversations.handle"]
+        await _role(center, {"name": "Directory keeper", "permissions": keeper_permissions})
+        keeper = await center.add_agent("Dana", role="Directory keeper")
+        h = center.auth(keeper.token)
+
+        def body(role: str) -> dict[str, Any]:
+            return {
+                "email": f"{uuid.uuid4().hex[:8]}@x.example",
+                "display_name": "New",
+                "password": PASSWORD,
+                "role": role,
+            }
+
+        # creating: a role within what the giver holds is given; a wider one is refused, nothing is created
+        created = await center.http.post("/api/v1/agents", json=body(AGENT), headers=h)
+        assert created.status_code == 201, created.text
+        before = len((await center.http.get("/api/v1/agents", headers=h)).json()["agents"])
+        for wider in (SUPERVISOR, ADMIN):
+            refused = await center.http.post("/api/v1/agents", json=body(wider), headers=h)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (403, "permission_not_held")
+        assert len((await center.http.get("/api/v1/agents", headers=h)).json()["agents"]) == before
+        # changing: the same rule; the agent keeps its role
+        agent_id = created.json()["id"]
+        refused = await center.http.patch(f"/api/v1/agents/{agent_id}", json={"role": SUPERVISOR}, headers=h)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "permission_not_held")
+        assert (await center.http.get(f"/api/v1/agents/{agent_id}", headers=h)).json()["role"] == AGENT
+        # an admin gives what the keeper may not
+        given = await center.http.patch(
+            f"/api/v1/agents/{agent_id}", json={"role": SUPERVISOR}, headers=center.auth(center.admin_token)
+        )
+        assert (given.status_code, given.json()["role"]) == (200, SUPERVISOR)
+        # what the user holds already is no grant: the keeper may move them to a narrower role
+        narrowed = await center.http.patch(f"/api/v1/agents/{agent_id}", json={"role": AGENT}, headers=h)
+        assert (narrowed.status_code, narrowed.json()["role"]) == (200, AGENT)
+        # and nobody takes a role narrower than their own
+        demoted = await center.http.patch(f"/api/v1/agents/{keeper.id}", json={"role": AGENT}, headers=h)
+        assert (demoted.status_code, demoted.json()["error"]["code"]) == (409, "conflict")
+
+
 async def test_changing_a_roles_permissions_signs_its_holders_out_and_closes_their_sockets(
     database_dsn: str, tmp_path: Path
 ) -> None:
