@@ -106,7 +106,6 @@ ConversationFrame = SendMessage | AddNote | TransferFrame | CloseConversation | 
 """The frames a conversation's CustomerSession handles."""
 F = TypeVar("F")
 
-_client_id_of = client_id_of  # the edge's peek at a refused frame, fuzzed in tests/protocol/test_fuzz_rest.py
 
 
 class Connection:

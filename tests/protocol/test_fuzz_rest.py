@@ -16,8 +16,10 @@ import msgspec.inspect
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kefu.actors.history import uuid_or_none
+from kefu.protocol.connection import client_id_of
 from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES
-from kefu.server import business_hours, canned, directory, queues, sockets, webchat
+from kefu.server import business_hours, canned, directory, queues, webchat
 from kefu.server.api.blueprints import BLUEPRINTS
 from kefu.server.api.customers import VisitorStart
 from kefu.server.api.route import ROUTES, decode_json
@@ -311,15 +313,15 @@ def test_content_sniffing_answers_yes_or_no(content_type: str, head: bytes) -> N
 @FUZZ
 @given(st.text(max_size=100) | json_values.map(lambda v: __import__("json").dumps(v)))
 def test_the_client_id_of_a_rate_limited_frame(raw: str) -> None:
-    ref = sockets._client_id_of(raw)
+    ref = client_id_of(raw)
     assert ref is None or (isinstance(ref, str) and 0 < len(ref) <= 64)
 
 
 @FUZZ
 @given(st.text(max_size=50) | uuids | st.none())
 def test_conversation_ids_of_frames(value: str | None) -> None:
-    parsed = sockets._uuid(value)
-    assert parsed is None or isinstance(parsed, UUID)
+    parsed = uuid_or_none(value)
+    assert parsed is None or (isinstance(parsed, UUID) and value is not None and parsed == UUID(value))
 
 
 def test_a_valid_body_passes_every_check() -> None:
