@@ -50,7 +50,6 @@ from kefu.protocol.connection import (
     ConnectionLimits,
     ConnectionPolicy,
     FrameDecoder,
-    client_id_of,
 )
 from kefu.protocol.customer import CloseConversation, CustomerFrame, StartConversation
 from kefu.protocol.errors import (
