@@ -99,6 +99,17 @@ class CustomerLookup(msgspec.Struct, kw_only=True):
     phone: Phone | None = None
     email: Email | None = None
 
+    def __post_init__(self) -> None:
+        if (self.phone is None) == (self.email is None):
+            raise ValueError("give exactly one of ?phone= and ?email=")
+
+    def looked_up(self) -> tuple[str, str]:
+        """The one field looked up and its value."""
+        if self.phone is not None:
+            return "phone", self.phone
+        assert self.email is not None  # __post_init__: exactly one is given
+        return "email", self.email
+
 
 # -- answers --------------------------------------------------------------------------------------
 
@@ -289,9 +300,10 @@ async def get_customer(
 
 
 async def find_customers(
-    database: Database, privacy: Privacy, account_id: UUID, *, field: str, value: str, full: bool
+    database: Database, privacy: Privacy, account_id: UUID, lookup: CustomerLookup, *, full: bool
 ) -> list[Customer]:
-    """Customers whose phone (any usual writing) or e-mail is `value`, by the blind index."""
+    """Customers whose phone (any usual writing) or e-mail is the one looked up, by the blind index."""
+    field, value = lookup.looked_up()
     index = privacy.keys.blind_index(account_id, field, privacy.normalize(field, value))  # type: ignore[arg-type]
     rows = await database.fetch(
         f"""SELECT {_CUSTOMER_COLUMNS} FROM customers WHERE account_id = $1 AND {field}_index = $2
