@@ -8,12 +8,11 @@ for users without `contacts.view_unmasked`. The visitor routes are public: a vis
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import Meta
 from quart import Blueprint, request
 
 from kefu.protocol.permissions import Permission
@@ -31,97 +30,22 @@ from kefu.server.api.route import (
     route,
     unauthenticated,
 )
-from kefu.server.api.structs import check_text, given
 from kefu.server.conversations import CustomerConversations
+from kefu.server.webchat import (
+    Customer,
+    CustomerChange,
+    CustomerLookup,
+    Customers,
+    StartedVisitor,
+    Visitor,
+    VisitorChange,
+    VisitorStart,
+)
 
 if TYPE_CHECKING:
     from kefu.server.node import Node
 
 bp = Blueprint("customers", __name__)
-
-DisplayName = Annotated[str, Meta(min_length=1, max_length=webchat.MAX_DISPLAY_NAME_CHARS)]
-Phone = Annotated[str, Meta(min_length=1, max_length=40, description="any usual writing; stored as E.164, encrypted")]
-Email = Annotated[str, Meta(min_length=1, max_length=254, extra_json_schema={"format": "email"})]
-Level = Annotated[int, Meta(ge=webchat.MIN_CUSTOMER_LEVEL, le=webchat.MAX_CUSTOMER_LEVEL)]
-Slug = Annotated[
-    str, Meta(min_length=1, max_length=webchat.MAX_SLUG_CHARS, description="the account's name in URLs (its slug)")
-]
-
-
-def _trimmed_name(fields: Any) -> None:
-    if isinstance(fields.display_name, str):
-        fields.display_name = check_text(fields.display_name, "display_name", type(fields))
-
-
-class VisitorStart(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A new web-chat visitor of an account; phone and e-mail are stored encrypted."""
-
-    account: Slug
-    display_name: DisplayName | None = None
-    phone: Phone | None = None
-    email: Email | None = None
-
-    def __post_init__(self) -> None:
-        _trimmed_name(self)
-
-
-class VisitorChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The visitor's display name, phone or e-mail (null clears it); at least one."""
-
-    display_name: DisplayName | UnsetType | None = UNSET
-    phone: Phone | UnsetType | None = UNSET
-    email: Email | UnsetType | None = UNSET
-
-    def __post_init__(self) -> None:
-        _trimmed_name(self)
-        if not given(self):
-            raise ValueError("display_name, phone or email is required")
-
-
-class CustomerChange(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """A customer's display name, level, phone or e-mail to change."""
-
-    display_name: DisplayName | UnsetType | None = UNSET
-    level: Level | UnsetType = UNSET
-    phone: Phone | UnsetType | None = UNSET
-    email: Email | UnsetType | None = UNSET
-
-    def __post_init__(self) -> None:
-        _trimmed_name(self)
-
-
-class Visitor(msgspec.Struct):
-    customer_id: UUID
-    display_name: DisplayName | None
-    account_id: UUID
-
-
-class StartedVisitor(msgspec.Struct):
-    """The visitor and its token (shown once; the widget keeps it in localStorage)."""
-
-    customer_id: UUID
-    display_name: DisplayName | None
-    account_id: UUID
-    token: Annotated[str, Meta(pattern="^kv_")]
-
-
-class Customer(msgspec.Struct, kw_only=True):
-    id: UUID
-    display_name: DisplayName | None
-    level: Level
-    channel: str
-    phone: Annotated[str, Meta(description="international format (+86 138 1234 5678), or masked (138****5678)")] | None
-    email: Annotated[str, Meta(description="in full, or masked (a***@example.com)")] | None
-    contact_details_masked: Annotated[
-        bool, Meta(description="phone and email are masked: the caller lacks contacts.view_unmasked")
-    ]
-    created_at: datetime
-    last_seen_at: datetime | None
-    erased: Annotated[bool, Meta(description="the customer's personal data was erased")]
-
-
-class Customers(msgspec.Struct):
-    customers: Annotated[list[Customer], Meta(max_length=webchat.MAX_FOUND_CUSTOMERS)]
 
 
 class CustomerErased(msgspec.Struct):
@@ -132,19 +56,12 @@ class CustomerErased(msgspec.Struct):
     files_removed: Annotated[int, Meta(ge=0)]
 
 
-class CustomerLookup(msgspec.Struct, kw_only=True):
-    """Exactly one of phone (any usual writing, e.g. 138 1234 5678) and email."""
-
-    phone: Phone | None = None
-    email: Email | None = None
-
-
 # -- web-chat visitors ---------------------------------------------------------------------------
 
 VISITOR_TOKEN = ("visitorToken",)
 
 
-async def current_visitor(kefu: Node) -> webchat.Visitor:
+async def current_visitor(kefu: Node) -> Visitor:
     """The visitor the request's `kv_` token belongs to, or the 401 is raised."""
     token = bearer_token()
     visitor = None
@@ -155,10 +72,6 @@ async def current_visitor(kefu: Node) -> webchat.Visitor:
     if visitor is None:
         raise unauthenticated()
     return visitor
-
-
-def _visitor(visitor: webchat.Visitor) -> Visitor:
-    return Visitor(visitor.customer_id, visitor.display_name, visitor.account_id)
 
 
 @route(
@@ -178,9 +91,7 @@ async def create_visitor(call: PublicCall[VisitorStart, None]) -> StartedVisitor
     if wait := limits.admit(limits.visitors_by_address, client_address()):
         await limits.hold_refusal()
         raise Refused(429, "rate_limited", "too many new visitors from this address; try again later", retry_after=wait)
-    body = msgspec.to_builtins(call.body)
-    token, visitor = await webchat.create_visitor(call.node.database, call.node.privacy, body)
-    return StartedVisitor(visitor.customer_id, visitor.display_name, visitor.account_id, token)
+    return await webchat.create_visitor(call.node.database, call.node.privacy, call.body)
 
 
 @route(
@@ -196,8 +107,8 @@ async def create_visitor(call: PublicCall[VisitorStart, None]) -> StartedVisitor
     errors=(401,),
 )
 async def get_visitor(call: PublicCall[None, None]) -> Visitor:
-    visitor: webchat.Visitor = call.caller
-    return _visitor(visitor)
+    visitor: Visitor = call.caller
+    return visitor
 
 
 @route(
@@ -214,10 +125,8 @@ async def get_visitor(call: PublicCall[None, None]) -> Visitor:
     errors=(400, 401, 413),
 )
 async def rename_visitor(call: PublicCall[VisitorChange, None]) -> Visitor:
-    visitor: webchat.Visitor = call.caller
-    body = msgspec.to_builtins(given(call.body))
-    renamed = await webchat.rename_visitor(call.node.database, call.node.privacy, visitor, body)
-    return _visitor(renamed)
+    visitor: Visitor = call.caller
+    return await webchat.rename_visitor(call.node.database, call.node.privacy, visitor, call.body)
 
 
 # -- customers ------------------------------------------------------------------------------------
@@ -238,23 +147,17 @@ ONE = "/api/v1/customers/<customer_id>"
     " (contact details masked without contacts.view_unmasked)",
     errors=(400,),
 )
-async def find_customers(call: Call[None, CustomerLookup]) -> dict[str, Any]:
-    user, lookup = call.user, given_lookup(call.query)
+async def find_customers(call: Call[None, CustomerLookup]) -> Customers:
+    user, lookup = call.user, call.query
     found = await webchat.find_customers(
-        call.node.database,
-        call.node.privacy,
-        user.account_id,
-        field=lookup[0],
-        value=lookup[1],
-        full=scope.sees_contact_details(user),
+        call.node.database, call.node.privacy, user.account_id, lookup, full=scope.sees_contact_details(user)
     )
     # The rule of GET /customers/<id>: a customer outside the caller's scope is left out, as
     # if nobody had that number (a 403 would confirm it exists), and the refusal is audited.
     in_scope = []
     for customer in found:
-        target = UUID(customer["id"])
         access = await call.node.conversations.customer_access(
-            user.account_id, user.user_id, scope.reads_all(user), target
+            user.account_id, user.user_id, scope.reads_all(user), customer.id
         )
         if access == "allowed":
             in_scope.append(customer)
@@ -264,19 +167,11 @@ async def find_customers(call: Call[None, CustomerLookup]) -> dict[str, Any]:
             user.role,
             user.user_id,
             "customer.find",
-            target,
+            customer.id,
             target_type="customer",
-            detail={"field": lookup[0], "method": request.method, "path": request.path},
+            detail={"field": lookup.looked_up()[0], "method": request.method, "path": request.path},
         )
-    return {"customers": in_scope}
-
-
-def given_lookup(lookup: CustomerLookup) -> tuple[str, str]:
-    """The one field looked up and its value."""
-    asked = [(field, value) for field, value in msgspec.structs.asdict(lookup).items() if value]
-    if len(asked) != 1:
-        raise Refused(400, "invalid_request", "give exactly one of ?phone= and ?email=")
-    return asked[0]
+    return Customers(in_scope)
 
 
 @route(
@@ -290,7 +185,7 @@ def given_lookup(lookup: CustomerLookup) -> tuple[str, str]:
     summary="One customer (within the caller's departments)",
     errors=(403, 404),
 )
-async def get_customer(call: Call[None, None], customer_id: str) -> dict[str, Any]:
+async def get_customer(call: Call[None, None], customer_id: str) -> Customer:
     target = await scope.customer(call, customer_id, "customer.read")
     user = call.user
     return await webchat.get_customer(
@@ -311,12 +206,11 @@ async def get_customer(call: Call[None, None], customer_id: str) -> dict[str, An
     summary="Change a customer's display name, level, phone or e-mail",
     errors=(400, 404),
 )
-async def update_customer(call: Call[CustomerChange, None], customer_id: str) -> dict[str, Any]:
+async def update_customer(call: Call[CustomerChange, None], customer_id: str) -> Customer:
     target = await scope.customer(call, customer_id, "customer.update")
     user = call.user
-    body = msgspec.to_builtins(given(call.body))
     customer, changes = await webchat.update_customer(
-        call.node.database, call.node.privacy, user.account_id, target, body, full=True
+        call.node.database, call.node.privacy, user.account_id, target, call.body, full=True
     )
     await audit.record(
         call.node.database, user.account_id, user.role, user.user_id, "customer.update", "customer", target, changes

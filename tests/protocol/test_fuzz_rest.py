@@ -21,12 +21,12 @@ from kefu.protocol.connection import client_id_of
 from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES
 from kefu.server import business_hours, canned, directory, queues, webchat
 from kefu.server.api.blueprints import BLUEPRINTS
-from kefu.server.api.customers import VisitorStart
 from kefu.server.api.route import ROUTES, decode_json
 from kefu.server.attachments import MAX_FILENAME_CHARS, content_disposition, content_matches, sanitize_filename
 from kefu.server.config import DEFAULT_UPLOAD_CONTENT_TYPES
 from kefu.server.directory import InvalidInput, NotFound
 from kefu.server.roles import MAX_ROLE_NAME_CHARS
+from kefu.server.webchat import CustomerChange, VisitorChange, VisitorStart
 
 FUZZ = settings(
     max_examples=200,
@@ -219,15 +219,31 @@ def test_canned_bodies(body: Any) -> None:
         assert set(canned.given(changed)) <= {"shortcut", "title", "body"}
 
 
+customer_fields = {
+    "display_name": st.text(max_size=210) | st.text(" \t", max_size=3).map(lambda pad: f"{pad}Ann{pad}") | st.none(),
+    "level": st.integers(-2, 12) | st.booleans(),
+    "phone": st.text(max_size=45) | st.none(),
+    "email": st.text(max_size=30) | st.none(),
+}
+
+
 @FUZZ
-@given(bodies({"account": st.text(max_size=10), "display_name": st.text(max_size=210) | st.none()}))
-def test_visitor_bodies(body: Any) -> None:
-    body = passes_or_invalid(webchat._object, body)
-    if body is None:
-        return
-    passes_or_invalid(webchat._check_fields, body, {"account", "display_name"})
-    name = passes_or_invalid(webchat._display_name, body)
-    assert name is None or 1 <= len(name) <= webchat.MAX_DISPLAY_NAME_CHARS
+@given(bodies(customer_fields))
+def test_visitor_and_customer_change_bodies(body: Any) -> None:
+    """A change names only its own fields, within their limits, with a trimmed display name; a
+    visitor's change names at least one."""
+    for kind in (VisitorChange, CustomerChange):
+        change = passes_or_invalid(decoded, body, kind)
+        if change is None:
+            continue
+        fields = webchat.given(change)
+        assert set(fields) <= set(body) & set(customer_fields)
+        if isinstance(change, VisitorChange):
+            assert fields
+        if isinstance(name := fields.get("display_name"), str):
+            assert 1 <= len(name) <= webchat.MAX_DISPLAY_NAME_CHARS and name == name.strip()
+        if "level" in fields:
+            assert webchat.MIN_CUSTOMER_LEVEL <= fields["level"] <= webchat.MAX_CUSTOMER_LEVEL
 
 
 # --- every declared body and query, through the routes' own decoding -------------------------

@@ -222,6 +222,9 @@ async def test_contact_details_are_encrypted_at_rest_and_found_in_any_writing(
         for params in ({"phone": "12"}, {}, {"phone": PHONE_DIGITS, "email": EMAIL}):
             response = await center.http.get("/api/v1/customers", params=params, headers=admin)
             assert response.status_code == 400, params
+            assert response.json()["error"]["code"] == "invalid_request", params
+            if len(params) != 1:
+                assert response.json()["error"]["message"] == "give exactly one of ?phone= and ?email=", params
         response = await center.http.patch(
             f"/api/v1/customers/{customer_id}", json={"phone": "not a number"}, headers=admin
         )
