@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 import trio
 
-from kefu.protocol.errors import CLOSE_SLOW_CONSUMER
+from kefu.protocol.errors import CLOSE_POLICY_VIOLATION, CLOSE_SLOW_CONSUMER, CLOSE_UNSUPPORTED_DATA
 
 QUEUE_FRAMES = 1024
 
@@ -99,7 +99,7 @@ async def serve_trio(host: str, port: int, task_status: Any = trio.TASK_STATUS_I
                 while True:
                     message = await ws.get_message()
                     if isinstance(message, bytes):
-                        await ws.aclose(1003, "binary messages are not accepted")
+                        await ws.aclose(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
                         return
                     await ws.send_message(rooms.relay(room, message).decode())
         except ConnectionClosed:
@@ -147,11 +147,11 @@ def quart_app() -> Any:
             while True:
                 message = await websocket.receive()
                 if isinstance(message, bytes):
-                    await websocket.close(1003, "binary messages are not accepted")
+                    await websocket.close(CLOSE_UNSUPPORTED_DATA, "binary messages are not accepted")
                     return
                 await websocket.send(rooms.relay(room, message).decode())
         else:
-            await websocket.close(1008, "unknown role")
+            await websocket.close(CLOSE_POLICY_VIOLATION, "unknown role")
 
     return app
 

@@ -32,6 +32,7 @@ __all__ = [
     "CLOSE_TOO_MANY_ERRORS",
     "CLOSE_TRY_AGAIN_LATER",
     "CLOSE_UNSUPPORTED_DATA",
+    "DO_NOT_RECONNECT",
     "INVALID_ENVELOPE",
     "INVALID_FIELD",
     "MALFORMED_JSON",
@@ -65,6 +66,10 @@ CLOSE_SLOW_CONSUMER: Final = 4001  # send buffer full; reconnect and resume
 CLOSE_IDLE_TIMEOUT: Final = 4002  # no frame (not even ping) within the heartbeat window
 CLOSE_TOO_MANY_ERRORS: Final = 4003  # the peer kept sending invalid frames
 CLOSE_FLOODING: Final = 4004  # the peer kept sending over its rate after rate_limited
+
+DO_NOT_RECONNECT: Final = frozenset({CLOSE_POLICY_VIOLATION, CLOSE_SESSION_REPLACED, CLOSE_TOO_MANY_ERRORS})
+"""Closes after which a client must not reconnect by itself (docs/protocol.md, "Close codes");
+after any other it reconnects with jittered exponential backoff and resumes."""
 
 # Stable machine codes of RemoteProtocolError.
 MALFORMED_JSON: Final = "malformed_json"

@@ -67,7 +67,7 @@ class Permission(StrEnum):
     BUSINESS_HOURS_MANAGE = "business_hours.manage"
     """Change the account's business hours."""
     REPORTS_VIEW = "reports.view"
-    """See the account's statistics and reports."""
+    """See reports of past periods (the reports pages; the live dashboard needs conversations.monitor)."""
     AUDIT_READ = "audit.read"
     """Read the account's audit log."""
     ROLES_MANAGE = "roles.manage"

@@ -29,6 +29,7 @@ from kefu.protocol import decode_server_frame, encode_frame
 from kefu.protocol.agent import AcceptOffer, AddNote, DeclineOffer, SetStatus, Transfer
 from kefu.protocol.common import MarkRead, Resume, SendMessage
 from kefu.protocol.customer import CloseConversation, StartConversation
+from kefu.protocol.errors import DO_NOT_RECONNECT
 from kefu.protocol.server import (
     Ack,
     AgentStatus,
@@ -193,7 +194,7 @@ class ChatClient:
                     return
             except (ConnectionClosed, HandshakeError, OSError) as error:
                 code = getattr(getattr(error, "reason", None), "code", None)
-                if code in (1008, 4000, 4003):
+                if code in DO_NOT_RECONNECT:
                     raise SystemExit(f"kefu: the server closed the connection ({code})") from None
                 _say(f"* connection lost; reconnecting in {delay:.1f}s")
                 await trio.sleep(delay)

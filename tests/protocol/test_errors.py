@@ -35,7 +35,7 @@ def test_no_close_code_is_written_as_a_number_outside_the_table() -> None:
     """The edge and the actors import the codes: a `close(...)` or `aclose(...)` call, or a
     constant named CLOSE_*, with a literal code is a second source of truth."""
     offenders = []
-    for folder in ("server", "actors", "protocol"):
+    for folder in ("server", "actors", "protocol", "loadtest"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             if path == ROOT / "protocol" / "errors.py":
                 continue
@@ -43,6 +43,17 @@ def test_no_close_code_is_written_as_a_number_outside_the_table() -> None:
                 if _literal_close(node):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")  # type: ignore[attr-defined]
     assert offenders == []
+
+
+def test_the_codes_that_end_reconnecting_are_one_set_in_the_docs_the_console_and_the_pages() -> None:
+    """A client reconnects after every close but DO_NOT_RECONNECT's: the docs say so, and the
+    browser client (which cannot import Python) writes the same set."""
+    docs = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    (said,) = re.findall(r"Reconnect after any close except ([\d, and]+), with", docs)
+    assert {int(code) for code in re.findall(r"\d{4}", said)} == errors.DO_NOT_RECONNECT
+    client = (ROOT / "web" / "static" / "kefu-client.js").read_text(encoding="utf-8")
+    (listed,) = re.findall(r"\[([\d, ]+)\]\.includes\(event\.code\)", client)
+    assert {int(code) for code in listed.split(",")} == errors.DO_NOT_RECONNECT
 
 
 def _literal_close(node: ast.AST) -> bool:

@@ -147,7 +147,7 @@
       "permission.directory.manage": "创建和修改坐席、部门、团队和技能；解锁被锁定的坐席。",
       "permission.canned.manage_shared": "创建、修改和删除账户共享的快捷回复（个人快捷回复人人可管理）。",
       "permission.business_hours.manage": "修改账户的营业时间。",
-      "permission.reports.view": "查看账户的统计和报表。",
+      "permission.reports.view": "查看过往时段的报表（报表页面；实时看板需要 conversations.monitor）。",
       "permission.audit.read": "查看账户的审计日志。",
       "permission.roles.manage": "定义、修改和删除自定义角色。",
     },
