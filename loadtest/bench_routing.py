@@ -48,6 +48,7 @@ from kefu.actors.routing import QueueRules, Router, RoutingStrategy
 from kefu.actors.runtime import Mailbox
 from kefu.actors.supervisor import DynamicSupervisor
 from kefu.actors.timers import Timers
+from kefu.protocol.permissions import AGENT, BUILT_IN_ROLES
 from kefu.protocol.server import CustomerSummary
 
 TARGET_LOAD = 0.7
@@ -317,7 +318,8 @@ async def _through_dispatcher(config: BenchConfig, strategy: RoutingStrategy) ->
                 account_id=account,
                 agent_id=uuid.UUID(int=10_000_000 + i),
                 display_name=f"Agent {i}",
-                role="agent",
+                role=AGENT,
+                permissions=BUILT_IN_ROLES[AGENT].permissions,
                 capacity=config.capacity,
                 departments=frozenset(member_of),
                 skills={skill: rng.randint(1, 10) for skill in skills},

@@ -19,6 +19,7 @@ import msgspec
 import trio
 from msgspec import UNSET, Meta, UnsetType
 
+from kefu.actors.routing import MAX_SKILL_LEVEL, MIN_SKILL_LEVEL
 from kefu.protocol.permissions import AGENT, Permission
 from kefu.server import roles
 from kefu.server.accounts import MIN_PASSWORD_LENGTH, hash_password
@@ -29,7 +30,7 @@ MAX_NAME_CHARS = 100
 MAX_DISPLAY_NAME_CHARS = 200
 MAX_EMAIL_CHARS = 320
 MAX_PASSWORD_CHARS = 1024
-MIN_LEVEL, MAX_LEVEL = 1, 10
+MIN_LEVEL, MAX_LEVEL = MIN_SKILL_LEVEL, MAX_SKILL_LEVEL  # the router's, which decides by them
 MIN_CAPACITY, MAX_CAPACITY = 1, 100
 MAX_LIST_ITEMS = 200
 

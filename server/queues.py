@@ -25,6 +25,7 @@ import asyncpg
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from kefu.actors.routing import MAX_SKILL_LEVEL, MIN_SKILL_LEVEL
 from kefu.server.api.structs import check_text, given
 from kefu.server.database import Database
 from kefu.server.directory import Conflict, InvalidInput, NotFound
@@ -41,7 +42,7 @@ COLUMNS = (
 )
 
 QueueName = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
-SkillLevel = Annotated[int, Meta(ge=1, le=10)]
+SkillLevel = Annotated[int, Meta(ge=MIN_SKILL_LEVEL, le=MAX_SKILL_LEVEL)]
 WidenAfter = Annotated[int, Meta(ge=1, le=3600, description="seconds before the skills strategy widens")]
 OfferTimeout = Annotated[int, Meta(ge=1, le=600, description="seconds an agent has to accept an offer")]
 OverflowAfter = Annotated[int, Meta(ge=1, le=86400, description="seconds waited before overflowing")]

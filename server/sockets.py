@@ -106,7 +106,6 @@ ConversationFrame = SendMessage | AddNote | TransferFrame | CloseConversation | 
 F = TypeVar("F")
 
 
-
 class Connection:
     """One websocket's identity and bounded send buffer (the actors' `Outbox`).
 

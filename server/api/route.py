@@ -15,7 +15,7 @@ Rules of a route (docs/security.md, "Who may see and do what"):
 3. The handler answers a value of the declared `answer` type (a msgspec Struct, or a plain
    value converted to it), encoded with `msgspec.json.encode`; `None` is 204; a `Response` is
    sent as it is (files, metrics). Refusals are raised as `Refused`.
-4. The same declarations make the OpenAPI document (`kefu.server.api.openapi`).
+4. The same declarations make the OpenAPI document (`kefu.server.openapi`).
 """
 
 from __future__ import annotations
