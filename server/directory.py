@@ -59,17 +59,6 @@ class Conflict(DirectoryError):
     """The change clashes with existing rows (a duplicate name or e-mail, …)."""
 
 
-# -- input checks ---------------------------------------------------------------------------
-
-
-def parse_id(value: Any, what: str = "resource") -> UUID:
-    """An id from a URL: anything malformed is simply not found."""
-    try:
-        return UUID(str(value))
-    except ValueError:
-        raise NotFound(f"no such {what}") from None
-
-
 Name = Annotated[str, Meta(min_length=1, max_length=MAX_NAME_CHARS)]
 DisplayName = Annotated[str, Meta(min_length=1, max_length=MAX_DISPLAY_NAME_CHARS)]
 Email = Annotated[str, Meta(min_length=1, max_length=MAX_EMAIL_CHARS, extra_json_schema={"format": "email"})]
