@@ -331,11 +331,11 @@ class Snapshot:
 
 RoutingEvent = (
     QueueAvailability
-    | AgentChanged
     | ConversationOffered
     | ConversationQueued
     | ConversationAnswered
     | ConversationEnded
+    | AgentChanged
     | ConversationAbandoned
     | ConversationMoved
     | AgentGone
@@ -785,7 +785,12 @@ class Aggregator(Actor[AggregatorMessage]):
             case Folds():  # what the dispatcher sends
                 self._fold(message.events)
             case AgentChanged():  # sent alone, by every agent at every change of load
-                self._fold((message,))
+                try:
+                    self._agent_changed(message)
+                except Exception:
+                    self._ignore(message)
+                else:
+                    self.events_folded += 1
             case Snapshot():
                 account = self._accounts.get(message.account_id)
                 at = utc_timestamp(self.wall_clock())
@@ -804,8 +809,6 @@ class Aggregator(Actor[AggregatorMessage]):
                 match event:
                     case QueueAvailability():
                         self._availability(event)
-                    case AgentChanged():
-                        self._agent_changed(event)
                     case ConversationOffered():
                         self._offered(event)
                     case ConversationQueued():
@@ -817,17 +820,24 @@ class Aggregator(Actor[AggregatorMessage]):
                     case _:
                         self._fold_rare(event)
             except Exception:
-                # A malformed event (a sender's bug, or something not an event at all, which
-                # `assert_never` refuses) must not cost the day's figures by a restart (rule 4).
-                self.events_ignored += 1
-                log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(event)})
+                self._ignore(event)
                 continue
             self.events_folded += 1
 
+    def _ignore(self, event: object) -> None:
+        """Called in the `except` of a fold that raised: a malformed event (a sender's bug, or
+        something not an event at all, which `assert_never` refuses) must not cost the day's
+        figures by a restart (rule 4)."""
+        self.events_ignored += 1
+        log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(event)})
+
     def _fold_rare(
-        self, event: ConversationAbandoned | ConversationMoved | AgentGone | QueueDescribed | QueueRemoved
+        self,
+        event: AgentChanged | ConversationAbandoned | ConversationMoved | AgentGone | QueueDescribed | QueueRemoved,
     ) -> None:
         match event:
+            case AgentChanged():  # in a batch (an agent's own comes alone: see `handle`)
+                self._agent_changed(event)
             case ConversationAbandoned():
                 self._abandoned(event)
             case ConversationMoved():
@@ -953,7 +963,8 @@ class Aggregator(Actor[AggregatorMessage]):
 
     def _availability(self, message: QueueAvailability) -> None:
         queue = self._account(message.account_id).queue(message.queue_id)
-        queue.agents_available = max(0, message.agents_available)
+        available = message.agents_available
+        queue.agents_available = available if available > 0 else 0
 
     # -- reading ------------------------------------------------------------------------------
 
