@@ -352,10 +352,13 @@ async def test_an_event_that_cannot_be_folded_is_ignored_and_the_figures_stay(
         await ref.tell(ConversationAnswered(ACME, uuid4(), SALES, agent, 4, 0.0))
         await ref.tell(ConversationAnswered(ACME, uuid4(), SALES, agent, "soon", 0.0))  # type: ignore[arg-type]
         await ref.tell("not an event")  # type: ignore[arg-type]
-        (queue,) = (await snapshot(ref)).queues
+        await ref.tell(AgentChanged(ACME, agent, "Ann", "online", None, "one", 2, 0.0))  # type: ignore[arg-type]
+        frame = await snapshot(ref)
+    (queue,) = frame.queues
     assert (queue.answered, queue.average_speed_of_answer_seconds) == (1, 4.0)
+    assert frame.agents == ()
     stats = aggregator.aggregator_statistics()
-    assert (stats.events_folded, stats.events_ignored, stats.actor.crashes) == (1, 2, 0)
+    assert (stats.events_folded, stats.events_ignored, stats.actor.crashes) == (1, 3, 0)
     assert any("could not fold" in record.message for record in caplog.records)
 
 

@@ -202,3 +202,25 @@ async def test_supervisor_feeds_drop_a_socket_that_cannot_take_a_snapshot_and_an
         await _snapshot(ref, account)  # handled in order: the watch has ended
         assert feeds.by_account == {} and not feeds.wants(account)
         stop.set()
+
+
+async def test_a_restarted_aggregator_still_publishes_to_the_supervisors_watching_before(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The node keeps the mailbox and the feeds across incarnations (server/node.py).
+    feeds = SupervisorFeeds()
+    mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", capacity=10)
+    supervisor, account = FakeOutbox("agent"), uuid.uuid4()
+    for incarnation in range(2):
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            ref = await nursery.start(Aggregator(mailbox, feeds=feeds, interval=1.0).run, stop)
+            if incarnation == 0:
+                await ref.tell(WatchStarted(account, supervisor))
+            else:
+                await ref.tell(QueueDescribed(account, uuid.uuid4(), "Sales"))
+                await trio.sleep(1.5)
+            await _snapshot(ref, account)
+            stop.set()
+    (frame,) = supervisor.read()
+    assert frame["type"] == "stats" and [queue["name"] for queue in frame["queues"]] == ["Sales"]
