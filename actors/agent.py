@@ -104,7 +104,8 @@ class AgentHandle:
     agent_id: UUID
     mailbox: Mailbox[m.AgentMessage]
     kept: AgentKept = field(default_factory=AgentKept, repr=False)
-    """The Agent actor's own (see `AgentKept`): nobody else reads or writes it."""
+    """The Agent actor's own (see `AgentKept`): only it writes it; `sign_out_nowait` reads its
+    tabs when the actor cannot be told (a full mailbox)."""
 
     @property
     def ref(self) -> ActorRef[m.AgentMessage]:

@@ -7,8 +7,8 @@ described, a conversation is queued, moved, offered, answered or abandoned, an a
 changes status or load). The aggregator folds each event into per-account state: its
 queues (a waiting line and the day's counters each), its agents (what supervisors see of
 each) and which queue each waiting conversation is in. Every `interval` seconds it builds
-one `LiveStats` frame per account that has a queue or an agent and that `wants` says is
-watched (a supervisor is connected), and hands it to `publish`. A `Snapshot` ask answers
+one `LiveStats` frame per account that has a queue or an agent and that is watched (a
+supervisor is connected), and hands it to its `LiveFeeds`. A `Snapshot` ask answers
 the same frame on demand (the REST endpoint).
 
 Figures per queue, counted since midnight UTC (the `wall_clock` date; one day for every
@@ -46,7 +46,7 @@ Rules
    `AGENT_PRESENCES` or a negative load is logged and ignored, and so is an event whose
    folding raised (a sender's bug): a crash would restart the aggregator empty (rule 7)
    and cost every account the day's figures.
-5. `publish` is called synchronously and must not block (it puts bytes into bounded
+5. `feeds.publish` is called synchronously and must not block (it puts bytes into bounded
    buffers). An exception from `publish` or `wants` is logged and counted; the aggregator
    goes on, and other accounts still get their snapshot.
 6. Senders should `tell_nowait`: routing never waits for statistics. An event refused by
@@ -63,6 +63,13 @@ Rules
    and does not watch the floor (`listed_while_offline`: an agent) always, anyone else (a
    supervisor, an admin) only while not offline or holding conversations (a supervisor
    watching the dashboard is not an offline agent).
+9. The aggregator owns the watchers (`LiveFeeds`): a supervisor's socket is added by
+   `WatchStarted` and removed by `WatchEnded`, both sent by the edge through the mailbox,
+   which it waits for (`tell`: a watch starts or ends after the events queued before it; a
+   full mailbox delays it, never loses it). The edge waits at most a few seconds for room
+   to send `WatchEnded` of a closed socket; if it gives up, the socket leaves at the next
+   snapshot of its account, when sending to it fails. An account nobody watches any more
+   is forgotten (no empty set is kept).
 
 Times: ``at`` of every event is a `trio.current_time()` reading supplied by the sender,
 in the same clock as the `clock` argument (by default `trio.current_time`: trio's clock
@@ -79,11 +86,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 from uuid import UUID
 
 import trio
 
+from kefu.actors.ports import Outbox
 from kefu.actors.runtime import Actor, ActorStatistics, Mailbox, Reply
 from kefu.protocol.common import MAX_LABEL_CHARS
 from kefu.protocol.permissions import Permission
@@ -155,6 +163,43 @@ class DayStore(Protocol):
     async def load_day(self, day: date) -> DayState: ...
 
     async def save_day(self, day: date, queues: Sequence[QueueDay], agents: Sequence[AgentDay]) -> None: ...
+
+
+class LiveFeeds(Protocol):
+    """Who watches each account's live statistics, and how a snapshot reaches them (rule 9).
+
+    Only the aggregator calls these, from its own task: it is the one owner of the watchers.
+    The node keeps the object, so a restarted aggregator still knows who watches."""
+
+    def watch(self, account_id: UUID, connection: Outbox) -> None: ...
+
+    def unwatch(self, account_id: UUID, connection: Outbox) -> None: ...
+
+    def wants(self, account_id: UUID) -> bool:
+        """Whether anyone watches the account."""
+        ...
+
+    def publish(self, account_id: UUID, frame: LiveStats) -> None:
+        """Send the frame to the account's watchers, without waiting; a watcher whose send
+        fails (closed, or too slow) stops watching."""
+        ...
+
+
+class Unwatched:
+    """The `LiveFeeds` of an aggregator with no supervisors (the routing benchmark): a watch is
+    ignored and no snapshot is built."""
+
+    def watch(self, account_id: UUID, connection: Outbox) -> None:
+        pass
+
+    def unwatch(self, account_id: UUID, connection: Outbox) -> None:
+        pass
+
+    def wants(self, account_id: UUID) -> bool:
+        return False
+
+    def publish(self, account_id: UUID, frame: LiveStats) -> None:
+        pass
 
 
 # -- messages --------------------------------------------------------------------------------
@@ -284,29 +329,48 @@ class Snapshot:
     reply: Reply[LiveStats]
 
 
+RoutingEvent = (
+    QueueAvailability
+    | ConversationOffered
+    | ConversationQueued
+    | ConversationAnswered
+    | ConversationEnded
+    | AgentChanged
+    | ConversationAbandoned
+    | ConversationMoved
+    | AgentGone
+    | QueueDescribed
+    | QueueRemoved
+)
+"""What happens in routing, folded into the statistics (in the order `_fold` looks for them:
+the most frequent first)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Folds:
     """Several events in one message: the dispatcher sends what one of its messages caused
     at once, so the aggregator pays one mailbox hop per batch, not per event."""
 
-    events: tuple[Any, ...]
+    events: tuple[RoutingEvent, ...]
 
 
-AggregatorMessage = (
-    Folds
-    | QueueDescribed
-    | QueueRemoved
-    | ConversationQueued
-    | ConversationMoved
-    | ConversationOffered
-    | ConversationAnswered
-    | ConversationAbandoned
-    | ConversationEnded
-    | AgentChanged
-    | AgentGone
-    | QueueAvailability
-    | Snapshot
-)
+@dataclass(frozen=True, slots=True)
+class WatchStarted:
+    """A supervisor's socket (`connection`) starts watching the account's live statistics."""
+
+    account_id: UUID
+    connection: Outbox
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEnded:
+    """The socket stops watching (it closed). Also implied when a send to it fails (rule 9)."""
+
+    account_id: UUID
+    connection: Outbox
+
+
+AggregatorMessage = Folds | RoutingEvent | Snapshot | WatchStarted | WatchEnded
 
 
 @dataclass(frozen=True, slots=True)
@@ -525,8 +589,7 @@ class Aggregator(Actor[AggregatorMessage]):
         self,
         mailbox: Mailbox[AggregatorMessage],
         *,
-        publish: Callable[[UUID, LiveStats], None],
-        wants: Callable[[UUID], bool],
+        feeds: LiveFeeds,
         interval: float = DEFAULT_INTERVAL,
         service_level_seconds: float = DEFAULT_SERVICE_LEVEL_SECONDS,
         clock: Callable[[], float] = trio.current_time,
@@ -536,8 +599,7 @@ class Aggregator(Actor[AggregatorMessage]):
         super().__init__(mailbox)
         if interval <= 0 or service_level_seconds < 0:
             raise ValueError("the interval must be positive and the service-level threshold not negative")
-        self.publish = publish
-        self.wants = wants
+        self.feeds = feeds
         self.interval = interval
         self.service_level_seconds = service_level_seconds
         self.clock = clock
@@ -558,20 +620,6 @@ class Aggregator(Actor[AggregatorMessage]):
         self._saving = False
         self.saves = 0
         self.save_failures = 0
-        self._fold: dict[type[Any], Callable[[Any], None]] = {
-            QueueDescribed: self._queue_described,
-            QueueRemoved: self._queue_removed,
-            ConversationQueued: self._queued,
-            ConversationMoved: self._moved,
-            ConversationOffered: self._offered,
-            ConversationAnswered: self._answered,
-            ConversationAbandoned: self._abandoned,
-            ConversationEnded: self._ended,
-            AgentChanged: self._agent_changed,
-            AgentGone: self._agent_gone,
-            QueueAvailability: self._availability,
-            Folds: self._folds,
-        }
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -718,10 +766,9 @@ class Aggregator(Actor[AggregatorMessage]):
             if not account.queues and not account.agents:
                 continue
             try:
-                if not self.wants(account_id):
+                if not self.feeds.wants(account_id):
                     continue
-                frame = self._snapshot(account, at, now)
-                self.publish(account_id, frame)
+                self.feeds.publish(account_id, self._snapshot(account, at, now))
             except Exception:
                 self.publish_failures += 1
                 log.exception("publishing live statistics failed", extra={"account_id": str(account_id)})
@@ -734,39 +781,75 @@ class Aggregator(Actor[AggregatorMessage]):
             # the date is looked at once a second, not for every event
             self._next_roll_check = now + 1.0
             self._roll_over()
-        if isinstance(message, Snapshot):
-            account = self._accounts.get(message.account_id)
-            at = utc_timestamp(self.wall_clock())
-            message.reply.set(LiveStats(at, (), ()) if account is None else self._snapshot(account, at, self.clock()))
-            return
-        fold = self._fold.get(type(message))
-        if fold is None:
-            self.events_ignored += 1
-            log.warning("aggregator ignored an unknown message", extra={"message_type": type(message).__name__})
-            return
-        try:
-            fold(message)
-        except Exception:
-            # a malformed event (a sender's bug) must not cost the day's figures by a restart
-            self.events_ignored += 1
-            log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(message)})
-            return
-        self.events_folded += 1
+        match message:
+            case Folds():  # what the dispatcher sends
+                self._fold(message.events)
+            case AgentChanged():  # sent alone, by every agent at every change of load
+                try:
+                    self._agent_changed(message)
+                except Exception:
+                    self._ignore(message)
+                else:
+                    self.events_folded += 1
+            case Snapshot():
+                account = self._accounts.get(message.account_id)
+                at = utc_timestamp(self.wall_clock())
+                message.reply.set(LiveStats(at, (), ()) if account is None else self._snapshot(account, at, now))
+            case WatchStarted():
+                self.feeds.watch(message.account_id, message.connection)
+            case WatchEnded():
+                self.feeds.unwatch(message.account_id, message.connection)
+            case _:
+                self._fold((message,))
 
-    def _folds(self, message: Folds) -> None:
-        for event in message.events:
-            fold = self._fold.get(type(event))
-            if fold is None or type(event) is Folds:
-                self.events_ignored += 1
-                continue
+    def _fold(self, events: tuple[RoutingEvent, ...]) -> None:
+        """Fold each event into the state (rule 1); the most frequent kinds are looked for first."""
+        for event in events:
             try:
-                fold(event)
+                match event:
+                    case QueueAvailability():
+                        self._availability(event)
+                    case ConversationOffered():
+                        self._offered(event)
+                    case ConversationQueued():
+                        self._queued(event)
+                    case ConversationAnswered():
+                        self._answered(event)
+                    case ConversationEnded():
+                        self._ended(event)
+                    case _:
+                        self._fold_rare(event)
             except Exception:
-                self.events_ignored += 1
-                log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(event)})
+                self._ignore(event)
                 continue
             self.events_folded += 1
-        self.events_folded -= 1  # the batch itself is counted by `handle`
+
+    def _ignore(self, event: object) -> None:
+        """Called in the `except` of a fold that raised: a malformed event (a sender's bug, or
+        something not an event at all, which `assert_never` refuses) must not cost the day's
+        figures by a restart (rule 4)."""
+        self.events_ignored += 1
+        log.exception("aggregator ignored an event it could not fold", extra={"aggregator_event": repr(event)})
+
+    def _fold_rare(
+        self,
+        event: AgentChanged | ConversationAbandoned | ConversationMoved | AgentGone | QueueDescribed | QueueRemoved,
+    ) -> None:
+        match event:
+            case AgentChanged():  # in a batch (an agent's own comes alone: see `handle`)
+                self._agent_changed(event)
+            case ConversationAbandoned():
+                self._abandoned(event)
+            case ConversationMoved():
+                self._moved(event)
+            case AgentGone():
+                self._agent_gone(event)
+            case QueueDescribed():
+                self._queue_described(event)
+            case QueueRemoved():
+                self._queue_removed(event)
+            case _:
+                assert_never(event)
 
     # -- folding ------------------------------------------------------------------------------
 
@@ -880,7 +963,8 @@ class Aggregator(Actor[AggregatorMessage]):
 
     def _availability(self, message: QueueAvailability) -> None:
         queue = self._account(message.account_id).queue(message.queue_id)
-        queue.agents_available = max(0, message.agents_available)
+        available = message.agents_available
+        queue.agents_available = available if available > 0 else 0
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -18,9 +18,10 @@ import trio
 
 from kefu.actors.agent import AgentHandle
 from kefu.actors.aggregator import AgentChanged, AggregatorMessage
-from kefu.actors.messages import AgentMessage, DispatcherMessage, Reannounce
+from kefu.actors.messages import AgentMessage, DispatcherMessage, Reannounce, SessionMessage
 from kefu.actors.ports import AgentProfile, ConversationStorage, SessionHandle
 from kefu.actors.runtime import ActorRef, Mailbox, MailboxFull
+from kefu.actors.store import StoreMessage
 from kefu.actors.supervisor import DynamicSupervisor, Restart, actor_child
 from kefu.actors.timers import Timers
 
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("kefu.center")
 
 SESSION_MAILBOX_CAPACITY = 512
+"""Messages a CustomerSession actor's mailbox holds (`kefu.actors.messages.SessionMessage`).
+Full: the edge waits for room (`tell`), so a flooding conversation slows its own sockets and
+loses nothing; the dispatcher never waits: it holds the message in its backlog for that
+conversation and delivers it, in order, when there is room; the timer service tries again later
+(`kefu.actors.deadlines.RETRY_FULL_MAILBOX_SECONDS`); `reannounce` reports the refused ref to its
+caller, which tries again."""
 AGENT_MAILBOX_CAPACITY = 1024
 """Messages an Agent actor's mailbox holds (`kefu.actors.messages.AgentMessage`). Full: the edge
 and the sessions wait for room (`tell`); the dispatcher and the timers never wait: the
@@ -80,7 +87,7 @@ class ContactCenter:
     def __init__(
         self,
         *,
-        store: ActorRef[Any],
+        store: ActorRef[StoreMessage],
         storage: ConversationStorage,
         timers: Timers,
         sessions: DynamicSupervisor[Any],
@@ -105,7 +112,7 @@ class ContactCenter:
         mailbox) so that the next one can withdraw what the dead one offered."""
         self.dispatcher: ActorRef[DispatcherMessage] | None = None
         self.aggregator: ActorRef[AggregatorMessage] | None = None
-        self.session_factory: Callable[[SessionHandle], Actor[Any]] | None = None
+        self.session_factory: Callable[[SessionHandle], Actor[SessionMessage]] | None = None
         self.agent_factory: Callable[[AgentHandle], Actor[AgentMessage]] | None = None
 
     # -- telling the singletons without ever blocking ---------------------------------------
@@ -122,10 +129,9 @@ class ContactCenter:
         try:
             self.aggregator.tell_nowait(message)
         except MailboxFull:
-            # Live statistics are a view: a lost fold under overload is counted, never waited for.
-            self.aggregator_drops += 1
-
-    aggregator_drops = 0
+            # Live statistics are a view: a lost fold under overload is never waited for (the
+            # mailbox counts it in its `messages_refused`).
+            pass
 
     def agent_changed(self, profile: AgentProfile, presence: str, reason: str | None, load: int) -> None:
         self.tell_aggregator(

@@ -238,7 +238,7 @@ class Dispatcher(Actor[m.DispatcherMessage]):
         self._parked: dict[UUID, Waiting] = {}
         """Waiting records of conversations under offer, to requeue them if it lapses."""
         self.decisions = 0
-        self._stats: list[agg.AggregatorMessage] = []
+        self._stats: list[agg.RoutingEvent] = []
         """Statistics events of the message being handled, sent to the aggregator at once after it."""
         self._nursery: trio.Nursery | None = None
         self._unannounced: list[Any] = []
@@ -335,7 +335,7 @@ class Dispatcher(Actor[m.DispatcherMessage]):
 
     # -- messages --------------------------------------------------------------------------
 
-    def _stat(self, event: agg.AggregatorMessage) -> None:
+    def _stat(self, event: agg.RoutingEvent) -> None:
         self._stats.append(event)
 
     async def handle(self, message: m.DispatcherMessage) -> None:

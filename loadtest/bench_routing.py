@@ -40,7 +40,7 @@ from typing import Any
 import trio
 
 from kefu.actors import messages as m
-from kefu.actors.aggregator import AGGREGATOR_MAILBOX_CAPACITY, Aggregator
+from kefu.actors.aggregator import AGGREGATOR_MAILBOX_CAPACITY, Aggregator, Unwatched
 from kefu.actors.center import CenterSettings, ContactCenter
 from kefu.actors.dispatcher import DISPATCHER_MAILBOX_CAPACITY, Dispatcher
 from kefu.actors.ports import AgentProfile, QueueSettings, SessionHandle
@@ -307,7 +307,7 @@ async def _through_dispatcher(config: BenchConfig, strategy: RoutingStrategy) ->
     async with trio.open_nursery() as nursery:
         stop = trio.Event()
         nursery.start_soon(center.timers.run, stop)
-        nursery.start_soon(Aggregator(aggregator_mailbox, publish=lambda *_: None, wants=lambda _: False).run, stop)
+        nursery.start_soon(Aggregator(aggregator_mailbox, feeds=Unwatched()).run, stop)
         dispatcher = Dispatcher(dispatcher_mailbox, center)
         nursery.start_soon(dispatcher.run, stop)
         for i in range(config.agents):

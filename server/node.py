@@ -31,10 +31,17 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from kefu.actors import messages as m
 from kefu.actors.agent import Agent
-from kefu.actors.aggregator import AGGREGATOR_MAILBOX_CAPACITY, Aggregator
+from kefu.actors.aggregator import (
+    AGGREGATOR_MAILBOX_CAPACITY,
+    Aggregator,
+    AggregatorMessage,
+    WatchEnded,
+    WatchStarted,
+)
 from kefu.actors.center import CenterSettings, ContactCenter
 from kefu.actors.dispatcher import DISPATCHER_MAILBOX_CAPACITY, Dispatcher
-from kefu.actors.runtime import Mailbox, MailboxFull, Registry
+from kefu.actors.ports import Outbox
+from kefu.actors.runtime import ActorStopped, Mailbox, MailboxFull, Registry
 from kefu.actors.session import CustomerSession
 from kefu.actors.store import STORE_MAILBOX_CAPACITY, Store, StoreMessage, StoreStatistics
 from kefu.actors.supervisor import (
@@ -60,6 +67,10 @@ from kefu.server.privacy import Privacy, check_data_keys, load_data_keys, seal_p
 from kefu.server.sockets import SupervisorFeeds
 
 log = logging.getLogger("kefu.node")
+
+WATCH_ENDED_SECONDS = 5.0
+"""Longest a closed supervisor socket waits for room in the aggregator's mailbox to say it stops
+watching; past it, the socket leaves the watchers when a send to it fails (aggregator rule 9)."""
 
 ROOT_INTENSITY = (5, 30.0)
 """More than 5 restarts of the root's children within 30 s stop the process (exit 1)."""
@@ -91,7 +102,7 @@ class Node:
         self.conversations = PostgresConversations(database, self.privacy)
         self.supervisor_feeds = SupervisorFeeds()
         self.dispatcher_mailbox: Mailbox[m.DispatcherMessage] = Mailbox("dispatcher", DISPATCHER_MAILBOX_CAPACITY)
-        self.aggregator_mailbox: Mailbox[Any] = Mailbox("aggregator", AGGREGATOR_MAILBOX_CAPACITY)
+        self.aggregator_mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", AGGREGATOR_MAILBOX_CAPACITY)
         # When one of these two gives up (more restarts than its intensity), the root
         # restarts it, and the actors it held start again on their surviving handles.
         self.agents: DynamicSupervisor[Any] = DynamicSupervisor("agents", on_restart=self._restart_agents)
@@ -154,13 +165,9 @@ class Node:
         self.dispatcher = Dispatcher(mailbox, self.center)
         return self.dispatcher
 
-    def _new_aggregator(self, mailbox: Mailbox[Any]) -> Aggregator:
-        aggregator = Aggregator(
-            mailbox,
-            publish=self.supervisor_feeds.publish,
-            wants=self.supervisor_feeds.wants,
-            store=PostgresDayStore(self.database),
-        )
+    def _new_aggregator(self, mailbox: Mailbox[AggregatorMessage]) -> Aggregator:
+        # The watchers outlive an incarnation (the node keeps them), like the mailbox.
+        aggregator = Aggregator(mailbox, feeds=self.supervisor_feeds, store=PostgresDayStore(self.database))
         if mailbox.starts > 1:
             # Restarted with nothing: the agents tell it their status and load again, the
             # dispatcher its queues, their availability and who waits (queued before anything
@@ -217,6 +224,20 @@ class Node:
                 migrations = False
         store = self.store is not None and "store" in self.registry.names()
         return {"database": database, "migrations": migrations, "store": store}
+
+    async def start_watching(self, account_id: UUID, connection: Outbox) -> None:
+        """A supervisor's socket starts getting the account's live statistics; waits for room in
+        the aggregator's mailbox (the aggregator owns the watchers, its rule 9)."""
+        await self.aggregator_mailbox.ref.tell(WatchStarted(account_id, connection))
+
+    async def stop_watching(self, account_id: UUID, connection: Outbox) -> None:
+        """The socket closed: it stops watching. Shielded (called while the socket is cancelled)
+        and bounded by `WATCH_ENDED_SECONDS`."""
+        with trio.CancelScope(shield=True), trio.move_on_after(WATCH_ENDED_SECONDS):
+            try:
+                await self.aggregator_mailbox.ref.tell(WatchEnded(account_id, connection))
+            except ActorStopped:
+                pass  # the node is stopping: nobody is published to any more
 
     def queues_changed(self, account_id: UUID) -> None:
         """An account's queues were created, changed or deleted: the dispatcher reloads them."""

@@ -40,7 +40,7 @@ import trio
 
 from kefu.actors import messages as m
 from kefu.actors.history import uuid_or_none
-from kefu.actors.ports import SessionHandle
+from kefu.actors.ports import Outbox, SessionHandle
 from kefu.protocol.agent import AGENT_FRAME_PERMISSIONS, AcceptOffer, AddNote, AgentFrame, DeclineOffer, SetStatus
 from kefu.protocol.agent import Transfer as TransferFrame
 from kefu.protocol.codec import decode_agent_frame, decode_customer_frame, encode_error, encode_frame
@@ -259,13 +259,28 @@ async def _close_at_once(code: int, reason: str) -> None:
 
 class SupervisorFeeds:
     """Connections of users who watch the live feed (`conversations.monitor`), by account, fed
-    with live statistics."""
+    with live statistics: the aggregator's `LiveFeeds`.
+
+    Written only by the aggregator, from its task (it owns the watchers, see
+    `kefu.actors.aggregator`, rule 9): the edge asks it with `WatchStarted` and `WatchEnded`.
+    The node keeps this object, so a restarted aggregator still knows who watches."""
 
     def __init__(self) -> None:
-        self.by_account: dict[UUID, set[Connection]] = defaultdict(set)
+        self.by_account: dict[UUID, set[Outbox]] = {}
+        """Only accounts somebody watches: an account's last watcher takes its set away."""
+
+    def watch(self, account_id: UUID, connection: Outbox) -> None:
+        self.by_account.setdefault(account_id, set()).add(connection)
+
+    def unwatch(self, account_id: UUID, connection: Outbox) -> None:
+        connections = self.by_account.get(account_id)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self.by_account[account_id]
 
     def wants(self, account_id: UUID) -> bool:
-        return bool(self.by_account.get(account_id))
+        return account_id in self.by_account
 
     def publish(self, account_id: UUID, frame: LiveStats) -> None:
         connections = self.by_account.get(account_id)
@@ -274,7 +289,7 @@ class SupervisorFeeds:
         data = encode_frame(frame)
         for connection in list(connections):
             if not connection.send(data):
-                connections.discard(connection)
+                self.unwatch(account_id, connection)  # closed, or too slow: it is being closed
 
 
 class Socket(Generic[F]):
@@ -635,7 +650,7 @@ class AgentSocket(Socket[AgentFrame]):
         user, connection, node = self.user, self.connection, self.edge.node
         watching = user.may(Permission.CONVERSATIONS_MONITOR)
         if watching:
-            node.supervisor_feeds.by_account[user.account_id].add(connection)
+            await node.start_watching(user.account_id, connection)
         try:
             async with trio.open_nursery() as guard:
                 guard.start_soon(self._expire)
@@ -644,7 +659,7 @@ class AgentSocket(Socket[AgentFrame]):
         finally:
             connection.mark_gone()
             if watching:
-                node.supervisor_feeds.by_account[user.account_id].discard(connection)
+                await node.stop_watching(user.account_id, connection)
             handle = node.center.agent(user.user_id)
             if handle is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(DISCONNECT_SECONDS):

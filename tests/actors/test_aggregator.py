@@ -25,16 +25,21 @@ from kefu.actors.aggregator import (
     ConversationMoved,
     ConversationOffered,
     ConversationQueued,
+    Folds,
     QueueAvailability,
     QueueDescribed,
     QueueRemoved,
     Snapshot,
+    WatchEnded,
+    WatchStarted,
     _WaitingLine,
 )
+from kefu.actors.ports import Outbox
 from kefu.actors.runtime import ActorRef, Mailbox
 from kefu.protocol import decode_server_frame, encode_frame
 from kefu.protocol.permissions import ADMIN, SUPERVISOR, permissions_of
 from kefu.protocol.server import AgentLoad, LiveStats, QueueStats
+from tests.actors.fakes import FakeOutbox
 
 pytestmark = pytest.mark.trio
 
@@ -63,6 +68,35 @@ class Clocks:
 Published = list[tuple[float, UUID, LiveStats]]
 
 
+class Feeds:
+    """A `LiveFeeds` that hands snapshots to `publish` and asks `wants`, and keeps the watchers
+    like the server's `SupervisorFeeds` does (an account's set goes with its last watcher)."""
+
+    def __init__(
+        self,
+        publish: Callable[[UUID, LiveStats], None] | None = None,
+        wants: Callable[[UUID], bool] = lambda _account: True,
+    ) -> None:
+        self.published = publish or (lambda _account, _frame: None)
+        self.wanted = wants
+        self.watchers: dict[UUID, set[Outbox]] = {}
+
+    def watch(self, account_id: UUID, connection: Outbox) -> None:
+        self.watchers.setdefault(account_id, set()).add(connection)
+
+    def unwatch(self, account_id: UUID, connection: Outbox) -> None:
+        connections = self.watchers.get(account_id, set())
+        connections.discard(connection)
+        if not connections:
+            self.watchers.pop(account_id, None)
+
+    def wants(self, account_id: UUID) -> bool:
+        return self.wanted(account_id)
+
+    def publish(self, account_id: UUID, frame: LiveStats) -> None:
+        self.published(account_id, frame)
+
+
 def make_aggregator(
     clocks: Clocks | None = None,
     *,
@@ -73,7 +107,7 @@ def make_aggregator(
     mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", capacity=1000)
     if clocks is not None:
         kwargs.update(clock=clocks.clock, wall_clock=clocks.wall_clock)
-    return Aggregator(mailbox, publish=publish or (lambda _account, _frame: None), wants=wants, **kwargs)
+    return Aggregator(mailbox, feeds=Feeds(publish, wants), **kwargs)
 
 
 @asynccontextmanager
@@ -318,11 +352,51 @@ async def test_an_event_that_cannot_be_folded_is_ignored_and_the_figures_stay(
         await ref.tell(ConversationAnswered(ACME, uuid4(), SALES, agent, 4, 0.0))
         await ref.tell(ConversationAnswered(ACME, uuid4(), SALES, agent, "soon", 0.0))  # type: ignore[arg-type]
         await ref.tell("not an event")  # type: ignore[arg-type]
-        (queue,) = (await snapshot(ref)).queues
+        await ref.tell(AgentChanged(ACME, agent, "Ann", "online", None, "one", 2, 0.0))  # type: ignore[arg-type]
+        frame = await snapshot(ref)
+    (queue,) = frame.queues
     assert (queue.answered, queue.average_speed_of_answer_seconds) == (1, 4.0)
+    assert frame.agents == ()
     stats = aggregator.aggregator_statistics()
-    assert (stats.events_folded, stats.events_ignored, stats.actor.crashes) == (1, 2, 0)
+    assert (stats.events_folded, stats.events_ignored, stats.actor.crashes) == (1, 3, 0)
     assert any("could not fold" in record.message for record in caplog.records)
+
+
+async def test_a_batch_is_folded_event_by_event_and_a_bad_event_in_it_alone_is_ignored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    aggregator = make_aggregator(Clocks())
+    conversation, agent = uuid4(), uuid4()
+    caplog.set_level(logging.ERROR, logger="kefu.aggregator")
+    events: tuple[Any, ...] = (
+        ConversationQueued(ACME, conversation, SALES, 0.0),
+        ConversationAnswered(ACME, uuid4(), SALES, agent, "soon", 0.0),  # type: ignore[arg-type]
+        Folds(()),  # not a routing event: `assert_never` refuses it
+        ConversationOffered(ACME, conversation, SALES, agent, 0.0),
+    )
+    async with running(aggregator) as ref:
+        await ref.tell(Folds(events))
+        (queue,) = (await snapshot(ref)).queues
+    assert (queue.waiting, queue.offered, queue.answered) == (1, 1, 0)
+    stats = aggregator.aggregator_statistics()
+    assert (stats.events_folded, stats.events_ignored, stats.actor.crashes) == (2, 2, 0)
+
+
+async def test_supervisors_start_and_stop_watching_through_the_mailbox() -> None:
+    feeds = Feeds()
+    aggregator = Aggregator(Mailbox("aggregator", capacity=10), feeds=feeds)
+    supervisor, another = FakeOutbox("agent"), FakeOutbox("agent")
+    async with running(aggregator) as ref:
+        await ref.tell(WatchStarted(ACME, supervisor))
+        await ref.tell(WatchStarted(ACME, another))
+        await ref.tell(WatchStarted(GLOBEX, another))
+        await snapshot(ref)  # everything told before is handled
+        assert feeds.watchers == {ACME: {supervisor, another}, GLOBEX: {another}}
+        await ref.tell(WatchEnded(ACME, supervisor))
+        await ref.tell(WatchEnded(GLOBEX, another))
+        await ref.tell(WatchEnded(GLOBEX, another))  # twice: harmless
+        await snapshot(ref)
+        assert feeds.watchers == {ACME: {another}}
 
 
 class Broken(Aggregator):
@@ -334,7 +408,7 @@ async def test_a_crash_reaches_the_supervisor_bare_and_stops_the_publisher(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", capacity=10)
-    aggregator = Broken(mailbox, publish=lambda _account, _frame: None, wants=lambda _account: True)
+    aggregator = Broken(mailbox, feeds=Feeds())
     mailbox.ref.tell_nowait(QueueDescribed(ACME, SALES, "Sales"))
     with pytest.raises(ValueError, match="a bug"):  # not wrapped in an ExceptionGroup
         await aggregator.run(trio.Event())

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import trio
+import trio.testing
 
 from kefu.actors.aggregator import (
     Aggregator,
@@ -20,12 +21,18 @@ from kefu.actors.aggregator import (
     ConversationEnded,
     ConversationOffered,
     ConversationQueued,
+    QueueDescribed,
     Snapshot,
+    WatchEnded,
+    WatchStarted,
 )
 from kefu.actors.runtime import ActorRef, Mailbox
+from kefu.protocol.errors import CLOSE_SLOW_CONSUMER
 from kefu.protocol.server import LiveStats
 from kefu.server.database import Database
 from kefu.server.live_stats import PostgresDayStore
+from kefu.server.sockets import SupervisorFeeds
+from tests.actors.fakes import FakeOutbox
 from tests.conftest import new_account, open_database
 
 
@@ -44,7 +51,7 @@ class CrashingAggregator(Aggregator):
 async def running(database: Database, *, crashing: bool = False) -> AsyncIterator[ActorRef[AggregatorMessage]]:
     mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", capacity=1000)
     kind = CrashingAggregator if crashing else Aggregator
-    aggregator = kind(mailbox, publish=lambda _a, _f: None, wants=lambda _a: True, store=PostgresDayStore(database))
+    aggregator = kind(mailbox, feeds=SupervisorFeeds(), store=PostgresDayStore(database))
     stop = trio.Event()
     async with trio.open_nursery() as nursery:
         ref = await nursery.start(aggregator.run, stop)
@@ -171,3 +178,49 @@ async def test_a_restarted_node_shows_the_days_figures_and_no_supervisor_as_an_a
             assert (queue.offered, queue.answered, queue.abandoned) == (offered, offered, 0)
             assert "Boss" not in [a.display_name for a in frame.agents]
             nursery.cancel_scope.cancel()
+
+
+async def test_supervisor_feeds_drop_a_socket_that_cannot_take_a_snapshot_and_an_account_nobody_watches(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    feeds = SupervisorFeeds()
+    mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", capacity=10)
+    reading, slow = FakeOutbox("agent"), FakeOutbox("agent", capacity=1)
+    account, queue = uuid.uuid4(), uuid.uuid4()
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        ref = await nursery.start(Aggregator(mailbox, feeds=feeds, interval=1.0).run, stop)
+        await ref.tell(WatchStarted(account, reading))
+        await ref.tell(WatchStarted(account, slow))
+        await ref.tell(QueueDescribed(account, queue, "Sales"))
+        await trio.sleep(1.5)  # one snapshot: both take it; the slow one's buffer is now full
+        assert [frame["type"] for frame in reading.read()] == ["stats"]
+        await trio.sleep(1.0)  # the next one does not fit: the slow socket is cut off and unwatched
+        assert slow.close_code == CLOSE_SLOW_CONSUMER
+        assert feeds.by_account == {account: {reading}}
+        await ref.tell(WatchEnded(account, reading))
+        await _snapshot(ref, account)  # handled in order: the watch has ended
+        assert feeds.by_account == {} and not feeds.wants(account)
+        stop.set()
+
+
+async def test_a_restarted_aggregator_still_publishes_to_the_supervisors_watching_before(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The node keeps the mailbox and the feeds across incarnations (server/node.py).
+    feeds = SupervisorFeeds()
+    mailbox: Mailbox[AggregatorMessage] = Mailbox("aggregator", capacity=10)
+    supervisor, account = FakeOutbox("agent"), uuid.uuid4()
+    for incarnation in range(2):
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            ref = await nursery.start(Aggregator(mailbox, feeds=feeds, interval=1.0).run, stop)
+            if incarnation == 0:
+                await ref.tell(WatchStarted(account, supervisor))
+            else:
+                await ref.tell(QueueDescribed(account, uuid.uuid4(), "Sales"))
+                await trio.sleep(1.5)
+            await _snapshot(ref, account)
+            stop.set()
+    (frame,) = supervisor.read()
+    assert frame["type"] == "stats" and [queue["name"] for queue in frame["queues"]] == ["Sales"]
