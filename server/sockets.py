@@ -135,13 +135,23 @@ class Connection:
         "user_id",
     )
 
-    def __init__(self, role: ParticipantRole, user_id: UUID, account_id: UUID, capacity: int) -> None:
+    def __init__(
+        self,
+        role: ParticipantRole,
+        user_id: UUID,
+        account_id: UUID,
+        capacity: int,
+        *,
+        sees_contact_details: bool | None = None,
+    ) -> None:
         self.role: str = role
         """Which side of a conversation the socket is on: "customer" or "agent"."""
         self.user_id = user_id
         self.account_id = account_id
-        self.sees_contact_details = role == "customer"
-        """Texts show phone numbers and e-mail addresses as written; agents: set from the permission."""
+        self.sees_contact_details = role == "customer" if sees_contact_details is None else sees_contact_details
+        """Texts show phone numbers and e-mail addresses as written: a customer's; an agent's from
+        the permission at the handshake. Once the Agent actor has the socket, it alone changes
+        this (`ContactDetailsVisibility`)."""
         self._buffer: deque[bytes] = deque()
         self._capacity = capacity
         self._nursery: trio.Nursery | None = None
@@ -631,8 +641,13 @@ class AgentSocket(Socket[AgentFrame]):
             log.warning("agent actor could not start", exc_info=True, extra={"agent_id": str(user.user_id)})
             await _close_at_once(CLOSE_TRY_AGAIN_LATER, STORAGE_UNAVAILABLE)
             return None
-        connection = Connection("agent", user.user_id, user.account_id, node.config.send_buffer_frames)
-        connection.sees_contact_details = user.may(Permission.CONTACTS_VIEW_UNMASKED)
+        connection = Connection(
+            "agent",
+            user.user_id,
+            user.account_id,
+            node.config.send_buffer_frames,
+            sees_contact_details=user.may(Permission.CONTACTS_VIEW_UNMASKED),
+        )
         socket = cls(edge, connection, user)
         connection.send(edge.welcome("agent", user.user_id, user.display_name))
         websocket.report_refusals(socket.refused)  # as for customers: `welcome` goes first
