@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, assert_never
 from uuid import UUID
 
@@ -141,6 +142,14 @@ class AgentHandle:
                     connection.close(CLOSE_POLICY, "signed out")
         except ActorStopped:
             pass
+
+    async def show_contact_details(self, sees: bool) -> None:
+        """Have the actor set whether the agent's open tabs see contact details as written, and
+        wait until it has (a change applies to open sockets at once); logged if it cannot."""
+        try:
+            await self.mailbox.ref.ask(partial(m.ContactDetailsVisibility, sees), timeout=ASK_AGENT_SECONDS)
+        except (AskTimeout, ActorStopped, ActorCrashed):
+            log.warning("agent did not apply a contact details change", extra={"agent_id": str(self.agent_id)})
 
     async def connections(self) -> frozenset[Outbox]:
         """The agent's open connections now, as the actor answers (none if it cannot)."""
@@ -277,6 +286,7 @@ class Agent(Actor[m.AgentMessage]):
                 | m.SignedOut()
                 | m.Deliver()
                 | m.ListConnections()
+                | m.ContactDetailsVisibility()
             ):
                 await self._on_tabs(message)
             case (
@@ -308,6 +318,10 @@ class Agent(Actor[m.AgentMessage]):
                 await self._signed_out(session_token_hash)
             case m.ListConnections(reply):
                 reply.set(frozenset(self.kept.tabs))
+            case m.ContactDetailsVisibility(sees, reply):
+                for connection in self.kept.tabs:
+                    connection.sees_contact_details = sees
+                reply.set(None)
             case _:
                 assert_never(message)
 

@@ -363,7 +363,18 @@ class ListConnections:
     reply: Reply[frozenset[Outbox]]
 
 
-AgentTabMessage: TypeAlias = Connected | Disconnected | ReconnectGraceOver | SignedOut | Deliver | ListConnections
+@dataclass(frozen=True, slots=True)
+class ContactDetailsVisibility:
+    """The agent's `contacts.view_unmasked` changed: the Agent actor sets `sees_contact_details`
+    on its tabs (it is the flag's only writer once a tab is its own), then answers through `reply`."""
+
+    sees: bool
+    reply: Reply[None]
+
+
+AgentTabMessage: TypeAlias = (
+    Connected | Disconnected | ReconnectGraceOver | SignedOut | Deliver | ListConnections | ContactDetailsVisibility
+)
 """What concerns the agent's open connections (tabs)."""
 
 AgentWorkMessage: TypeAlias = (

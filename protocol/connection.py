@@ -10,6 +10,8 @@ does what the one decision it gets back says:
   hand it to the actor that owns what it is about. The frame is its own decision, without a
   wrapper, so delivering a message costs no allocation more than decoding it did;
 - an ``Answer`` (a ``ServerError`` or a ``Pong``): send it to the client; nothing else happens;
+- a ``Forbidden``: write the refusal to the audit log (action ``forbidden``, what was attempted),
+  then send its ``answer``; the frame is not delivered;
 - a ``Close``: send its ``error`` first when it has one, then close the socket with ``code``.
 
 When the edge starts waiting for the next message it calls ``listen(now)``, which gives the
@@ -34,8 +36,10 @@ Rules
    refused without a close code of its own gets its error, then the close 4003.
 5. ``ping`` is answered with ``pong``.
 6. A frame whose permission (``kefu.protocol.agent.AGENT_FRAME_PERMISSIONS``) the signed-in
-   user lacks is answered with ``forbidden`` and changes nothing: it is not delivered and does
-   not count as invalid. A customer's socket checks nothing (a customer holds no permission).
+   user lacks is a ``Forbidden`` (its answer the error ``forbidden``) and changes nothing: it is
+   not delivered and does not count as invalid. It has passed the bucket of rule 2, so the audit
+   rows one socket causes are bounded by its rate. A customer's socket checks nothing (a
+   customer holds no permission).
 7. Silence from ``listen(now)`` for 1.5 times ``heartbeat_seconds`` closes with 4002, without an
    ``error``: ``tick(now)`` at or after the deadline answers the ``Close``, before it ``None``.
 8. What the websocket layer refuses closes with its code: a message that is not UTF-8 (1007)
@@ -88,6 +92,7 @@ __all__ = [
     "Close",
     "ConnectionLimits",
     "ConnectionPolicy",
+    "Forbidden",
     "FrameDecoder",
     "client_id_of",
 ]
@@ -132,6 +137,19 @@ class Close:
 
 Answer = ServerError | Pong
 """A frame to send back to the client; the connection goes on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forbidden:
+    """A frame the user lacks the permission for (rule 6): audit the refusal, then send `answer`.
+    The connection goes on."""
+
+    answer: ServerError
+    """The `error` frame `forbidden` for the client."""
+    attempted: str
+    """The refused frame's type (``status.set``, ``message.send``, ...)."""
+    conversation_id: str | None
+    """The conversation the frame names, as the client wrote it; None when it names none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +211,16 @@ def _forbidden_frames(
     return forbidden or _NOTHING_FORBIDDEN
 
 
+def _forbidden(frame: object, refusal: str) -> Forbidden:
+    answer = ServerError(code="forbidden", message=refusal, retryable=False, ref=getattr(frame, "client_id", None))
+    conversation_id = getattr(frame, "conversation_id", None)
+    return Forbidden(
+        answer,
+        getattr(frame, "TYPE", type(frame).__name__),
+        conversation_id if isinstance(conversation_id, str) else None,
+    )
+
+
 class ConnectionPolicy(Generic[F]):
     """The rules of one connection; see the module's theory of operation and rules."""
 
@@ -241,7 +269,7 @@ class ConnectionPolicy(Generic[F]):
         """The time by which the next message must arrive (rule 7)."""
         return self._deadline
 
-    def receive(self, message: str | bytes, now: float) -> F | Answer | Close:
+    def receive(self, message: str | bytes, now: float) -> F | Answer | Forbidden | Close:
         """What to do with one message the client sent at `now` (rules 1-6, 9)."""
         if self._closed is not None:
             return self._closed
@@ -267,9 +295,7 @@ class ConnectionPolicy(Generic[F]):
             return Pong(frame.nonce)
         refusal = self._forbidden.get(type(frame))
         if refusal is not None:
-            return ServerError(
-                code="forbidden", message=refusal, retryable=False, ref=getattr(frame, "client_id", None)
-            )
+            return _forbidden(frame, refusal)
         return frame
 
     def listen(self, now: float) -> float:

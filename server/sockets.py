@@ -14,7 +14,9 @@ Rules
    agent's socket is closed with 1008 when its session token expires (sign-out, disabling
    and a role change close it through the Agent actor).
 2. What the policy refuses is answered with its `error` frame (and, when it decides so, a
-   close code); it never reaches an actor.
+   close code); it never reaches an actor. A frame refused for a permission the user lacks
+   (`Forbidden`) is written to the audit log as `forbidden` first, with the frame type as
+   `attempted` (docs/security.md, "Permissions and roles").
 3. A connection whose send buffer is full is closed with 4001 (slow consumer); the
    client reconnects and resumes. Nobody else waits for it.
 4. What the websocket layer refuses before the protocol sees it goes to the policy too: a text
@@ -49,6 +51,7 @@ from kefu.protocol.connection import (
     Close,
     ConnectionLimits,
     ConnectionPolicy,
+    Forbidden,
     FrameDecoder,
 )
 from kefu.protocol.customer import CloseConversation, CustomerFrame, StartConversation
@@ -71,7 +74,7 @@ from kefu.protocol.server import (
     utc_timestamp,
 )
 from kefu.protocol.throttle import Rate
-from kefu.server import auth
+from kefu.server import audit, auth
 from kefu.server.database import DatabaseUnavailable
 from kefu.server.webchat import Visitor, authenticate_visitor
 from kefu.server.websocket_asgi import ASGIApp, WebsocketRoutes, websocket
@@ -132,13 +135,23 @@ class Connection:
         "user_id",
     )
 
-    def __init__(self, role: ParticipantRole, user_id: UUID, account_id: UUID, capacity: int) -> None:
+    def __init__(
+        self,
+        role: ParticipantRole,
+        user_id: UUID,
+        account_id: UUID,
+        capacity: int,
+        *,
+        sees_contact_details: bool | None = None,
+    ) -> None:
         self.role: str = role
         """Which side of a conversation the socket is on: "customer" or "agent"."""
         self.user_id = user_id
         self.account_id = account_id
-        self.sees_contact_details = role == "customer"
-        """Texts show phone numbers and e-mail addresses as written; agents: set from the permission."""
+        self.sees_contact_details = role == "customer" if sees_contact_details is None else sees_contact_details
+        """Texts show phone numbers and e-mail addresses as written: a customer's; an agent's from
+        the permission at the handshake. Once the Agent actor has the socket, it alone changes
+        this (`ContactDetailsVisibility`)."""
         self._buffer: deque[bytes] = deque()
         self._capacity = capacity
         self._nursery: trio.Nursery | None = None
@@ -310,6 +323,11 @@ class Socket(Generic[F]):
     async def deliver(self, frame: F) -> None:
         """Hand a frame the policy let through to the actor that owns what it is about."""
         raise NotImplementedError
+
+    async def forbid(self, refusal: Forbidden) -> None:
+        """A frame the user lacks the permission for: audited (by sockets with a user), then
+        answered `forbidden`."""
+        self.connection.send(encode_frame(refusal.answer))
 
 
 class Edge:
@@ -493,6 +511,8 @@ async def _read(socket: Socket[F]) -> None:
                 return
             case ServerError() | Pong():
                 connection.send(encode_frame(decision))
+            case Forbidden():
+                await socket.forbid(decision)
             case _:
                 await deliver(decision)
 
@@ -636,8 +656,13 @@ class AgentSocket(Socket[AgentFrame]):
             log.warning("agent actor could not start", exc_info=True, extra={"agent_id": str(user.user_id)})
             await _close_at_once(CLOSE_TRY_AGAIN_LATER, STORAGE_UNAVAILABLE)
             return None
-        connection = Connection("agent", user.user_id, user.account_id, node.config.send_buffer_frames)
-        connection.sees_contact_details = user.may(Permission.CONTACTS_VIEW_UNMASKED)
+        connection = Connection(
+            "agent",
+            user.user_id,
+            user.account_id,
+            node.config.send_buffer_frames,
+            sees_contact_details=user.may(Permission.CONTACTS_VIEW_UNMASKED),
+        )
         socket = cls(edge, connection, user)
         connection.send(edge.welcome("agent", user.user_id, user.display_name))
         websocket.report_refusals(socket.refused)  # as for customers: `welcome` goes first
@@ -670,6 +695,27 @@ class AgentSocket(Socket[AgentFrame]):
         # close it earlier through the Agent actor.
         await trio.sleep(max(0.0, (self.user.expires_at - datetime.now(UTC)).total_seconds()))
         self.connection.apply(SESSION_EXPIRED)
+
+    async def forbid(self, refusal: Forbidden) -> None:
+        # Audited before the answer, as REST's `refuse` does; the policy's rate limit bounds
+        # how many rows one socket can write (each refused frame took a token).
+        user = self.user
+        target: tuple[str, UUID | None] = ("agent", user.user_id)  # a frame about no conversation: themself
+        if refusal.conversation_id is not None:
+            target = ("conversation", uuid_or_none(refusal.conversation_id))
+        try:
+            await audit.record(
+                self.edge.node.database,
+                user.account_id,
+                user.role,
+                user.user_id,
+                "forbidden",
+                *target,
+                {"attempted": refusal.attempted},
+            )
+        except Exception:
+            log.warning("could not write an audit record", extra={"action": "forbidden"}, exc_info=True)
+        self.connection.send(encode_frame(refusal.answer))
 
     async def deliver(self, frame: AgentFrame) -> None:
         user, connection, center = self.user, self.connection, self.edge.node.center

@@ -233,9 +233,7 @@ async def _follow_change(call: Call[Any, Any], changed: UUID, agent: dict[str, A
     if (handle := kefu.center.agent(changed)) is not None:
         # Open sockets mask texts by the permission: they follow a change at once.
         granted = await roles.permissions_of_user(kefu.database, call.user.account_id, changed) or frozenset()
-        sees = Permission.CONTACTS_VIEW_UNMASKED in granted
-        for connection in await handle.connections():
-            connection.sees_contact_details = sees
+        await handle.show_contact_details(Permission.CONTACTS_VIEW_UNMASKED in granted)
 
 
 @route(

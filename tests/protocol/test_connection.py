@@ -25,6 +25,7 @@ from kefu.protocol.connection import (
     Close,
     ConnectionLimits,
     ConnectionPolicy,
+    Forbidden,
     client_id_of,
 )
 from kefu.protocol.errors import (
@@ -79,6 +80,15 @@ def message(number: int) -> str:
 
 def is_error(decision: object, code: str) -> bool:
     return isinstance(decision, ServerError) and decision.code == code
+
+
+def is_forbidden(decision: object, attempted: str, conversation_id: str | None = None) -> bool:
+    """A `Forbidden` the edge audits as `attempted` on `conversation_id`, answered `forbidden`."""
+    return (
+        isinstance(decision, Forbidden)
+        and decision.answer.code == "forbidden"
+        and (decision.attempted, decision.conversation_id) == (attempted, conversation_id)
+    )
 
 
 # --- one rule at a time ------------------------------------------------------------------------
@@ -212,18 +222,21 @@ def test_what_the_websocket_layer_refuses_closes_with_its_code(
 def test_a_frame_whose_permission_the_user_lacks_is_forbidden_and_changes_nothing() -> None:
     policy = agent_policy(permissions=frozenset())
     forbidden = policy.receive(message(1), 0.0)
-    assert forbidden == ServerError(
-        "forbidden", "message.send needs the permission conversations.handle", retryable=False, ref="c-1"
+    # a decision the edge tells apart from other answers: it audits what was attempted, and where
+    assert forbidden == Forbidden(
+        ServerError("forbidden", "message.send needs the permission conversations.handle", retryable=False, ref="c-1"),
+        "message.send",
+        "conv-1",
     )
-    assert is_error(policy.receive(wire(SetStatus("online")), 0.0), "forbidden")
-    assert is_error(policy.receive(wire(AcceptOffer("offer-1")), 0.0), "forbidden")
+    assert is_forbidden(policy.receive(wire(SetStatus("online")), 0.0), "status.set")
+    assert is_forbidden(policy.receive(wire(AcceptOffer("offer-1")), 0.0), "offer.accept")
     # frames that need only a signed-in user pass
     assert policy.receive(wire(Resume("conv-1", 3)), 0.0) == Resume("conv-1", 3)
     assert policy.receive(wire(Ping("p")), 0.0) == Pong("p")
     # forbidden frames are not invalid ones: many of them close nothing
     many = agent_policy(permissions=frozenset())
     for number in range(2 * MAX_INVALID_FRAMES):
-        assert is_error(many.receive(wire(MarkRead("conv-1", number)), number * 0.2), "forbidden")
+        assert is_forbidden(many.receive(wire(MarkRead("conv-1", number)), number * 0.2), "read", "conv-1")
     assert many.closed is None
     # with the permission, the same frame is delivered
     allowed = agent_policy(permissions=frozenset({Permission.CONVERSATIONS_HANDLE}))
@@ -365,6 +378,9 @@ def check_decisions(
                 invalid += code in PROTOCOL_ERROR_CODES
                 passed += code != "rate_limited"
             case Pong():
+                passed += 1
+            case Forbidden(answer=answer):
+                assert answer.code == "forbidden"
                 passed += 1
             case None:
                 pass

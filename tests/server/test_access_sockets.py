@@ -1,6 +1,7 @@
 """Access ends on open sockets too: an expired session, sign-out, disabling and a role change
 (which revokes the sessions: the user signs in again with the new role) close the agent's
-websockets with 1008; a department change re-scopes them without a close."""
+websockets with 1008; a department change re-scopes them without a close. A frame the user
+lacks the permission for is refused `forbidden`, changes nothing, and is audited."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import trio
 
 from kefu.protocol.agent import SetStatus
-from kefu.protocol.common import Ping, Resume
+from kefu.protocol.common import Ping, Resume, SendMessage
 from kefu.protocol.customer import StartConversation
 from tests.server.live import AGENT_PASSWORD, Agent, Center, Client, connect, live_center
 
@@ -162,4 +163,46 @@ async def test_a_visitor_token_unused_for_visitor_ttl_days_has_expired(database_
             UUID(recent.customer_id),
         )
         assert row["renewed"]
+        nursery.cancel_scope.cancel()
+
+
+async def test_frames_refused_for_a_missing_permission_change_nothing_and_are_audited(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    """docs/security.md, "Permissions and roles": every refusal is audited as `forbidden` with
+    what was attempted, frames included."""
+    async with live_center(database_dsn, tmp_path) as center, trio.open_nursery() as nursery, AsyncExitStack() as stack:
+        admin = center.auth(center.admin_token)
+        role = await center.http.post(
+            "/api/v1/roles", json={"name": "Monitor only", "permissions": ["conversations.monitor"]}, headers=admin
+        )
+        assert role.status_code == 201, role.text
+        watcher = await center.add_agent("Wanda", role="Monitor only")
+        visitor = await center.add_visitor()
+        customer = await stack.enter_async_context(
+            connect(nursery, f"{center.ws_base}/ws/customer?token={visitor.token}")
+        )
+        await customer.wait_for("welcome")
+        await customer.send(StartConversation(client_id="start-1"))
+        (ack,) = await customer.wait_for("ack", client_id="start-1")
+        client = await _socket(stack, nursery, center, watcher)
+
+        await client.send(SetStatus("online"))
+        await client.send(SendMessage("m-1", ack.conversation_id, "text", text="hello"))
+        await client.wait_for("error", code="forbidden", ref=None)
+        await client.wait_for("error", code="forbidden", ref="m-1")
+        await client.round_trip()
+        # nothing changed: the watcher never went online (no offer of the waiting conversation)
+        # and the customer got no message
+        assert client.of("offer") == [] and all(s.status != "online" for s in client.of("status"))
+        await customer.round_trip()
+        assert [e for e in customer.events(ack.conversation_id) if e.kind == "message"] == []
+
+        response = await center.http.get("/api/v1/audit-log", headers=admin)
+        assert response.status_code == 200, response.text
+        rows = [e for e in response.json()["entries"] if e["action"] == "forbidden" and e["actor_id"] == watcher.id]
+        assert sorted((e["detail"]["attempted"], e["target_type"], e["target_id"]) for e in rows) == [
+            ("message.send", "conversation", ack.conversation_id),
+            ("status.set", "agent", watcher.id),
+        ]
         nursery.cancel_scope.cancel()
