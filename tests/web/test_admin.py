@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
+from kefu.protocol.permissions import Permission
+from kefu.server.roles import list_permissions
 from tests.web.conftest import ADMIN_PASSWORD, KefuProcess, Tenant, screenshot, sign_in
+
+
+def _description(permission: Permission) -> str:
+    """The permission's English description, as the Roles form labels its checkbox."""
+    (described,) = [p.description for p in list_permissions() if p.name == permission]
+    return described
 
 
 def test_admin_sets_up_the_contact_center(
@@ -132,7 +140,7 @@ def test_admin_defines_a_custom_role_and_its_holder_gets_exactly_its_permissions
     )
 
     form.get_by_label("Name").fill("Night shift")
-    form.get_by_label("List agents, departments, teams and skills.").check()
+    form.get_by_label(_description(Permission.DIRECTORY_READ)).check()
     form.get_by_label("Go online, take offers", exact=False).check()
     form.get_by_role("button", name="Save").click()
     night = roles.locator('tr[data-role="Night shift"]')
@@ -162,8 +170,8 @@ def test_admin_defines_a_custom_role_and_its_holder_gets_exactly_its_permissions
     expect(page.locator("#roles-error")).to_have_text("Someone holds this role: give them another role first.")
     night.get_by_role("button", name="Edit Night shift").click()
     expect(form.get_by_label("Name")).to_have_value("Night shift")
-    form.get_by_label("List agents, departments, teams and skills.").uncheck()
-    form.get_by_label("See the account's statistics and reports.").check()
+    form.get_by_label(_description(Permission.DIRECTORY_READ)).uncheck()
+    form.get_by_label(_description(Permission.REPORTS_VIEW)).check()
     form.get_by_role("button", name="Save").click()
     expect(night.locator("td").first).to_have_text("conversations.handle, reports.view")
     assert tenant.api("GET", "/api/v1/me", token=token).status_code == 401
@@ -180,7 +188,7 @@ def test_admin_defines_a_custom_role_and_its_holder_gets_exactly_its_permissions
 
     page.get_by_label("Language").select_option("zh-CN")
     expect(page.get_by_role("heading", name="角色", exact=True)).to_be_visible()
-    expect(page.locator("#role-permissions")).to_contain_text("查看账户的统计和报表。")
+    expect(page.locator("#role-permissions")).to_contain_text("查看过往时段的报表（报表页面；实时看板需要 conversations.monitor）。")
     expect(roles.locator("tr").first.locator("th")).to_have_text("管理员")
     form.get_by_label("名称").fill("Admin")
     form.get_by_role("button", name="保存").click()
