@@ -43,6 +43,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SUPPORTED_VERSIONS",
     "Envelope",
+    "Link",
+    "Location",
     "MarkRead",
     "MessageKind",
     "Ping",
@@ -89,6 +91,23 @@ class Envelope(
 
 class Record(Struct, frozen=True, omit_defaults=True, gc=False):
     """A nested object inside a frame (a sender, a customer, a queue's figures...)."""
+
+
+class Location(Record, frozen=True, kw_only=True):
+    """A place a customer shares (a ``location`` message), in WGS-84 degrees."""
+
+    latitude: Annotated[float, Meta(ge=-90, le=90)]
+    longitude: Annotated[float, Meta(ge=-180, le=180)]
+    name: Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)] | None = None
+    address: Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS * 2)] | None = None
+
+
+class Link(Record, frozen=True, kw_only=True):
+    """A web page shared as a card (a ``link`` message): its address and what the card shows."""
+
+    url: Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://")]
+    title: Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS)] | None = None
+    description: Annotated[str, Meta(min_length=1, max_length=MAX_LABEL_CHARS * 2)] | None = None
 
 
 class SendMessage(Envelope, frozen=True, tag="message.send"):
