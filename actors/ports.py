@@ -15,6 +15,7 @@ from uuid import UUID
 
 from kefu.actors.runtime import ActorRef, Mailbox
 from kefu.protocol.permissions import Permission
+from kefu.protocol.server import Ack, ServerError
 
 if TYPE_CHECKING:
     from kefu.actors.messages import SessionMessage
@@ -49,6 +50,16 @@ class Outbox(Protocol):
 
     def room(self) -> int:
         """Frames that can be sent now without cutting the connection off."""
+        ...
+
+    def acked(self, ack: Ack) -> None:
+        """The sender's frame is stored as `ack.seq` (or was a retry of what is): the session's
+        answer to the one who sent it, typed, so that a channel that is not a websocket (an API
+        call waiting for its answer) never decodes kefu's frames back. Never waits."""
+        ...
+
+    def refused(self, error: ServerError) -> None:
+        """The sender's frame was refused and changed nothing (`error.ref` names it). Never waits."""
         ...
 
 

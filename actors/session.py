@@ -68,7 +68,7 @@ from kefu.actors.ports import ConversationRow, Outbox, SessionHandle, StoredEven
 from kefu.actors.runtime import Actor, AskTimeout
 from kefu.actors.store import AppendRejected, EventRecord, StoreUnavailable, append
 from kefu.protocol.agent import AddNote, Transfer
-from kefu.protocol.codec import encode_error, encode_frame
+from kefu.protocol.codec import encode_frame
 from kefu.protocol.common import MarkRead, Resume, SendMessage, SetTyping
 from kefu.protocol.conversation import Event, State
 from kefu.protocol.customer import CloseConversation
@@ -84,6 +84,7 @@ from kefu.protocol.server import (
     QueuePosition,
     Resumed,
     Sender,
+    ServerError,
     utc_timestamp,
 )
 
@@ -368,7 +369,7 @@ class CustomerSession(Actor[m.SessionMessage]):
         self._ack(connection, key[2], seq)
 
     def _ack(self, connection: Outbox, client_id: str, seq: int) -> None:
-        connection.send(encode_frame(Ack(client_id=client_id, conversation_id=str(self.conversation_id), seq=seq)))
+        connection.acked(Ack(client_id=client_id, conversation_id=str(self.conversation_id), seq=seq))
 
     # -- messages ----------------------------------------------------------------------------
 
@@ -438,12 +439,16 @@ class CustomerSession(Actor[m.SessionMessage]):
             await handler(message)
         except Refused as refusal:
             ref = getattr(frame, "client_id", None)
-            connection.send(encode_error(refusal.code, str(refusal), ref=ref, retryable=refusal.retryable))
+            connection.refused(
+                ServerError(code=refusal.code, message=str(refusal), ref=ref, retryable=refusal.retryable)
+            )
         except Exception:
             # the session crashes and is rebuilt from the log; the sender is not left waiting
             ref = getattr(frame, "client_id", None)
-            connection.send(
-                encode_error("unavailable", "internal error; retry with the same client_id", ref=ref, retryable=True)
+            connection.refused(
+                ServerError(
+                    code="unavailable", message="internal error; retry with the same client_id", ref=ref, retryable=True
+                )
             )
             raise
 
@@ -941,7 +946,7 @@ class CustomerSession(Actor[m.SessionMessage]):
             events = await self.center.storage.events_after(self.conversation_id, after_seq, min(page_size, room))
         except Exception as error:
             message = f"cannot read the history now: {error.__class__.__name__}"
-            connection.send(encode_error("unavailable", message, retryable=True))
+            connection.refused(ServerError(code="unavailable", message=message, retryable=True))
             return False
         for_customer = connection.role == "customer"
         for event in events:

@@ -64,6 +64,7 @@ from kefu.protocol.errors import (
 )
 from kefu.protocol.permissions import Permission
 from kefu.protocol.server import (
+    Ack,
     ConversationList,
     ConversationSummary,
     Limits,
@@ -183,6 +184,12 @@ class Connection:
         if self._closed:
             return 0
         return self._capacity - len(self._buffer)
+
+    def acked(self, ack: Ack) -> None:
+        self.send(encode_frame(ack))
+
+    def refused(self, error: ServerError) -> None:
+        self.send(encode_frame(error))
 
     def close(self, code: int, reason: str) -> None:
         if self._closed:

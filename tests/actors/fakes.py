@@ -27,6 +27,8 @@ import trio
 
 from kefu.actors.ports import AgentProfile, ConversationRow, QueueSettings, StoredEvent
 from kefu.actors.store import Appended, AppendRejected, EventRecord, StoreUnavailable
+from kefu.protocol.codec import encode_frame
+from kefu.protocol.server import Ack, ServerError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -374,6 +376,12 @@ class FakeOutbox:
 
     def room(self) -> int:
         return 0 if self._closed else self.capacity - len(self._buffered)
+
+    def acked(self, ack: Ack) -> None:
+        self.send(encode_frame(ack))
+
+    def refused(self, error: ServerError) -> None:
+        self.send(encode_frame(error))
 
     # -- the client's side ----------------------------------------------------------------------
 

@@ -21,8 +21,9 @@ from kefu.actors.runtime import Actor, Mailbox
 from kefu.actors.supervisor import DynamicSupervisor
 from kefu.actors.timers import Timers
 from kefu.protocol import decode_server_frame
+from kefu.protocol.codec import encode_frame
 from kefu.protocol.permissions import AGENT, permissions_of
-from kefu.protocol.server import CustomerSummary
+from kefu.protocol.server import Ack, CustomerSummary, ServerError
 
 ACCOUNT = UUID(int=1)
 DEFAULT_QUEUE = UUID(int=2)
@@ -60,6 +61,12 @@ class FakeConnection:
 
     def room(self) -> int:
         return self._room
+
+    def acked(self, ack: Ack) -> None:
+        self.send(encode_frame(ack))
+
+    def refused(self, error: ServerError) -> None:
+        self.send(encode_frame(error))
 
     def of(self, kind: str) -> list[Any]:
         """The frames of one `TYPE` (``offer``, ``status`` …), oldest first."""
