@@ -56,6 +56,8 @@ class Permission(StrEnum):
     """Change a customer's record."""
     CUSTOMERS_ERASE = "customers.erase"
     """Erase a customer's personal data (right to be forgotten)."""
+    CUSTOMERS_MERGE = "customers.merge"
+    """Merge two customer records into one, and split a wrong merge."""
     QUEUES_MANAGE = "queues.manage"
     """Create, change and delete queues."""
     DIRECTORY_READ = "directory.read"
@@ -72,6 +74,8 @@ class Permission(StrEnum):
     """Read the account's audit log."""
     ROLES_MANAGE = "roles.manage"
     """Define, change and delete custom roles."""
+    CHANNELS_MANAGE = "channels.manage"
+    """Set up channels: API keys, webhooks, the app's identity secret."""
 
 
 ALL_PERMISSIONS: Final[frozenset[Permission]] = frozenset(Permission)
@@ -99,6 +103,7 @@ _SUPERVISOR_PERMISSIONS: Final = _AGENT_PERMISSIONS | {
     Permission.CONVERSATIONS_MONITOR,
     Permission.CONTACTS_VIEW_UNMASKED,
     Permission.CUSTOMERS_UPDATE,
+    Permission.CUSTOMERS_MERGE,
     Permission.DIRECTORY_READ,
     Permission.REPORTS_VIEW,
 }

@@ -142,6 +142,7 @@
       "permission.contacts.view_unmasked": "查看客户完整的电话号码和电子邮箱（不打码）。",
       "permission.customers.update": "修改客户资料。",
       "permission.customers.erase": "删除客户的个人数据（被遗忘权）。",
+      "permission.customers.merge": "合并两个客户记录，并拆分错误的合并。",
       "permission.queues.manage": "创建、修改和删除队列。",
       "permission.directory.read": "查看坐席、部门、团队和技能。",
       "permission.directory.manage": "创建和修改坐席、部门、团队和技能；解锁被锁定的坐席。",
@@ -150,6 +151,7 @@
       "permission.reports.view": "查看过往时段的报表（报表页面；实时看板需要 conversations.monitor）。",
       "permission.audit.read": "查看账户的审计日志。",
       "permission.roles.manage": "定义、修改和删除自定义角色。",
+      "permission.channels.manage": "设置渠道：API 密钥、Webhook、App 的身份验证密钥。",
     },
   });
 
